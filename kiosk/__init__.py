@@ -1,0 +1,3 @@
+"""Face-recognition attendance kiosk for Indonesian civil servants (ASN)."""
+
+__version__ = "0.1.0"

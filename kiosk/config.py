@@ -7,9 +7,22 @@ with its key path (``recognizer.decision.accept_distance: ...``).
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import math
+import os
+import stat
+import sys
+import tomllib
+import types
+import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from kiosk.errors import ConfigError
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
@@ -31,7 +44,7 @@ class DeviceConfig:
     id: str = _f("kiosk-dev", "Device id, unique in the regency (used in events and topics).")
     office: str = _f("Kantor Contoh", "Office name shown on the screen.")
     timezone: str = _f("Asia/Makassar", "IANA time zone of the site (WITA by default).")
-    state_dir: Path = _f(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")
+    state_dir: Path = _f(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")  # noqa: RUF009
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ class CameraConfig:
     """The frame source, chosen by ``source``; the other keys apply to the sources that name them."""
 
     source: Literal["picamera2", "v4l2", "replay"] = _f("replay", "Frame source backend.")
-    path: Path | None = _f(None, "replay: a video file, an animated GIF, or a folder of images.")
+    path: Path | None = _f(None, "replay: a video file, an animated GIF, or a folder of images.")  # noqa: RUF009
     realtime: bool = _f(True, "replay: pace frames at the clip's rate (dropping late ones) or run flat out.")
     loop: bool = _f(False, "replay: start again at the end instead of stopping.")
     fps: float = _f(30.0, "Frames per second asked of the camera; replay of an image folder uses it too.",
@@ -47,7 +60,8 @@ class CameraConfig:
     device: str = _f("/dev/video0", "v4l2: the video device.")
     width: int = _f(1280, "Width of the main (display and encoding) stream.", lo=160, hi=4608)
     height: int = _f(720, "Height of the main stream.", lo=120, hi=2592)
-    capture_timeout_s: float = _f(2.0, "A capture that takes longer raises instead of hanging.", lo=0.1, hi=60)
+    capture_timeout_s: float = _f(2.0, "A capture that takes longer raises instead of hanging.",
+                                  lo=0.1, hi=60)
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class GeometryConfig:
     min_distance_m: float = _f(0.3, "Nearest distance at which a person is served.", lo=0.1, hi=5)
     max_distance_m: float = _f(1.5, "Farthest distance at which a person is served.", lo=0.2, hi=10)
     face_width_m: float = _f(0.145, "Width of dlib's face box on an adult face.", lo=0.05, hi=0.5)
-    detector_face_px: int = _f(80, "Face width at which dlib's HOG detector finds faces reliably.", lo=40, hi=200)
+    detector_face_px: int = _f(80, "Face width at which dlib's HOG detector finds faces reliably.",
+                               lo=40, hi=200)
     detect_width: int = _f(0, "Override: width of the detection image (0 = derive from the geometry).",
                            lo=0, hi=4608)
 
@@ -67,11 +82,13 @@ class GeometryConfig:
 class QualityConfig:
     """The gate a face must pass before it is encoded (and before a photo is enrolled)."""
 
-    min_face_px: int = _f(0, "Smallest face width in main-stream pixels (0 = from the geometry's max distance).",
+    min_face_px: int = _f(0,
+                          "Smallest face width in main-stream pixels (0 = from the geometry's max distance).",
                           lo=0, hi=2000)
     min_sharpness: float = _f(20.0, "Variance of the Laplacian of the aligned face chip.", lo=0, hi=10000)
     min_brightness: float = _f(40.0, "Mean grey level of the face chip (0-255).", lo=0, hi=255)
-    max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).", lo=0, hi=2)
+    max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).",
+                        lo=0, hi=2)
     max_roll_deg: float = _f(25.0, "Tilt of the eye line.", lo=0, hi=90)
 
 
@@ -91,7 +108,8 @@ class TrackerConfig:
     """How detections become tracks and how often the whole frame is searched."""
 
     full_scan_every: int = _f(6, "Frames between whole-frame scans while people are tracked.", lo=1, hi=300)
-    idle_scan_every_s: float = _f(1.0, "Whole-frame scan at least this often when nothing moves.", lo=0.1, hi=60)
+    idle_scan_every_s: float = _f(1.0, "Whole-frame scan at least this often when nothing moves.",
+                                  lo=0.1, hi=60)
     motion_threshold: float = _f(12.0, "Grey-level change that counts as motion.", lo=1, hi=255)
     max_missed_frames: int = _f(8, "Frames a track survives without a detection.", lo=1, hi=300)
     min_iou: float = _f(0.3, "Overlap that joins a detection to a track.", lo=0.01, hi=1)
@@ -101,8 +119,9 @@ class TrackerConfig:
 class RecognizerConfig:
     """The on-device recognizer."""
 
-    gallery: Path = _f(Path("/var/lib/kiosk/gallery.kgal"), "The enrolled templates (see `kiosk enroll`).")
-    gallery_key_file: Path | None = _f(None, "Secret file with the gallery's HMAC key (optional).")
+    gallery: Path = _f(Path("/var/lib/kiosk/gallery.kgal"),  # noqa: RUF009
+                       "The enrolled templates (see `kiosk enroll`).")
+    gallery_key_file: Path | None = _f(None, "Secret file with the gallery's HMAC key (optional).")  # noqa: RUF009
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
@@ -124,3 +143,379 @@ class KioskConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+
+
+# --- Loading and validation -------------------------------------------------------------------------------
+
+_SECRET_WORDS = ("password", "secret", "token", "private")
+_CREDENTIAL = "credential:"
+_TIME_ZONE_HINT = 'use an IANA name: "Asia/Makassar" (WITA), "Asia/Jakarta" (WIB) or "Asia/Jayapura" (WIT)'
+
+
+class _Invalid(Exception):
+    """A value that does not fit its field; the message says what was expected."""
+
+
+def load_config(path: Path | str) -> KioskConfig:
+    """Read and validate a TOML configuration file; relative paths in it are taken from the file's folder."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        hint = "on the device it is /etc/kiosk/kiosk.toml (start from examples/kiosk.toml)"
+        raise ConfigError(source, [f"file not found; {hint}"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text (bad byte at offset {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
+    return parse_config(data, source, base_dir=path.absolute().parent)
+
+
+def parse_config(data: dict[str, Any], source: str, *, base_dir: Path | None = None) -> KioskConfig:
+    """Build a config from parsed TOML, raising one ConfigError that lists every problem.
+
+    Relative paths are joined to ``base_dir`` when it is given (``load_config`` passes the file's folder).
+    """
+    parser = _Parser(base_dir)
+    cfg: KioskConfig = parser.table(KioskConfig, data, "")
+    parser.cross_check(cfg)
+    if parser.problems:
+        raise ConfigError(source, parser.problems)
+    return cfg
+
+
+class _Parser:
+    """Walks the dataclass tree alongside the TOML tables, collecting problems instead of stopping."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self.bad: set[str] = set()
+
+    def report(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+        self.bad.add(key)
+
+    def table(self, cls: Any, data: object, path: str) -> Any:
+        """An instance of dataclass ``cls`` from a TOML table; keys with problems keep their defaults."""
+        if not isinstance(data, dict):
+            self.report(path, f"must be a table ([{path}]), got {_describe(data)}")
+            return cls()
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            key = _join(path, name)
+            if _is_secret_name(name):
+                self.report(key, _secret_message(name))
+            elif name not in known:
+                self.report(key, _unknown_message(name, list(known), path))
+            elif dataclasses.is_dataclass(hints[name]):
+                values[name] = self.table(hints[name], value, key)
+            else:
+                try:
+                    values[name] = _convert(hints[name], value, name, self.base_dir)
+                    _check_range(known[name], values[name])
+                except _Invalid as exc:
+                    values.pop(name, None)
+                    self.report(key, str(exc))
+        return cls(**values)
+
+    def cross_check(self, cfg: KioskConfig) -> None:
+        """Rules that involve several keys; skipped when one of those keys already has a problem."""
+
+        def clean(*keys: str) -> bool:
+            return not self.bad.intersection(keys)
+
+        tz = cfg.device.timezone
+        if clean("device.timezone"):
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+                by_lower = {name.lower(): name for name in zoneinfo.available_timezones()}
+                close = difflib.get_close_matches(tz.lower(), list(by_lower), n=1)
+                hint = f' (did you mean "{by_lower[close[0]]}"?)' if close else ""
+                self.report("device.timezone", f"unknown time zone {_toml_str(tz)}{hint}; {_TIME_ZONE_HINT}")
+        cam = cfg.camera
+        if cam.source == "replay" and cam.path is None and clean("camera.source", "camera.path"):
+            what = "a video file, an animated GIF, or a folder of images"
+            self.report("camera.path", f'required when camera.source is "replay" ({what})')
+        geo = cfg.recognizer.geometry
+        near, far = "recognizer.geometry.min_distance_m", "recognizer.geometry.max_distance_m"
+        if geo.min_distance_m >= geo.max_distance_m and clean(near, far):
+            self.report(near, f"must be less than {far} ({geo.min_distance_m} >= {geo.max_distance_m})")
+        dec = cfg.recognizer.decision
+        agree, most = "recognizer.decision.agreement", "recognizer.decision.max_encodings"
+        if dec.agreement > dec.max_encodings and clean(agree, most):
+            self.report(
+                agree,
+                f"must be at most {most} ({dec.agreement} > {dec.max_encodings}), or no one is ever accepted",
+            )
+
+
+def _convert(tp: Any, value: object, name: str, base_dir: Path | None) -> Any:
+    """The TOML ``value`` as Python type ``tp``, or ``_Invalid`` saying what was expected."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        message = f"must be one of {', '.join(_toml_str(c) for c in choices)}, got {_describe(value)}"
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        raise _Invalid(message + (f' (did you mean "{close[0]}"?)' if close else ""))
+    if origin in (types.UnionType, typing.Union):
+        (inner,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+        credential = isinstance(value, str) and value.startswith(_CREDENTIAL)
+        if inner is Path and name.endswith("_file") and credential:
+            _credential_name(str(value))
+            return Path(str(value))
+        return _convert(inner, value, name, base_dir)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid(f"must be true or false, got {_describe(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Invalid(f"must be an integer, got {_describe(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise _Invalid(f"must be a finite number, got {value}")
+            return float(value)
+        raise _Invalid(f"must be a number, got {_describe(value)}")
+    if tp is str or tp is Path:
+        kind = "a string" if tp is str else "a path (string)"
+        if not isinstance(value, str):
+            raise _Invalid(f"must be {kind}, got {_describe(value)}")
+        if not value:
+            raise _Invalid(f"must be {kind}, not empty")
+        if tp is str:
+            return value
+        path = Path(value)
+        return base_dir / path if base_dir is not None and not path.is_absolute() else path
+    raise TypeError(f"the config schema uses a type the loader does not know: {tp!r}")
+
+
+def _check_range(f: dataclasses.Field[Any], value: object) -> None:
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if not isinstance(value, (int, float)):
+        return
+    if lo is not None and value < lo:
+        raise _Invalid(f"must be at least {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise _Invalid(f"must be at most {hi}, got {value}")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _describe(value: object) -> str:
+    """A TOML value as an error message shows it: its TOML type and a short form of it."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value}"
+    if isinstance(value, str):
+        return f"string {_toml_str(value if len(value) <= 60 else value[:57] + '...')}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {value}"
+
+
+def _unknown_message(name: str, allowed: list[str], path: str) -> str:
+    close = difflib.get_close_matches(name.lower(), allowed, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    where = f"[{path}]" if path else "the top level"
+    return f"unknown key{hint}; {where} allows: {', '.join(allowed)}"
+
+
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith("_file")
+
+
+def _secret_message(name: str) -> str:
+    return (
+        f"secrets must not be written in the configuration file; put the value in a file only the kiosk user "
+        f"can read (chmod 600) and set {name}_file to its path, or use a systemd credential "
+        f'(LoadCredential=NAME:... in the unit and {name}_file = "credential:NAME")'
+    )
+
+
+def _credential_name(ref: str) -> str:
+    """NAME from ``credential:NAME``; it must be a plain file name inside $CREDENTIALS_DIRECTORY."""
+    name = ref.removeprefix(_CREDENTIAL)
+    if not name or "/" in name or name in (".", ".."):
+        raise _Invalid(f'"{ref}" is not a valid credential; write "credential:NAME" with the name given to '
+                       "LoadCredential= (a plain name, no slashes)")
+    return name
+
+
+# --- Secrets ----------------------------------------------------------------------------------------------
+
+
+def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
+    """The bytes of a secret named by a ``*_file`` setting, exactly as stored (no newline is stripped).
+
+    ``credential:NAME`` reads ``$CREDENTIALS_DIRECTORY/NAME`` (systemd ``LoadCredential=``); anything else
+    is a file path, refused when group or others have any access to it. ``key`` names the setting in messages.
+    """
+    text = str(ref)
+    if text.startswith(_CREDENTIAL):
+        try:
+            name = _credential_name(text)
+        except _Invalid as exc:
+            raise ConfigError(text, [f"{key}: {exc}"]) from None
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError(text, [
+                f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
+                f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
+            ])
+        path, private = Path(directory) / name, False
+    else:
+        path, private = Path(ref), True
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if private and stat.S_ISREG(mode) and mode & 0o077:
+                raise ConfigError(source, [
+                    f"{key}: the secret file is open to group or others (mode {stat.S_IMODE(mode):04o}); "
+                    f"run: chmod 600 {path} (owned by the kiosk user)"
+                ])
+            data = fh.read()
+    except FileNotFoundError:
+        message = f"{key}: the secret file does not exist; create it (chmod 600) or fix {key}"
+        raise ConfigError(source, [message]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"{key}: cannot read the secret file: {exc.strerror or exc}"]) from None
+    if not data:
+        raise ConfigError(source, [f"{key}: the secret file is empty; write the secret into it"])
+    return data
+
+
+# --- Writing: example files and the reference table -------------------------------------------------------
+
+_TOML_HEADER = """\
+# Kiosk configuration (TOML). On the device: /etc/kiosk/kiosk.toml; check it with `kiosk config check FILE`.
+# Every key is optional and takes the default listed in docs/config.md; unknown keys are errors.
+# Relative paths are taken from this file's folder. Secrets never go here: see docs/config.md, "Secrets".
+"""
+
+
+def config_to_toml(cfg: KioskConfig) -> str:
+    """The configuration as TOML, every table and key preceded by its help text and allowed values."""
+    lines = [_TOML_HEADER.rstrip("\n")]
+    _emit_table(cfg, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit_table(obj: Any, path: str, lines: list[str]) -> None:
+    hints = typing.get_type_hints(type(obj))
+    fields = dataclasses.fields(obj)
+    if path:
+        lines += ["", *_comment((inspect.getdoc(obj) or "").replace("``", "`")), f"[{path}]"]
+    for f in fields:
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        value = getattr(obj, f.name)
+        lines += _comment(f.metadata["doc"])
+        if rule := _rule(f, hints[f.name]):
+            lines += _comment(f"Allowed: {rule}.")
+        lines.append(f"# {f.name} = (not set)" if value is None else f"{f.name} = {_toml_value(value)}")
+    for f in fields:
+        if dataclasses.is_dataclass(hints[f.name]):
+            _emit_table(getattr(obj, f.name), _join(path, f.name), lines)
+
+
+def config_reference_markdown() -> str:
+    """The markdown reference table of every key: path, type, default, allowed values and meaning."""
+    rows = ["| Key | Type | Default | Allowed | Meaning |", "|---|---|---|---|---|"]
+
+    def walk(obj: Any, path: str) -> None:
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            key, tp, value = _join(path, f.name), hints[f.name], getattr(obj, f.name)
+            if dataclasses.is_dataclass(tp):
+                walk(value, key)
+                continue
+            default = "not set" if value is None else f"`{_toml_value(value)}`"
+            cells = [f"`{key}`", _type_name(tp), default, _rule(f, tp), f.metadata["doc"]]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+
+    walk(KioskConfig(), "")
+    return "\n".join(rows) + "\n"
+
+
+def _rule(f: dataclasses.Field[Any], tp: Any) -> str:
+    """The allowed values of a field in words: its choices or its numeric range ("" when anything goes)."""
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(_toml_str(c) for c in typing.get_args(tp))
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi}"
+    if lo is not None:
+        return f"at least {lo}"
+    return f"at most {hi}" if hi is not None else ""
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        (inner,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+        return _type_name(inner) + " (optional)"
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", Path: "path"}
+    return "string" if typing.get_origin(tp) is Literal else names[tp]
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}".rstrip() for line in text.splitlines()]
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _toml_str(str(value))
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string (double-quoted, with escapes)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+# --- CLI --------------------------------------------------------------------------------------------------
+
+
+def check_command(path: Path) -> int:
+    """``kiosk config check FILE``: print OK and a summary (exit status 0), or every problem on stderr (1)."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    source = cfg.camera.source + (f" ({cfg.camera.path})" if cfg.camera.source == "replay" else "")
+    print(f"OK: {path}")
+    print(f"device {cfg.device.id} ({cfg.device.office}, {cfg.device.timezone}), camera {source}, "
+          f"gallery {cfg.recognizer.gallery}")
+    return 0

@@ -1,0 +1,278 @@
+"""The ``kiosk`` command line: run, config check, enroll, identify, replay, gallery.
+
+Exit status: 0 success; 1 some inputs were rejected (photos, images); 2 bad usage, config or gallery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config, read_secret
+from kiosk.errors import KioskError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except KioskError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk", description="Face-recognition attendance kiosk.")
+    p.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the kiosk daemon")
+    run.add_argument("--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)")
+    run.set_defaults(func=_cmd_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and report every problem")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=lambda a: check_command(a.file))
+
+    enroll = sub.add_parser("enroll", help="enrol people from a roster and their photos")
+    enroll.add_argument("--roster", type=Path, required=True, help="CSV with columns nip,name,unit")
+    enroll.add_argument("--photos", type=Path, required=True, help="DIR/<nip>/*.jpg|png or DIR/<nip>.jpg|png")
+    enroll.add_argument("--gallery", type=Path, required=True, help="gallery file to create or update")
+    enroll.add_argument("--jitters", type=int, default=5, help="augmented copies averaged per template")
+    enroll.add_argument("--allow-similar", action="store_true",
+                        help="enrol people who look like someone already enrolled (twins), instead of flagging")
+    enroll.add_argument("--json", action="store_true", help="one JSON object per person instead of text")
+    _add_config(enroll)
+    enroll.set_defaults(func=_cmd_enroll)
+
+    identify = sub.add_parser("identify", help="identify the faces in still images")
+    identify.add_argument("--gallery", type=Path, required=True)
+    identify.add_argument("--json", action="store_true", required=True, help="JSON lines (the only format)")
+    identify.add_argument("images", nargs="+", type=Path)
+    _add_config(identify)
+    identify.set_defaults(func=_cmd_identify)
+
+    rep = sub.add_parser("replay", help="run the whole pipeline on a clip or image folder")
+    rep.add_argument("--gallery", type=Path, required=True)
+    rep.add_argument("--source", type=Path, required=True, help="video file, GIF or image folder")
+    rep.add_argument("--realtime", action="store_true", help="pace at the clip's rate, dropping late frames")
+    rep.add_argument("--json", action="store_true", help="JSON lines (else readable text)")
+    _add_config(rep)
+    rep.set_defaults(func=_cmd_replay)
+
+    gal = sub.add_parser("gallery", help="inspect or edit a gallery")
+    gal_sub = gal.add_subparsers(dest="gallery_command", required=True)
+    for name, helptext in (("list", "one line per person"), ("show", "one person"), ("remove", "delete people")):
+        g = gal_sub.add_parser(name, help=helptext)
+        g.add_argument("--gallery", type=Path, required=True)
+        if name != "list":
+            g.add_argument("nips", nargs="+")
+        _add_config(g)
+        g.set_defaults(func=_cmd_gallery, gallery_command=name)
+    return p
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="take recognizer settings (thresholds, geometry, key) from here")
+
+
+def _recognizer(args: argparse.Namespace) -> RecognizerConfig:
+    cfg = load_config(args.config).recognizer if args.config else RecognizerConfig()
+    return replace(cfg, gallery=args.gallery)
+
+
+def _key(cfg: RecognizerConfig) -> bytes | None:
+    return read_secret(cfg.gallery_key_file) if cfg.gallery_key_file else None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kiosk import app
+
+    cfg: KioskConfig = load_config(args.config)
+    with app.stop_on_signals() as stop:
+        return app.run(cfg, stop)
+
+
+def _cmd_enroll(args: argparse.Namespace) -> int:
+    from kiosk.recognizer import enroll as enrolment
+    from kiosk.recognizer.gallery import Gallery
+
+    if args.jitters < 0:
+        print("kiosk enroll: --jitters must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.photos.is_dir():
+        print(f"kiosk enroll: photo folder {args.photos} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    cfg = _recognizer(args)
+    key = _key(cfg)
+    roster = enrolment.read_roster(args.roster)
+    # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
+    gallery = Gallery.load(args.gallery, key) if args.gallery.exists() else Gallery()
+    results = enrolment.enroll(
+        roster, args.photos, gallery, cfg, jitters=args.jitters, allow_similar=args.allow_similar,
+        progress=_progress_bar(),
+    )
+    gallery.save(args.gallery, key)
+    rejected = 0
+    for r in results:
+        bad = [ph for ph in r.photos if ph.reason]
+        rejected += len(bad) + (r.status in ("flagged", "not_enrolled"))
+        if args.json:
+            print(json.dumps({
+                "nip": r.entry.nip, "status": r.status,
+                "similar_to": None if r.similar_to is None else {"nip": r.similar_to[0],
+                                                                  "distance": round(r.similar_to[1], 4)},
+                "photos": [{"path": str(ph.path), "ok": ph.reason is None, "reason": ph.reason, "detail": ph.detail}
+                           for ph in r.photos],
+            }))
+            continue
+        print(f"{r.entry.nip} {r.entry.name}: {r.status}")
+        for ph in r.photos:
+            print(f"  {'ok      ' if ph.reason is None else 'REJECTED'} {ph.path}: {ph.reason or ''} {ph.detail}")
+        if r.status == "flagged" and r.similar_to:
+            print(f"  FLAGGED: too close to {r.similar_to[0]} (distance {r.similar_to[1]:.3f}); the same person "
+                  "under two NIPs, or a look-alike: check, then use --allow-similar if they are different people")
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "flagged", "not_enrolled")}
+    print(f"gallery {args.gallery}: version {gallery.version}, {len(gallery)} people; this run: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()), file=sys.stderr)
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _progress_bar():  # type: ignore[no-untyped-def]
+    """A progress bar on stderr for long runs (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        end = "\n" if done == total else ""
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_identify(args: argparse.Namespace) -> int:
+    from kiosk.errors import ImageError
+    from kiosk.imageio import read_rgb
+    from kiosk.recognizer import faces
+    from kiosk.recognizer.gallery import Gallery
+    from kiosk.recognizer.matching import match
+
+    cfg = _recognizer(args)
+    gallery = Gallery.load(args.gallery, _key(cfg))
+    status = EXIT_OK
+    for image in args.images:
+        try:
+            rgb = read_rgb(image)
+        except ImageError as exc:
+            print(json.dumps({"image": str(image), "faces": [], "error": str(exc)}), flush=True)
+            status = EXIT_REJECTED
+            continue
+        out = []
+        for obs in faces.analyze_still(rgb, cfg.quality, min_face_px=cfg.quality.min_face_px):
+            assert obs.descriptor is not None
+            m = match(gallery, obs.descriptor)
+            out.append({
+                "box": obs.box.as_list(),
+                "nip": None if obs.problems else m.accepted(cfg.decision),
+                "best_nip": m.best_nip,
+                "distance": round(m.distance, 4),
+                "margin": None if m.margin is None else round(m.margin, 4),
+                "quality": obs.problems,
+            })
+        print(json.dumps({"image": str(image), "faces": out}), flush=True)
+    return status
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from kiosk import app
+    from kiosk.camera.replay import ReplaySource
+    from kiosk.recognizer.gallery import Gallery
+    from kiosk.recognizer.pipeline import Pipeline
+
+    cfg = _recognizer(args)
+    gallery = Gallery.load(args.gallery, _key(cfg))
+    pipeline = Pipeline(gallery, cfg)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+
+    def report(frame: object, result: object) -> None:
+        for d in result.decisions:  # type: ignore[attr-defined]
+            if args.json:
+                print(json.dumps(d.as_json()), flush=True)
+            else:
+                who = gallery.get(d.nip).name if d.nip else "unknown"  # type: ignore[union-attr]
+                print(f"t={d.t:6.2f}s track {d.track}: {who} (distance {d.distance:.3f}, "
+                      f"{d.frames_used} encodings, {d.latency_ms:.0f} ms)", flush=True)
+
+    with ReplaySource(args.source, realtime=args.realtime, loop=False) as source:
+        app.stream(source, pipeline, report, threading.Event())
+        dropped = source.dropped
+    cpu = time.process_time() - cpu0
+    s = pipeline.stats
+    summary = {
+        "frames": s.frames,
+        "dropped": dropped,
+        "idle_frames": s.idle_frames,
+        "full_scans": s.full_scans,
+        "window_scans": s.window_scans,
+        "detections": s.detections,
+        "tracks": s.tracks,
+        "quality_rejects": s.quality_rejects,
+        "encodings": s.encodings,
+        "decisions": s.decisions,
+        "accepted": s.accepted,
+        "detect_width": pipeline.detect_width,
+        "min_face_px": pipeline.min_face_px,
+        "cpu_s": round(cpu, 3),
+        "cpu_ms_per_frame": round(1000 * cpu / max(s.frames, 1), 2),
+        "wall_s": round(time.monotonic() - wall0, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps({"summary": summary}) if args.json else f"summary: {summary}", flush=True)
+    return EXIT_OK
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from kiosk.recognizer.gallery import Gallery
+
+    cfg = _recognizer(args)
+    key = _key(cfg)
+    gallery = Gallery.load(args.gallery, key)
+    if args.gallery_command == "list":
+        print(f"# gallery {args.gallery}: version {gallery.version}, model {gallery.model}, {len(gallery)} people")
+        for person in gallery.people:
+            print(f"{person.nip}\t{person.name}\t{person.unit}\t{len(person.templates)} templates")
+        return EXIT_OK
+    if args.gallery_command == "show":
+        status = EXIT_OK
+        for nip in args.nips:
+            person = gallery.get(nip)
+            if person is None:
+                print(f"kiosk gallery show: {nip} is not enrolled", file=sys.stderr)
+                status = EXIT_REJECTED
+            else:
+                print(json.dumps(person.summary(), ensure_ascii=False))
+        return status
+    missing = gallery.remove(args.nips)
+    gallery.save(args.gallery, key)
+    for nip in missing:
+        print(f"kiosk gallery remove: {nip} was not enrolled", file=sys.stderr)
+    print(f"removed {len(args.nips) - len(missing)}; gallery version {gallery.version}, {len(gallery)} people")
+    return EXIT_REJECTED if missing else EXIT_OK

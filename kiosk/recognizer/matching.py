@@ -1,0 +1,81 @@
+"""1:N matching and the open-set decision rule (pure functions of distances; no dlib, no I/O).
+
+A probe is accepted as a person only when its nearest identity is close (``accept_distance``) and clearly
+nearer than the second-nearest identity (``min_margin``); a track is accepted only when ``agreement`` of its
+encodings accept the same person and none accepts another. Otherwise the answer is "unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiosk.config import DecisionConfig
+from kiosk.recognizer.gallery import Gallery
+
+
+@dataclass(frozen=True)
+class Match:
+    """The nearest identities of one descriptor; ``margin`` is None with fewer than two people enrolled."""
+
+    best_nip: str | None
+    distance: float
+    margin: float | None
+
+    def accepted(self, rule: DecisionConfig) -> str | None:
+        """The single-frame rule: the NIP this descriptor alone is accepted as, or None for unknown."""
+        if self.best_nip is None or self.distance > rule.accept_distance:
+            return None
+        if self.margin is not None and self.margin < rule.min_margin:
+            return None
+        return self.best_nip
+
+
+def match(gallery: Gallery, descriptor: np.ndarray) -> Match:
+    """Compare one descriptor with every enrolled person (vectorised, float32)."""
+    distances = gallery.person_distances(descriptor)
+    return match_from_distances(gallery.nips, distances)
+
+
+def match_from_distances(nips: list[str], distances: np.ndarray) -> Match:
+    """Build a Match from per-person distances (used by benchmarks that precompute them)."""
+    if len(distances) == 0:
+        return Match(None, float("inf"), None)
+    if len(distances) == 1:
+        return Match(nips[0], float(distances[0]), None)
+    two = np.argpartition(distances, 1)[:2]
+    first, second = (two[0], two[1]) if distances[two[0]] <= distances[two[1]] else (two[1], two[0])
+    return Match(nips[first], float(distances[first]), float(distances[second] - distances[first]))
+
+
+class TrackVerdict:
+    """The multi-frame rule for one track: collects matches until it can accept someone or give up."""
+
+    def __init__(self, rule: DecisionConfig) -> None:
+        self.rule = rule
+        self.matches: list[Match] = []
+
+    def add(self, m: Match) -> None:
+        """Record the match of one more encoding of the track."""
+        self.matches.append(m)
+
+    @property
+    def accepted_nip(self) -> str | None:
+        """The NIP once ``agreement`` encodings accept it and none accepts another person."""
+        votes = [m.accepted(self.rule) for m in self.matches]
+        named = {v for v in votes if v is not None}
+        if len(named) != 1:
+            return None
+        nip = named.pop()
+        return nip if votes.count(nip) >= self.rule.agreement else None
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the track may not be encoded again: it is unknown unless already accepted."""
+        return len(self.matches) >= self.rule.max_encodings
+
+    @property
+    def best(self) -> Match | None:
+        """The closest match seen so far (reported with unknown decisions)."""
+        return min(self.matches, key=lambda m: m.distance, default=None)

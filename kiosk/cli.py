@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 from kiosk import __version__
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the kiosk daemon")
-    run.add_argument("--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)")
+    run.add_argument(
+        "--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)"
+    )
     run.set_defaults(func=_cmd_run)
 
     config = sub.add_parser("config", help="configuration tools")
@@ -56,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--photos", type=Path, required=True, help="DIR/<nip>/*.jpg|png or DIR/<nip>.jpg|png")
     enroll.add_argument("--gallery", type=Path, required=True, help="gallery file to create or update")
     enroll.add_argument("--jitters", type=int, default=5, help="augmented copies averaged per template")
-    enroll.add_argument("--allow-similar", action="store_true",
-                        help="enrol people who look like someone already enrolled (twins), instead of flagging")
+    enroll.add_argument(
+        "--allow-similar",
+        action="store_true",
+        help="enrol people who look like someone already enrolled (twins), instead of flagging",
+    )
     enroll.add_argument("--json", action="store_true", help="one JSON object per person instead of text")
     _add_config(enroll)
     enroll.set_defaults(func=_cmd_enroll)
@@ -79,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     gal = sub.add_parser("gallery", help="inspect or edit a gallery")
     gal_sub = gal.add_subparsers(dest="gallery_command", required=True)
-    for name, helptext in (("list", "one line per person"), ("show", "one person"), ("remove", "delete people")):
+    for name, helptext in (
+        ("list", "one line per person"),
+        ("show", "one person"),
+        ("remove", "delete people"),
+    ):
         g = gal_sub.add_parser(name, help=helptext)
         g.add_argument("--gallery", type=Path, required=True)
         if name != "list":
@@ -90,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="take recognizer settings (thresholds, geometry, key) from here")
+    p.add_argument(
+        "--config", type=Path, help="take recognizer settings (thresholds, geometry, key) from here"
+    )
 
 
 def _recognizer(args: argparse.Namespace) -> RecognizerConfig:
@@ -126,7 +138,12 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
     gallery = Gallery.load(args.gallery, key) if args.gallery.exists() else Gallery()
     results = enrolment.enroll(
-        roster, args.photos, gallery, cfg, jitters=args.jitters, allow_similar=args.allow_similar,
+        roster,
+        args.photos,
+        gallery,
+        cfg,
+        jitters=args.jitters,
+        allow_similar=args.allow_similar,
         progress=_progress_bar(),
     )
     gallery.save(args.gallery, key)
@@ -135,27 +152,47 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         bad = [ph for ph in r.photos if ph.reason]
         rejected += len(bad) + (r.status in ("flagged", "not_enrolled"))
         if args.json:
-            print(json.dumps({
-                "nip": r.entry.nip, "status": r.status,
-                "similar_to": None if r.similar_to is None else {"nip": r.similar_to[0],
-                                                                  "distance": round(r.similar_to[1], 4)},
-                "photos": [{"path": str(ph.path), "ok": ph.reason is None, "reason": ph.reason, "detail": ph.detail}
-                           for ph in r.photos],
-            }))
+            print(
+                json.dumps(
+                    {
+                        "nip": r.entry.nip,
+                        "status": r.status,
+                        "similar_to": None
+                        if r.similar_to is None
+                        else {"nip": r.similar_to[0], "distance": round(r.similar_to[1], 4)},
+                        "photos": [
+                            {
+                                "path": str(ph.path),
+                                "ok": ph.reason is None,
+                                "reason": ph.reason,
+                                "detail": ph.detail,
+                            }
+                            for ph in r.photos
+                        ],
+                    }
+                )
+            )
             continue
         print(f"{r.entry.nip} {r.entry.name}: {r.status}")
         for ph in r.photos:
-            print(f"  {'ok      ' if ph.reason is None else 'REJECTED'} {ph.path}: {ph.reason or ''} {ph.detail}")
+            print(
+                f"  {'ok      ' if ph.reason is None else 'REJECTED'} {ph.path}: {ph.reason or ''} {ph.detail}"
+            )
         if r.status == "flagged" and r.similar_to:
-            print(f"  FLAGGED: too close to {r.similar_to[0]} (distance {r.similar_to[1]:.3f}); the same person "
-                  "under two NIPs, or a look-alike: check, then use --allow-similar if they are different people")
+            print(
+                f"  FLAGGED: too close to {r.similar_to[0]} (distance {r.similar_to[1]:.3f}); the same person "
+                "under two NIPs, or a look-alike: check, then use --allow-similar if they are different people"
+            )
     counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "flagged", "not_enrolled")}
-    print(f"gallery {args.gallery}: version {gallery.version}, {len(gallery)} people; this run: "
-          + ", ".join(f"{v} {k}" for k, v in counts.items()), file=sys.stderr)
+    print(
+        f"gallery {args.gallery}: version {gallery.version}, {len(gallery)} people; this run: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items()),
+        file=sys.stderr,
+    )
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
-def _progress_bar():  # type: ignore[no-untyped-def]
+def _progress_bar() -> Callable[[int, int], None] | None:
     """A progress bar on stderr for long runs (only on a terminal)."""
     if not sys.stderr.isatty():
         return None
@@ -189,14 +226,16 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         for obs in faces.analyze_still(rgb, cfg.quality, min_face_px=cfg.quality.min_face_px):
             assert obs.descriptor is not None
             m = match(gallery, obs.descriptor)
-            out.append({
-                "box": obs.box.as_list(),
-                "nip": None if obs.problems else m.accepted(cfg.decision),
-                "best_nip": m.best_nip,
-                "distance": round(m.distance, 4),
-                "margin": None if m.margin is None else round(m.margin, 4),
-                "quality": obs.problems,
-            })
+            out.append(
+                {
+                    "box": obs.box.as_list(),
+                    "nip": None if obs.problems else m.accepted(cfg.decision),
+                    "best_nip": m.best_nip,
+                    "distance": round(m.distance, 4),
+                    "margin": None if m.margin is None else round(m.margin, 4),
+                    "quality": obs.problems,
+                }
+            )
         print(json.dumps({"image": str(image), "faces": out}), flush=True)
     return status
 
@@ -218,8 +257,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 print(json.dumps(d.as_json()), flush=True)
             else:
                 who = gallery.get(d.nip).name if d.nip else "unknown"  # type: ignore[union-attr]
-                print(f"t={d.t:6.2f}s track {d.track}: {who} (distance {d.distance:.3f}, "
-                      f"{d.frames_used} encodings, {d.latency_ms:.0f} ms)", flush=True)
+                print(
+                    f"t={d.t:6.2f}s track {d.track}: {who} (distance {d.distance:.3f}, "
+                    f"{d.frames_used} encodings, {d.latency_ms:.0f} ms)",
+                    flush=True,
+                )
 
     with ReplaySource(args.source, realtime=args.realtime, loop=False) as source:
         app.stream(source, pipeline, report, threading.Event())
@@ -256,23 +298,27 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     key = _key(cfg)
     gallery = Gallery.load(args.gallery, key)
     if args.gallery_command == "list":
-        print(f"# gallery {args.gallery}: version {gallery.version}, model {gallery.model}, {len(gallery)} people")
+        print(
+            f"# gallery {args.gallery}: version {gallery.version}, model {gallery.model}, {len(gallery)} people"
+        )
         for person in gallery.people:
             print(f"{person.nip}\t{person.name}\t{person.unit}\t{len(person.templates)} templates")
         return EXIT_OK
     if args.gallery_command == "show":
         status = EXIT_OK
         for nip in args.nips:
-            person = gallery.get(nip)
-            if person is None:
+            found = gallery.get(nip)
+            if found is None:
                 print(f"kiosk gallery show: {nip} is not enrolled", file=sys.stderr)
                 status = EXIT_REJECTED
             else:
-                print(json.dumps(person.summary(), ensure_ascii=False))
+                print(json.dumps(found.summary(), ensure_ascii=False))
         return status
     missing = gallery.remove(args.nips)
     gallery.save(args.gallery, key)
     for nip in missing:
         print(f"kiosk gallery remove: {nip} was not enrolled", file=sys.stderr)
-    print(f"removed {len(args.nips) - len(missing)}; gallery version {gallery.version}, {len(gallery)} people")
+    print(
+        f"removed {len(args.nips) - len(missing)}; gallery version {gallery.version}, {len(gallery)} people"
+    )
     return EXIT_REJECTED if missing else EXIT_OK

@@ -38,7 +38,9 @@ def model_path(name: str) -> Path:
     """Return the path of one model file, with a clear error when it is missing."""
     path = models_dir() / name
     if not path.is_file():
-        raise ModelError(f"model file {path} is missing: reinstall face_recognition_models or fix KIOSK_MODELS_DIR")
+        raise ModelError(
+            f"model file {path} is missing: reinstall face_recognition_models or fix KIOSK_MODELS_DIR"
+        )
     return path
 
 

@@ -44,12 +44,29 @@ def hamilton_gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kiosk.cli import main
 
     root = tmp_path_factory.mktemp("hamilton")
-    photos = link_photos(root / "photos", {ALEX: EXAMPLES / "alex-lacamoire.png",
-                                           LIN: EXAMPLES / "lin-manuel-miranda.png"})
-    roster = write_roster(root / "roster.csv", [(ALEX, "Alex Lacamoire", "Musik"), (LIN, "Lin-Manuel Miranda", "Teater")])
+    photos = link_photos(
+        root / "photos", {ALEX: EXAMPLES / "alex-lacamoire.png", LIN: EXAMPLES / "lin-manuel-miranda.png"}
+    )
+    roster = write_roster(
+        root / "roster.csv", [(ALEX, "Alex Lacamoire", "Musik"), (LIN, "Lin-Manuel Miranda", "Teater")]
+    )
     gallery = root / "gallery.kgal"
-    assert main(["enroll", "--roster", str(roster), "--photos", str(photos), "--gallery", str(gallery),
-                 "--jitters", "1"]) == 0
+    assert (
+        main(
+            [
+                "enroll",
+                "--roster",
+                str(roster),
+                "--photos",
+                str(photos),
+                "--gallery",
+                str(gallery),
+                "--jitters",
+                "1",
+            ]
+        )
+        == 0
+    )
     return gallery
 
 

@@ -15,8 +15,12 @@ from kiosk.recognizer.gallery import Gallery, Person
 
 def _people(n: int, seed: int = 0, per: int = 2) -> list[Person]:
     rng = np.random.default_rng(seed)
-    return [Person(f"19800101200501{i:04d}", f"Pegawai {i}", "Unit", rng.normal(size=(per, 128)).astype(np.float32))
-            for i in range(n)]
+    return [
+        Person(
+            f"19800101200501{i:04d}", f"Pegawai {i}", "Unit", rng.normal(size=(per, 128)).astype(np.float32)
+        )
+        for i in range(n)
+    ]
 
 
 def test_round_trip_keeps_people_templates_and_bumps_version(tmp_path: Path) -> None:
@@ -113,7 +117,9 @@ def test_cli_list_show_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["gallery", "remove", "--gallery", str(path), "nobody"]) == 1
 
 
-def test_cli_reports_tampered_gallery_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_tampered_gallery_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "g.kgal"
     Gallery(_people(2)).save(path)
     data = bytearray(path.read_bytes())

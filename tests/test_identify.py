@@ -31,8 +31,12 @@ def _identify(gallery: Path, capsys: pytest.CaptureFixture[str], *images: Path) 
     return lines
 
 
-def test_enrolled_person_is_identified_in_another_photo(obama_gallery: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = _identify(obama_gallery, capsys, need(TEST_IMAGES / "obama2.jpg"), need(EXAMPLES / "obama-480p.jpg"))
+def test_enrolled_person_is_identified_in_another_photo(
+    obama_gallery: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _identify(
+        obama_gallery, capsys, need(TEST_IMAGES / "obama2.jpg"), need(EXAMPLES / "obama-480p.jpg")
+    )
     for line in out[:2]:
         (face,) = line["faces"]  # type: ignore[misc]
         assert face["nip"] == OBAMA and face["best_nip"] == OBAMA
@@ -44,15 +48,18 @@ def test_enrolled_person_is_identified_in_another_photo(obama_gallery: Path, cap
     assert out[-1]["status"] == 0
 
 
-def test_stranger_is_refused_but_nearest_is_reported(obama_gallery: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stranger_is_refused_but_nearest_is_reported(
+    obama_gallery: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (line, _) = _identify(obama_gallery, capsys, need(TEST_IMAGES / "biden.jpg"))
     (face,) = line["faces"]  # type: ignore[misc]
     assert face["nip"] is None
     assert face["best_nip"] == OBAMA and face["distance"] > 0.6
 
 
-def test_two_faces_and_no_face_and_unreadable(obama_gallery: Path, capsys: pytest.CaptureFixture[str],
-                                              tmp_path: Path) -> None:
+def test_two_faces_and_no_face_and_unreadable(
+    obama_gallery: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     dogs = need(EXAMPLES.parent.parent / "dlib" / "examples" / "faces" / "dogs.jpg")

@@ -42,10 +42,21 @@ class LogScreen:
         for d in result.decisions:
             person = self.gallery.get(d.nip) if d.nip else None
             if person:
-                log.info("t=%.2fs track %d: %s (%s, %s) recognised, distance %.3f after %d encodings, %.0f ms",
-                         d.t, d.track, person.name, person.nip, person.unit, d.distance, d.frames_used, d.latency_ms)
+                log.info(
+                    "t=%.2fs track %d: %s (%s, %s) recognised, distance %.3f after %d encodings, %.0f ms",
+                    d.t,
+                    d.track,
+                    person.name,
+                    person.nip,
+                    person.unit,
+                    d.distance,
+                    d.frames_used,
+                    d.latency_ms,
+                )
             else:
-                log.info("t=%.2fs track %d: face not recognised (nearest distance %.3f)", d.t, d.track, d.distance)
+                log.info(
+                    "t=%.2fs track %d: face not recognised (nearest distance %.3f)", d.t, d.track, d.distance
+                )
 
     def close(self) -> None:
         pass

@@ -60,14 +60,20 @@ def read_roster(path: Path) -> list[RosterEntry]:
             reader = csv.DictReader(fh)
             missing = {"nip", "name", "unit"} - {c.strip().lower() for c in reader.fieldnames or []}
             if missing:
-                raise RosterError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected nip,name,unit")
-            rows = [({k.strip().lower(): (v or "").strip() for k, v in row.items() if k}, reader.line_num)
-                    for row in reader]
+                raise RosterError(
+                    f"{path}: missing column(s) {', '.join(sorted(missing))}; expected nip,name,unit"
+                )
+            rows = [
+                ({k.strip().lower(): (v or "").strip() for k, v in row.items() if k}, reader.line_num)
+                for row in reader
+            ]
     except OSError as exc:
         raise RosterError(f"{path}: cannot read the roster ({exc.strerror or exc})") from None
     except (csv.Error, UnicodeDecodeError) as exc:
         raise RosterError(f"{path}: not a UTF-8 CSV file ({exc})") from None
-    problems, entries, seen = [], [], {}
+    problems: list[str] = []
+    entries: list[RosterEntry] = []
+    seen: dict[str, int] = {}
     for row, line in rows:
         nip = row.get("nip", "")
         if not NIP_PATTERN.match(nip):
@@ -101,7 +107,9 @@ def photo_template(path: Path, cfg: RecognizerConfig, jitters: int) -> tuple[np.
         rgb = read_rgb(path)
     except ImageError as exc:
         return None, PhotoResult(path, "unreadable", str(exc))
-    found = faces.analyze_still(rgb, cfg.quality, min_face_px=ENROL_MIN_FACE_PX, jitters=jitters, encode_all=False)
+    found = faces.analyze_still(
+        rgb, cfg.quality, min_face_px=ENROL_MIN_FACE_PX, jitters=jitters, encode_all=False
+    )
     if not found:
         return None, PhotoResult(path, "no_face", "no face found")
     main = found[0]
@@ -110,7 +118,9 @@ def photo_template(path: Path, cfg: RecognizerConfig, jitters: int) -> tuple[np.
         return None, PhotoResult(path, "several_faces", f"{len(others) + 1} faces: one person per photo")
     if main.problems or main.descriptor is None:
         q = main.quality
-        detail = f"face {q.face_px}px, sharpness {q.sharpness:.0f}, brightness {q.brightness:.0f}, yaw {q.yaw:.2f}"
+        detail = (
+            f"face {q.face_px}px, sharpness {q.sharpness:.0f}, brightness {q.brightness:.0f}, yaw {q.yaw:.2f}"
+        )
         return None, PhotoResult(path, ",".join(main.problems), detail)
     return main.descriptor, PhotoResult(path, None, f"face {main.quality.face_px}px")
 
@@ -141,12 +151,18 @@ def enroll(
             if vec is not None:
                 templates.append(vec)
         if not result.photos:
-            result.photos.append(PhotoResult(photos / entry.nip, "no_photos", "no DIR/<nip>/*.jpg|png or DIR/<nip>.jpg"))
+            result.photos.append(
+                PhotoResult(photos / entry.nip, "no_photos", "no DIR/<nip>/*.jpg|png or DIR/<nip>.jpg")
+            )
         if not templates:
             result.status = "not_enrolled"
         else:
             result.similar_to = _nearest_other(gallery, entry.nip, np.stack(templates))
-            if result.similar_to and result.similar_to[1] <= cfg.decision.accept_distance and not allow_similar:
+            if (
+                result.similar_to
+                and result.similar_to[1] <= cfg.decision.accept_distance
+                and not allow_similar
+            ):
                 result.status = "flagged"
             else:
                 result.status = "updated" if gallery.get(entry.nip) else "added"

@@ -149,7 +149,9 @@ class Gallery:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise GalleryError(f"cannot write gallery {path}: {exc.strerror or exc}; the previous file is intact")
+            raise GalleryError(  # noqa: B904 - the OS error is quoted in the message
+                f"cannot write gallery {path}: {exc.strerror or exc}; the previous file is intact"
+            )
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -169,7 +171,7 @@ class Gallery:
         restore = "restore it from a backup or re-run `kiosk enroll` into a new file"
         if len(data) < _PREAMBLE.size + _DIGEST_LEN or data[:4] != MAGIC:
             raise GalleryError(f"{path} is not a kiosk gallery (bad magic or too short): {restore}")
-        magic, fmt, flags, head_len = _PREAMBLE.unpack_from(data)
+        _, fmt, flags, head_len = _PREAMBLE.unpack_from(data)
         if fmt != FORMAT_VERSION:
             raise GalleryError(f"{path} has gallery format {fmt}; this kiosk reads format {FORMAT_VERSION}")
         body, digest = data[:-_DIGEST_LEN], data[-_DIGEST_LEN:]

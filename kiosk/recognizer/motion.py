@@ -32,4 +32,4 @@ class MotionGate:
             return True
         changed = np.count_nonzero(np.abs(thumb - self._background) > self.threshold)
         cv2.accumulateWeighted(thumb, self._background, self.adapt)
-        return changed >= self.min_fraction * thumb.size
+        return bool(changed >= self.min_fraction * thumb.size)

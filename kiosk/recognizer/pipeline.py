@@ -10,6 +10,7 @@ number of times, and its matches are voted on by the open-set rule. Each track e
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -108,7 +109,9 @@ class _Recognition:
 class Pipeline:
     """Recognizes the people in a stream of frames against one gallery."""
 
-    def __init__(self, gallery: Gallery, cfg: RecognizerConfig, *, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, gallery: Gallery, cfg: RecognizerConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.gallery = gallery
         self.cfg = cfg
         self.clock = clock
@@ -175,8 +178,10 @@ class Pipeline:
         else:
             grey = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
             h = round(grey.shape[0] * self._detect_width / grey.shape[1])
-            plane = grey if self._detect_width == grey.shape[1] else cv2.resize(
-                grey, (self._detect_width, h), interpolation=cv2.INTER_AREA
+            plane = (
+                grey
+                if self._detect_width == grey.shape[1]
+                else cv2.resize(grey, (self._detect_width, h), interpolation=cv2.INTER_AREA)
             )
         factor = frame.rgb.shape[1] / plane.shape[1]
         return [b.scaled(factor) for b in faces.detect(plane)]
@@ -211,7 +216,9 @@ class Pipeline:
                 continue
             shape = faces.landmarks(rgb, track.box)
             chip = faces.chip(rgb, shape)
-            rec.problems = tuple(faces.assess(rgb, chip, shape, track.box).problems(self.cfg.quality, self._min_face))
+            rec.problems = tuple(
+                faces.assess(rgb, chip, shape, track.box).problems(self.cfg.quality, self._min_face)
+            )
             if rec.problems:
                 self.stats.quality_rejects += 1
                 for reason in rec.problems:
@@ -255,7 +262,9 @@ class Pipeline:
 
     def _views(self) -> list[TrackView]:
         served = max(
-            (t for t in self.tracker.tracks if t.box.width >= self._min_face), key=lambda t: t.box.width, default=None
+            (t for t in self.tracker.tracks if t.box.width >= self._min_face),
+            key=lambda t: t.box.width,
+            default=None,
         )
         views = []
         for t in self.tracker.tracks:

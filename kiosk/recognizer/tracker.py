@@ -64,7 +64,9 @@ class Tracker:
                 track.missed += 1
                 if track.missed > self.max_missed:
                     ended.append(track)
-        born = [Track(next(self._ids), b, frame, now, frame) for bi, b in enumerate(boxes) if bi not in used_b]
+        born = [
+            Track(next(self._ids), b, frame, now, frame) for bi, b in enumerate(boxes) if bi not in used_b
+        ]
         gone = {t.id for t in ended}
         self.tracks = [t for t in self.tracks if t.id not in gone] + born
         return born, ended

@@ -55,13 +55,11 @@ class CameraConfig:
     path: Path | None = _f(None, "replay: a video file, an animated GIF, or a folder of images.")  # noqa: RUF009
     realtime: bool = _f(True, "replay: pace frames at the clip's rate (dropping late ones) or run flat out.")
     loop: bool = _f(False, "replay: start again at the end instead of stopping.")
-    fps: float = _f(30.0, "Frames per second asked of the camera; replay of an image folder uses it too.",
-                    lo=1, hi=120)
+    fps: float = _f(30.0, "Frames per second asked of the camera; replay of an image folder uses it too.", lo=1, hi=120)
     device: str = _f("/dev/video0", "v4l2: the video device.")
     width: int = _f(1280, "Width of the main (display and encoding) stream.", lo=160, hi=4608)
     height: int = _f(720, "Height of the main stream.", lo=120, hi=2592)
-    capture_timeout_s: float = _f(2.0, "A capture that takes longer raises instead of hanging.",
-                                  lo=0.1, hi=60)
+    capture_timeout_s: float = _f(2.0, "A capture that takes longer raises instead of hanging.", lo=0.1, hi=60)
 
 
 @dataclass(frozen=True)
@@ -72,23 +70,20 @@ class GeometryConfig:
     min_distance_m: float = _f(0.3, "Nearest distance at which a person is served.", lo=0.1, hi=5)
     max_distance_m: float = _f(1.5, "Farthest distance at which a person is served.", lo=0.2, hi=10)
     face_width_m: float = _f(0.145, "Width of dlib's face box on an adult face.", lo=0.05, hi=0.5)
-    detector_face_px: int = _f(80, "Face width at which dlib's HOG detector finds faces reliably.",
-                               lo=40, hi=200)
-    detect_width: int = _f(0, "Override: width of the detection image (0 = derive from the geometry).",
-                           lo=0, hi=4608)
+    detector_face_px: int = _f(80, "Face width at which dlib's HOG detector finds faces reliably.", lo=40, hi=200)
+    detect_width: int = _f(0, "Override: width of the detection image (0 = derive from the geometry).", lo=0, hi=4608)
 
 
 @dataclass(frozen=True)
 class QualityConfig:
     """The gate a face must pass before it is encoded (and before a photo is enrolled)."""
 
-    min_face_px: int = _f(0,
-                          "Smallest face width in main-stream pixels (0 = from the geometry's max distance).",
-                          lo=0, hi=2000)
+    min_face_px: int = _f(
+        0, "Smallest face width in main-stream pixels (0 = from the geometry's max distance).", lo=0, hi=2000
+    )
     min_sharpness: float = _f(20.0, "Variance of the Laplacian of the aligned face chip.", lo=0, hi=10000)
     min_brightness: float = _f(40.0, "Mean grey level of the face chip (0-255).", lo=0, hi=255)
-    max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).",
-                        lo=0, hi=2)
+    max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).", lo=0, hi=2)
     max_roll_deg: float = _f(25.0, "Tilt of the eye line.", lo=0, hi=90)
 
 
@@ -108,8 +103,10 @@ class TrackerConfig:
     """How detections become tracks and how often the whole frame is searched."""
 
     full_scan_every: int = _f(6, "Frames between whole-frame scans while people are tracked.", lo=1, hi=300)
-    idle_scan_every_s: float = _f(1.0, "Whole-frame scan at least this often when nothing moves.",
-                                  lo=0.1, hi=60)
+    search_every: int = _f(
+        2, "Frames between whole-frame scans while something moves and nobody is tracked.", lo=1, hi=300
+    )
+    idle_scan_every_s: float = _f(1.0, "Whole-frame scan at least this often when nothing moves.", lo=0.1, hi=60)
     motion_threshold: float = _f(12.0, "Grey-level change that counts as motion.", lo=1, hi=255)
     max_missed_frames: int = _f(8, "Frames a track survives without a detection.", lo=1, hi=300)
     min_iou: float = _f(0.3, "Overlap that joins a detection to a track.", lo=0.01, hi=1)
@@ -119,8 +116,10 @@ class TrackerConfig:
 class RecognizerConfig:
     """The on-device recognizer."""
 
-    gallery: Path = _f(Path("/var/lib/kiosk/gallery.kgal"),  # noqa: RUF009
-                       "The enrolled templates (see `kiosk enroll`).")
+    gallery: Path = _f(
+        Path("/var/lib/kiosk/gallery.kgal"),  # noqa: RUF009
+        "The enrolled templates (see `kiosk enroll`).",
+    )
     gallery_key_file: Path | None = _f(None, "Secret file with the gallery's HMAC key (optional).")  # noqa: RUF009
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
@@ -357,8 +356,10 @@ def _credential_name(ref: str) -> str:
     """NAME from ``credential:NAME``; it must be a plain file name inside $CREDENTIALS_DIRECTORY."""
     name = ref.removeprefix(_CREDENTIAL)
     if not name or "/" in name or name in (".", ".."):
-        raise _Invalid(f'"{ref}" is not a valid credential; write "credential:NAME" with the name given to '
-                       "LoadCredential= (a plain name, no slashes)")
+        raise _Invalid(
+            f'"{ref}" is not a valid credential; write "credential:NAME" with the name given to '
+            "LoadCredential= (a plain name, no slashes)"
+        )
     return name
 
 
@@ -379,10 +380,13 @@ def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
             raise ConfigError(text, [f"{key}: {exc}"]) from None
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            raise ConfigError(text, [
-                f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
-                f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
-            ])
+            raise ConfigError(
+                text,
+                [
+                    f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
+                    f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
+                ],
+            )
         path, private = Path(directory) / name, False
     else:
         path, private = Path(ref), True
@@ -391,10 +395,13 @@ def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
         with path.open("rb") as fh:
             mode = os.fstat(fh.fileno()).st_mode
             if private and stat.S_ISREG(mode) and mode & 0o077:
-                raise ConfigError(source, [
-                    f"{key}: the secret file is open to group or others (mode {stat.S_IMODE(mode):04o}); "
-                    f"run: chmod 600 {path} (owned by the kiosk user)"
-                ])
+                raise ConfigError(
+                    source,
+                    [
+                        f"{key}: the secret file is open to group or others (mode {stat.S_IMODE(mode):04o}); "
+                        f"run: chmod 600 {path} (owned by the kiosk user)"
+                    ],
+                )
             data = fh.read()
     except FileNotFoundError:
         message = f"{key}: the secret file does not exist; create it (chmod 600) or fix {key}"
@@ -516,6 +523,8 @@ def check_command(path: Path) -> int:
         return 1
     source = cfg.camera.source + (f" ({cfg.camera.path})" if cfg.camera.source == "replay" else "")
     print(f"OK: {path}")
-    print(f"device {cfg.device.id} ({cfg.device.office}, {cfg.device.timezone}), camera {source}, "
-          f"gallery {cfg.recognizer.gallery}")
+    print(
+        f"device {cfg.device.id} ({cfg.device.office}, {cfg.device.timezone}), camera {source}, "
+        f"gallery {cfg.recognizer.gallery}"
+    )
     return 0

@@ -147,9 +147,10 @@ class Pipeline:
         self.stats.frames += 1
         moved = self.motion.moved(frame.lores if frame.lores is not None else rgb)
         tracking = bool(self.tracker.tracks)
-        full_due = frame.index - self._last_full_frame >= self.cfg.tracker.full_scan_every
+        since_full = frame.index - self._last_full_frame
+        every = self.cfg.tracker.full_scan_every if tracking else self.cfg.tracker.search_every
         idle_due = now - self._last_full_time >= self.cfg.tracker.idle_scan_every_s
-        full = (moved and (not tracking or full_due)) or idle_due
+        full = (moved and since_full >= every) or idle_due
         if not (full or tracking):
             self.stats.idle_frames += 1
             return FrameResult([], [], detected=False)

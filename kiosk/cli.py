@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,9 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One BLAS thread: matching is a small matrix-vector product, and extra threads only wait on cores that
+    # dlib keeps busy (bench/gallery_scale.py measured 0.27 ms with one thread, 12 ms with the default).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -267,23 +271,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         app.stream(source, pipeline, report, threading.Event())
         dropped = source.dropped
     cpu = time.process_time() - cpu0
-    s = pipeline.stats
-    summary = {
-        "frames": s.frames,
+    summary = asdict(pipeline.stats) | {
         "dropped": dropped,
-        "idle_frames": s.idle_frames,
-        "full_scans": s.full_scans,
-        "window_scans": s.window_scans,
-        "detections": s.detections,
-        "tracks": s.tracks,
-        "quality_rejects": s.quality_rejects,
-        "encodings": s.encodings,
-        "decisions": s.decisions,
-        "accepted": s.accepted,
         "detect_width": pipeline.detect_width,
         "min_face_px": pipeline.min_face_px,
         "cpu_s": round(cpu, 3),
-        "cpu_ms_per_frame": round(1000 * cpu / max(s.frames, 1), 2),
+        "cpu_ms_per_frame": round(1000 * cpu / max(pipeline.stats.frames, 1), 2),
         "wall_s": round(time.monotonic() - wall0, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

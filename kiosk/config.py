@@ -96,6 +96,10 @@ class DecisionConfig:
     agreement: int = _f(2, "Encodings of one track that must agree before a person is accepted.", lo=1, hi=10)
     max_encodings: int = _f(4, "Encodings per track before the track is declared unknown.", lo=1, hi=20)
     encode_every_frames: int = _f(2, "Frames between two encodings of one track.", lo=1, hi=60)
+    retry_after_s: float = _f(
+        2.0, "A person still in view after an unknown decision is tried again after this long (0 = never).",
+        lo=0, hi=600,
+    )
 
 
 @dataclass(frozen=True)

@@ -192,21 +192,20 @@ class Gallery:
                 raise ValueError("size does not match the header")
         except (ValueError, KeyError, TypeError) as exc:
             raise GalleryError(f"{path} is malformed ({exc}): {restore}") from None
-        people, start = [], 0
-        for i, (m, n) in enumerate(zip(meta, counts, strict=True)):
-            if n and not np.all(owner[start : start + n] == i):
-                raise GalleryError(f"{path} is malformed (templates out of order): {restore}")
-            people.append(
-                Person(
-                    nip=m["nip"],
-                    name=m["name"],
-                    unit=m["unit"],
-                    templates=matrix[start : start + n].astype(np.float32),
-                    enrolled_at=m.get("enrolled_at", ""),
-                    sources=tuple(m.get("sources", ())),
-                )
+        if not np.array_equal(owner, np.repeat(np.arange(len(counts), dtype="<u4"), counts)):
+            raise GalleryError(f"{path} is malformed (templates out of order): {restore}")
+        starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        people = [
+            Person(
+                nip=m["nip"],
+                name=m["name"],
+                unit=m["unit"],
+                templates=matrix[starts[i] : starts[i + 1]],  # read-only views of one buffer
+                enrolled_at=m.get("enrolled_at", ""),
+                sources=tuple(m.get("sources", ())),
             )
-            start += n
+            for i, m in enumerate(meta)
+        ]
         return cls(people=people, version=int(header["version"]), model=header.get("model", MODEL_ID))
 
 

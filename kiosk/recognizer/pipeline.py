@@ -41,7 +41,8 @@ class Decision:
     distance: float
     margin: float | None
     frames_used: int
-    latency_ms: float
+    latency_ms: float  # monotonic time from the track's first frame to the decision
+    clip_latency_ms: float  # source time from the track's first frame to the decision frame
     box: Box
 
     def as_json(self) -> dict[str, object]:
@@ -55,6 +56,7 @@ class Decision:
             "margin": None if self.margin is None else round(self.margin, 4),
             "frames_used": self.frames_used,
             "latency_ms": round(self.latency_ms, 1),
+            "clip_latency_ms": round(self.clip_latency_ms, 1),
         }
 
 
@@ -93,6 +95,7 @@ class PipelineStats:
     decisions: int = 0
     accepted: int = 0
     tracks: int = 0
+    retries: int = 0
     quality_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -104,6 +107,7 @@ class _Recognition:
         self.last_encoded_frame = -(10**9)
         self.problems: tuple[str, ...] = ()
         self.decision: Decision | None = None
+        self.decided_at = 0.0
 
 
 class Pipeline:
@@ -163,7 +167,7 @@ class Pipeline:
             self.stats.full_scans += 1
         boxes = suppress_overlaps(boxes)
         self.stats.detections += len(boxes)
-        born, ended = self.tracker.update(boxes, frame.index, now)
+        born, ended = self.tracker.update(boxes, frame.index, now, frame.t)
         for track in born:
             track.extra["rec"] = _Recognition(TrackVerdict(self.cfg.decision))
         self.stats.tracks += len(born)
@@ -204,6 +208,12 @@ class Pipeline:
 
     def _serve(self, rgb: np.ndarray, frame: Frame) -> list[Decision]:
         """Encode at most one face per frame: the nearest in-range undecided track that is due."""
+        retry = self.cfg.decision.retry_after_s
+        for track in self.tracker.tracks:
+            rec = _rec(track)
+            if rec.decision and rec.decision.nip is None and retry and self.clock() - rec.decided_at >= retry:
+                track.extra["rec"] = _Recognition(TrackVerdict(self.cfg.decision))
+                self.stats.retries += 1
         candidates = sorted(
             (t for t in self.tracker.tracks if t.missed == 0 and _rec(t).decision is None),
             key=lambda t: -t.box.width,
@@ -254,9 +264,10 @@ class Pipeline:
             margin=best.margin,
             frames_used=len(rec.verdict.matches),
             latency_ms=(self.clock() - track.first_seen) * 1000.0,
+            clip_latency_ms=(frame.t - track.first_t) * 1000.0,
             box=track.box,
         )
-        rec.decision = decision
+        rec.decision, rec.decided_at = decision, self.clock()
         self.stats.decisions += 1
         self.stats.accepted += nip is not None
         return decision

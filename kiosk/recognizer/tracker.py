@@ -16,6 +16,7 @@ class Track:
     box: Box
     first_frame: int
     first_seen: float  # monotonic seconds
+    first_t: float  # source time (clip seconds) of the first frame
     last_frame: int
     missed: int = 0
     hits: int = 1
@@ -40,7 +41,7 @@ class Tracker:
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
 
-    def update(self, boxes: list[Box], frame: int, now: float) -> tuple[list[Track], list[Track]]:
+    def update(self, boxes: list[Box], frame: int, now: float, t: float = 0.0) -> tuple[list[Track], list[Track]]:
         """Assign this frame's boxes; returns (new tracks, tracks that ended)."""
         pairs = sorted(
             ((t.box.iou(b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
@@ -65,7 +66,7 @@ class Tracker:
                 if track.missed > self.max_missed:
                     ended.append(track)
         born = [
-            Track(next(self._ids), b, frame, now, frame) for bi, b in enumerate(boxes) if bi not in used_b
+            Track(next(self._ids), b, frame, now, t, frame) for bi, b in enumerate(boxes) if bi not in used_b
         ]
         gone = {t.id for t in ended}
         self.tracks = [t for t in self.tracks if t.id not in gone] + born

@@ -13,8 +13,8 @@ import resource
 import sys
 import threading
 import time
-from dataclasses import asdict, replace
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from kiosk import __version__

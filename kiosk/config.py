@@ -44,7 +44,7 @@ class DeviceConfig:
     id: str = _f("kiosk-dev", "Device id, unique in the regency (used in events and topics).")
     office: str = _f("Kantor Contoh", "Office name shown on the screen.")
     timezone: str = _f("Asia/Makassar", "IANA time zone of the site (WITA by default).")
-    state_dir: Path = _f(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")  # noqa: RUF009
+    state_dir: Path = _f(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class CameraConfig:
     """The frame source, chosen by ``source``; the other keys apply to the sources that name them."""
 
     source: Literal["picamera2", "v4l2", "replay"] = _f("replay", "Frame source backend.")
-    path: Path | None = _f(None, "replay: a video file, an animated GIF, or a folder of images.")  # noqa: RUF009
+    path: Path | None = _f(None, "replay: a video file, an animated GIF, or a folder of images.")
     realtime: bool = _f(True, "replay: pace frames at the clip's rate (dropping late ones) or run flat out.")
     loop: bool = _f(False, "replay: start again at the end instead of stopping.")
     fps: float = _f(30.0, "Frames per second asked of the camera; replay of an image folder uses it too.", lo=1, hi=120)
@@ -121,10 +121,10 @@ class RecognizerConfig:
     """The on-device recognizer."""
 
     gallery: Path = _f(
-        Path("/var/lib/kiosk/gallery.kgal"),  # noqa: RUF009
+        Path("/var/lib/kiosk/gallery.kgal"),
         "The enrolled templates (see `kiosk enroll`).",
     )
-    gallery_key_file: Path | None = _f(None, "Secret file with the gallery's HMAC key (optional).")  # noqa: RUF009
+    gallery_key_file: Path | None = _f(None, "Secret file with the gallery's HMAC key (optional).")
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)

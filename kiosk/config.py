@@ -301,7 +301,7 @@ def _convert(tp: Any, value: object, name: str, base_dir: Path | None) -> Any:
         if tp is str:
             return value
         path = Path(value)
-        return base_dir / path if base_dir is not None and not path.is_absolute() else path
+        return Path(os.path.normpath(base_dir / path)) if base_dir is not None and not path.is_absolute() else path
     raise TypeError(f"the config schema uses a type the loader does not know: {tp!r}")
 
 

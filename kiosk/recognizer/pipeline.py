@@ -4,7 +4,11 @@ Per frame: a motion gate lets the detector rest when nothing moves; tracked face
 small window around their last position, at the scale that makes them about the detector's size; the whole
 frame is searched at the geometry's detection resolution every few frames (and whenever motion appears with
 nobody tracked). The nearest in-range face is served first: it passes a quality gate, is encoded a bounded
-number of times, and its matches are voted on by the open-set rule. Each track ends in one decision.
+number of times, and its matches are voted on by the open-set rule. A track gets one decision (and a fresh
+attempt after ``retry_after_s`` if that decision was "unknown" and the person is still there).
+
+Durations inside the pipeline (idle scans, retries) are measured in source time (``Frame.t``), so a replay
+run flat out decides as it would in real time; only ``latency_ms`` uses the monotonic clock.
 """
 
 from __future__ import annotations
@@ -153,7 +157,7 @@ class Pipeline:
         tracking = bool(self.tracker.tracks)
         since_full = frame.index - self._last_full_frame
         every = self.cfg.tracker.full_scan_every if tracking else self.cfg.tracker.search_every
-        idle_due = now - self._last_full_time >= self.cfg.tracker.idle_scan_every_s
+        idle_due = frame.t - self._last_full_time >= self.cfg.tracker.idle_scan_every_s
         full = (moved and since_full >= every) or idle_due
         if not (full or tracking):
             self.stats.idle_frames += 1
@@ -163,7 +167,7 @@ class Pipeline:
         self.stats.window_scans += len(self.tracker.tracks)
         if full:
             boxes += self._full_scan(frame)
-            self._last_full_frame, self._last_full_time = frame.index, now
+            self._last_full_frame, self._last_full_time = frame.index, frame.t
             self.stats.full_scans += 1
         boxes = suppress_overlaps(boxes)
         self.stats.detections += len(boxes)
@@ -211,7 +215,7 @@ class Pipeline:
         retry = self.cfg.decision.retry_after_s
         for track in self.tracker.tracks:
             rec = _rec(track)
-            if rec.decision and rec.decision.nip is None and retry and self.clock() - rec.decided_at >= retry:
+            if rec.decision and rec.decision.nip is None and retry and frame.t - rec.decided_at >= retry:
                 track.extra["rec"] = _Recognition(TrackVerdict(self.cfg.decision))
                 self.stats.retries += 1
         candidates = sorted(
@@ -267,7 +271,7 @@ class Pipeline:
             clip_latency_ms=(frame.t - track.first_t) * 1000.0,
             box=track.box,
         )
-        rec.decision, rec.decided_at = decision, self.clock()
+        rec.decision, rec.decided_at = decision, frame.t
         self.stats.decisions += 1
         self.stats.accepted += nip is not None
         return decision

@@ -1,0 +1,52 @@
+"""`kiosk run`: the daemon composed from its config, on a replayed clip, stopping cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, need
+
+from kiosk.app import stop_on_signals
+from kiosk.cli import main
+
+
+def test_run_recognises_on_a_replayed_clip(hamilton_gallery: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    clip = need(EXAMPLES / "short_hamilton_clip.mp4")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[device]\nid = "kiosk-test"\nstate_dir = "{tmp_path}"\n'
+        f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
+        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
+        '[display]\nbackend = "log"\n'
+    )
+    with caplog.at_level(logging.INFO):
+        assert main(["run", "--config", str(config)]) == 0
+    text = caplog.text
+    assert "kiosk kiosk-test running" in text
+    assert "Lin-Manuel Miranda (198002022006021002" in text
+    assert "Alex Lacamoire (" not in text
+    assert "stopping after 275 frames" in text
+
+
+def test_run_reports_a_bad_config_and_a_missing_gallery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[camera]\nsource = "replay"\npath = "nowhere.mp4"\nfsp = 3\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert "camera.fsp: unknown key" in capsys.readouterr().err
+    config.write_text(f'[camera]\nsource = "replay"\npath = "x.mp4"\n[recognizer]\ngallery = "{tmp_path}/g.kgal"\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert "kiosk enroll" in capsys.readouterr().err
+
+
+def test_sigterm_sets_the_stop_event_and_handlers_are_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals() as stop:
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(2.0)
+    assert signal.getsignal(signal.SIGTERM) is before

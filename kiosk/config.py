@@ -81,7 +81,7 @@ class QualityConfig:
     min_face_px: int = _f(
         0, "Smallest face width in main-stream pixels (0 = from the geometry's max distance).", lo=0, hi=2000
     )
-    min_sharpness: float = _f(20.0, "Variance of the Laplacian of the aligned face chip.", lo=0, hi=10000)
+    min_sharpness: float = _f(50.0, "Variance of the Laplacian of the face resampled to 64x64 px.", lo=0, hi=10000)
     min_brightness: float = _f(40.0, "Mean grey level of the face chip (0-255).", lo=0, hi=255)
     max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).", lo=0, hi=2)
     max_roll_deg: float = _f(25.0, "Tilt of the eye line.", lo=0, hi=90)
@@ -91,8 +91,8 @@ class QualityConfig:
 class DecisionConfig:
     """The open-set rule: accept only a close, unambiguous, repeated match."""
 
-    accept_distance: float = _f(0.45, "Best distance must be at most this.", lo=0, hi=2)
-    min_margin: float = _f(0.06, "Second-best identity must be at least this much farther.", lo=0, hi=2)
+    accept_distance: float = _f(0.475, "Best distance must be at most this.", lo=0, hi=2)
+    min_margin: float = _f(0.09, "Second-best identity must be at least this much farther.", lo=0, hi=2)
     agreement: int = _f(2, "Encodings of one track that must agree before a person is accepted.", lo=1, hi=10)
     max_encodings: int = _f(4, "Encodings per track before the track is declared unknown.", lo=1, hi=20)
     encode_every_frames: int = _f(2, "Frames between two encodings of one track.", lo=1, hi=60)

@@ -68,7 +68,7 @@ def test_missing_keys_take_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, '[camera]\nsource = "picamera2"\n'))
     assert cfg == replace(KioskConfig(), camera=replace(KioskConfig().camera, source="picamera2"))
     assert cfg.device.timezone == "Asia/Makassar"
-    assert cfg.recognizer.decision.accept_distance == 0.45
+    assert cfg.recognizer.decision.accept_distance == 0.475
     assert cfg.recognizer.gallery_key_file is None
 
 

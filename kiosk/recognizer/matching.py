@@ -5,9 +5,9 @@ nearer than the second-nearest identity (``min_margin``); a track is accepted on
 encodings accept the same person and none accepts another. Otherwise the answer is "unknown".
 
 The defaults come from the open-set benchmark on LFW-dev (``bench/lfw_identification.py``, docs/thresholds.md).
-The margin to the second identity is the gallery-as-cohort normalisation that pays off there: cohort scores over
-more neighbours (distance minus the mean of the k nearest other identities, z-scores) ranked slightly better on
-the tuning data but not on held-out people, and were unsafe for small galleries, so the rule keeps two numbers.
+The margin to the second identity is the gallery-as-cohort normalisation that pays off there. Cohorts of more
+neighbours (the distance minus the mean of the k nearest other identities, or z-scores) ranked a little better
+on the tuning data but gave no measurable gain on held-out people, so the rule keeps its two numbers.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ class QualityConfig:
     )
     min_sharpness: float = _f(50.0, "Variance of the Laplacian of the face resampled to 64x64 px.", lo=0, hi=10000)
     min_brightness: float = _f(40.0, "Mean grey level of the face chip (0-255).", lo=0, hi=255)
-    max_yaw: float = _f(0.35, "Nose offset from the eye midpoint, in eye distances (0 = frontal).", lo=0, hi=2)
+    max_yaw: float = _f(0.2, "Nose offset from the eye midpoint, in eye distances (0 = frontal).", lo=0, hi=2)
     max_roll_deg: float = _f(25.0, "Tilt of the eye line.", lo=0, hi=90)
 
 
@@ -110,7 +110,7 @@ class TrackerConfig:
     search_every: int = _f(
         2, "Frames between whole-frame scans while something moves and nobody is tracked.", lo=1, hi=300
     )
-    idle_scan_every_s: float = _f(1.0, "Whole-frame scan at least this often when nothing moves.", lo=0.1, hi=60)
+    idle_scan_every_s: float = _f(5.0, "Whole-frame scan at least this often when nothing moves.", lo=0.1, hi=60)
     motion_threshold: float = _f(12.0, "Grey-level change that counts as motion.", lo=1, hi=255)
     max_missed_frames: int = _f(8, "Frames a track survives without a detection.", lo=1, hi=300)
     min_iou: float = _f(0.3, "Overlap that joins a detection to a track.", lo=0.01, hi=1)

@@ -227,13 +227,15 @@ def _cmd_identify(args: argparse.Namespace) -> int:
             status = EXIT_REJECTED
             continue
         out = []
+        # A still is one frame: the single-frame rule decides. Quality findings are reported, not enforced:
+        # in video they make the kiosk wait for a better frame, and a still has no other frame.
         for obs in faces.analyze_still(rgb, cfg.quality, min_face_px=cfg.quality.min_face_px):
             assert obs.descriptor is not None
             m = match(gallery, obs.descriptor)
             out.append(
                 {
                     "box": obs.box.as_list(),
-                    "nip": None if obs.problems else m.accepted(cfg.decision),
+                    "nip": m.accepted(cfg.decision),
                     "best_nip": m.best_nip,
                     "distance": round(m.distance, 4),
                     "margin": None if m.margin is None else round(m.margin, 4),

@@ -42,7 +42,11 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from _common import REPO, faces_dir, markdown_table
+from _common import REPO, ensure_repo_on_path, faces_dir, markdown_table
+
+ensure_repo_on_path()
+
+from kiosk.models import models_dir  # noqa: E402  (no dlib import: it only locates the files)
 
 SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
 RESNET = "dlib_face_recognition_resnet_model_v1.dat"
@@ -195,17 +199,6 @@ def find_wheel(wheelhouse: Path) -> Path | None:
         if path.name.startswith(f"dlib-{want}-"):
             return path
     return candidates[-1]
-
-
-def models_dir() -> Path:
-    """dlib's model files, located without importing face_recognition_models (its import needs pkg_resources)."""
-    override = os.environ.get("KIOSK_MODELS_DIR")
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("encode_speed: face_recognition_models is not installed (or set KIOSK_MODELS_DIR)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 def pick_images(root: Path, n_lfw: int) -> list[Path]:

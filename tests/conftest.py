@@ -38,11 +38,16 @@ def write_roster(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+def enroll(roster: Path, photos: Path, gallery: Path, *extra: str) -> int:
+    """Run `kiosk enroll` in-process; returns its exit status."""
+    from kiosk.cli import main
+
+    return main(["enroll", "--roster", str(roster), "--photos", str(photos), "--gallery", str(gallery), *extra])
+
+
 @pytest.fixture(scope="session")
 def hamilton_gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A gallery of the two people in short_hamilton_clip.mp4, enrolled once per test session."""
-    from kiosk.cli import main
-
     root = tmp_path_factory.mktemp("hamilton")
     photos = link_photos(
         root / "photos", {ALEX: EXAMPLES / "alex-lacamoire.png", LIN: EXAMPLES / "lin-manuel-miranda.png"}
@@ -51,22 +56,7 @@ def hamilton_gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "roster.csv", [(ALEX, "Alex Lacamoire", "Musik"), (LIN, "Lin-Manuel Miranda", "Teater")]
     )
     gallery = root / "gallery.kgal"
-    assert (
-        main(
-            [
-                "enroll",
-                "--roster",
-                str(roster),
-                "--photos",
-                str(photos),
-                "--gallery",
-                str(gallery),
-                "--jitters",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert enroll(roster, photos, gallery, "--jitters", "1") == 0
     return gallery
 
 

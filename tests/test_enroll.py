@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import EXAMPLES, FACES, OBAMA, TEST_IMAGES, link_photos, need, write_roster
+from conftest import EXAMPLES, FACES, OBAMA, TEST_IMAGES, enroll, link_photos, need, write_roster
 
 from kiosk.cli import main
 from kiosk.recognizer.enroll import RosterError, read_roster
@@ -17,21 +17,7 @@ BIDEN = "194211201972031002"
 
 
 def _enroll(roster: Path, photos: Path, gallery: Path, *extra: str) -> int:
-    return main(
-        [
-            "enroll",
-            "--roster",
-            str(roster),
-            "--photos",
-            str(photos),
-            "--gallery",
-            str(gallery),
-            "--jitters",
-            "0",
-            "--json",
-            *extra,
-        ]
-    )
+    return enroll(roster, photos, gallery, "--jitters", "0", "--json", *extra)
 
 
 def _results(out: str) -> dict[str, dict[str, object]]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, OBAMA, TEST_IMAGES, link_photos, need, write_roster
+from conftest import EXAMPLES, OBAMA, TEST_IMAGES, enroll, link_photos, need, write_roster
 
 from kiosk.cli import main
 
@@ -17,7 +17,7 @@ def obama_gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos = link_photos(root / "p", {OBAMA: TEST_IMAGES / "obama.jpg"})
     roster = write_roster(root / "r.csv", [(OBAMA, "Barack Obama", "Setda")])
     gallery = root / "g.kgal"
-    assert main(["enroll", "--roster", str(roster), "--photos", str(photos), "--gallery", str(gallery)]) == 0
+    assert enroll(roster, photos, gallery) == 0
     return gallery
 
 

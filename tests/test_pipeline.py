@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ALEX, EXAMPLES, LIN, OBAMA, TEST_IMAGES, link_photos, need, write_roster
+from conftest import ALEX, EXAMPLES, LIN, OBAMA, TEST_IMAGES, enroll, link_photos, need, write_roster
 
 from kiosk.camera import Frame
 from kiosk.cli import main
@@ -70,7 +70,7 @@ def obama_biden(tmp_path_factory: pytest.TempPathFactory) -> Gallery:
     root = tmp_path_factory.mktemp("ob")
     photos = link_photos(root / "p", {OBAMA: TEST_IMAGES / "obama.jpg", BIDEN: TEST_IMAGES / "biden.jpg"})
     roster = write_roster(root / "r.csv", [(OBAMA, "Barack Obama", "Setda"), (BIDEN, "Joe Biden", "Setda")])
-    assert main(["enroll", "--roster", str(roster), "--photos", str(photos), "--gallery", str(root / "g")]) == 0
+    assert enroll(roster, photos, root / "g") == 0
     return Gallery.load(root / "g")
 
 

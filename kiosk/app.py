@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from kiosk.camera import FrameSource, open_source
-from kiosk.config import KioskConfig, RecognizerConfig, read_secret
+from kiosk.config import KioskConfig, RecognizerConfig
 from kiosk.display import open_screen
 from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
@@ -19,8 +19,7 @@ log = logging.getLogger("kiosk")
 
 def load_gallery(cfg: RecognizerConfig) -> Gallery:
     """Open the configured gallery, verifying it with the HMAC key when one is configured."""
-    key = read_secret(cfg.gallery_key_file) if cfg.gallery_key_file else None
-    return Gallery.load(cfg.gallery, key)
+    return Gallery.load(cfg.gallery, cfg.gallery_key())
 
 
 def stream(

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from kiosk import __version__
-from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config, read_secret
+from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config
 from kiosk.errors import KioskError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -114,10 +114,6 @@ def _recognizer(args: argparse.Namespace) -> RecognizerConfig:
     return replace(cfg, gallery=args.gallery)
 
 
-def _key(cfg: RecognizerConfig) -> bytes | None:
-    return read_secret(cfg.gallery_key_file) if cfg.gallery_key_file else None
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from kiosk import app
 
@@ -137,7 +133,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         print(f"kiosk enroll: photo folder {args.photos} does not exist", file=sys.stderr)
         return EXIT_USAGE
     cfg = _recognizer(args)
-    key = _key(cfg)
+    key = cfg.gallery_key()
     roster = enrolment.read_roster(args.roster)
     # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
     gallery = Gallery.load(args.gallery, key) if args.gallery.exists() else Gallery()
@@ -217,7 +213,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from kiosk.recognizer.matching import match
 
     cfg = _recognizer(args)
-    gallery = Gallery.load(args.gallery, _key(cfg))
+    gallery = Gallery.load(args.gallery, cfg.gallery_key())
     status = EXIT_OK
     for image in args.images:
         try:
@@ -253,7 +249,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from kiosk.recognizer.pipeline import Pipeline
 
     cfg = _recognizer(args)
-    gallery = Gallery.load(args.gallery, _key(cfg))
+    gallery = Gallery.load(args.gallery, cfg.gallery_key())
     pipeline = Pipeline(gallery, cfg)
     cpu0, wall0 = time.process_time(), time.monotonic()
 
@@ -290,7 +286,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from kiosk.recognizer.gallery import Gallery
 
     cfg = _recognizer(args)
-    key = _key(cfg)
+    key = cfg.gallery_key()
     gallery = Gallery.load(args.gallery, key)
     if args.gallery_command == "list":
         print(

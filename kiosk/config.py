@@ -130,6 +130,12 @@ class RecognizerConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
+    def gallery_key(self) -> bytes | None:
+        """The gallery's HMAC key, read from ``gallery_key_file`` (None when no key is configured)."""
+        if self.gallery_key_file is None:
+            return None
+        return read_secret(self.gallery_key_file, key="recognizer.gallery_key_file")
+
 
 @dataclass(frozen=True)
 class DisplayConfig:

@@ -127,3 +127,21 @@ def test_cli_reports_tampered_gallery_with_status_2(
     path.write_bytes(bytes(data))
     assert main(["gallery", "list", "--gallery", str(path)]) == 2
     assert "checksum" in capsys.readouterr().err
+
+
+def test_cli_signs_with_the_configured_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "gallery.key"
+    key.write_bytes(b"s" * 32)
+    key.chmod(0o600)
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[camera]\nsource = "v4l2"\n[recognizer]\ngallery_key_file = "gallery.key"\n')
+    path = tmp_path / "g.kgal"
+    people = _people(2)
+    Gallery(people).save(path, key=b"s" * 32)
+    assert main(["gallery", "remove", "--gallery", str(path), "--config", str(config), people[0].nip]) == 0
+    assert Gallery.load(path, key=b"s" * 32).nips == [people[1].nip], "re-signed with the same key"
+    assert main(["gallery", "list", "--gallery", str(path)]) == 2
+    assert "gallery_key_file" in capsys.readouterr().err
+    key.chmod(0o644)
+    assert main(["gallery", "list", "--gallery", str(path), "--config", str(config)]) == 2
+    assert "recognizer.gallery_key_file: the secret file is open to group or others" in capsys.readouterr().err

@@ -94,6 +94,10 @@ class DecisionConfig:
     accept_distance: float = _f(0.475, "Best distance must be at most this.", lo=0, hi=2)
     min_margin: float = _f(0.09, "Second-best identity must be at least this much farther.", lo=0, hi=2)
     agreement: int = _f(2, "Encodings of one track that must agree before a person is accepted.", lo=1, hi=10)
+    fused_accept_distance: float = _f(
+        0.42, "The mean of at least `agreement` encodings of a track is accepted at this distance (0 = off).",
+        lo=0, hi=2,
+    )
     max_encodings: int = _f(4, "Encodings per track before the track is declared unknown.", lo=1, hi=20)
     encode_every_frames: int = _f(2, "Frames between two encodings of one track.", lo=1, hi=60)
     retry_after_s: float = _f(

@@ -14,7 +14,9 @@ from kiosk.recognizer.gallery import Gallery, Person
 from kiosk.recognizer.matching import Match, TrackVerdict, match, match_from_distances
 
 # Explicit values, so that these tests check the rule itself and not whatever the defaults are tuned to.
-RULE = dataclasses.replace(DecisionConfig(), accept_distance=0.50, min_margin=0.08, agreement=2, max_encodings=4)
+RULE = dataclasses.replace(
+    DecisionConfig(), accept_distance=0.50, min_margin=0.08, agreement=2, max_encodings=4, fused_accept_distance=0.45
+)
 NIPS = ["198001012005011001", "198002022006021002", "196108041990031001"]
 A, B, C = NIPS
 
@@ -147,6 +149,39 @@ def test_exhausted_after_max_encodings_and_best_is_the_closest() -> None:
     assert v.exhausted
     assert v.accepted_nip is None
     assert v.best is not None and v.best.best_nip == B
+
+
+def test_fused_descriptor_accepts_when_single_frames_fall_short() -> None:
+    v = TrackVerdict(RULE)
+    v.add(Match(A, 0.52, 0.20), fused=None)
+    v.add(Match(A, 0.53, 0.20), fused=Match(A, 0.44, 0.20))
+    assert v.accepted_nip == A
+
+
+def test_fused_descriptor_needs_its_own_stricter_distance_and_the_margin() -> None:
+    v = TrackVerdict(RULE)
+    v.add(Match(A, 0.52, 0.20))
+    v.add(Match(A, 0.53, 0.20), fused=Match(A, 0.46, 0.20))
+    assert v.accepted_nip is None, "0.46 passes accept_distance but not fused_accept_distance"
+    v.add(Match(A, 0.53, 0.20), fused=Match(A, 0.40, 0.05))
+    assert v.accepted_nip is None, "ambiguous between two people"
+
+
+def test_fused_descriptor_is_ignored_before_agreement_encodings_and_when_off() -> None:
+    v = TrackVerdict(RULE)
+    v.add(Match(A, 0.52, 0.20), fused=Match(A, 0.30, 0.30))
+    assert v.accepted_nip is None
+    off = TrackVerdict(dataclasses.replace(RULE, fused_accept_distance=0.0))
+    off.add(Match(A, 0.52, 0.20))
+    off.add(Match(A, 0.53, 0.20), fused=Match(A, 0.30, 0.30))
+    assert off.accepted_nip is None
+
+
+def test_fused_descriptor_never_overrides_an_encoding_that_accepted_someone_else() -> None:
+    v = TrackVerdict(RULE)
+    v.add(Match(B, 0.40, 0.20))
+    v.add(Match(A, 0.53, 0.20), fused=Match(A, 0.44, 0.20))
+    assert v.accepted_nip is None
 
 
 def test_no_encodings_yet() -> None:

@@ -1,8 +1,10 @@
 """1:N matching and the open-set decision rule (pure functions of distances; no dlib, no I/O).
 
 A probe is accepted as a person only when its nearest identity is close (``accept_distance``) and clearly
-nearer than the second-nearest identity (``min_margin``); a track is accepted only when ``agreement`` of its
-encodings accept the same person and none accepts another. Otherwise the answer is "unknown".
+nearer than the second-nearest identity (``min_margin``). A track is accepted when ``agreement`` of its
+encodings accept the same person, or when the mean of at least ``agreement`` encodings passes the same rule at
+the stricter ``fused_accept_distance``; in both cases no encoding may accept another person. Otherwise the
+answer is "unknown".
 
 The defaults come from the open-set benchmark on LFW-dev (``bench/lfw_identification.py``, docs/thresholds.md).
 The margin to the second identity is the gallery-as-cohort normalisation that pays off there. Cohorts of more
@@ -28,9 +30,13 @@ class Match:
     distance: float
     margin: float | None
 
-    def accepted(self, rule: DecisionConfig) -> str | None:
-        """The single-frame rule: the NIP this descriptor alone is accepted as, or None for unknown."""
-        if self.best_nip is None or self.distance > rule.accept_distance:
+    def accepted(self, rule: DecisionConfig, accept_distance: float | None = None) -> str | None:
+        """The single-frame rule: the NIP this descriptor alone is accepted as, or None for unknown.
+
+        ``accept_distance`` overrides the rule's (the fused descriptor of a track uses a stricter one).
+        """
+        limit = rule.accept_distance if accept_distance is None else accept_distance
+        if self.best_nip is None or self.distance > limit:
             return None
         if self.margin is not None and self.margin < rule.min_margin:
             return None
@@ -60,20 +66,27 @@ class TrackVerdict:
     def __init__(self, rule: DecisionConfig) -> None:
         self.rule = rule
         self.matches: list[Match] = []
+        self.fused: Match | None = None
 
-    def add(self, m: Match) -> None:
-        """Record the match of one more encoding of the track."""
+    def add(self, m: Match, fused: Match | None = None) -> None:
+        """Record the match of one more encoding and, once there are ``agreement`` encodings, the match of
+        their mean (averaging frames cancels part of the noise of each)."""
         self.matches.append(m)
+        self.fused = fused
 
     @property
     def accepted_nip(self) -> str | None:
-        """The NIP once ``agreement`` encodings accept it and none accepts another person."""
+        """The NIP accepted by agreement or by the fused descriptor, provided no encoding accepts another."""
         votes = [m.accepted(self.rule) for m in self.matches]
         named = {v for v in votes if v is not None}
-        if len(named) != 1:
+        if len(named) > 1:
             return None
-        nip = named.pop()
-        return nip if votes.count(nip) >= self.rule.agreement else None
+        if named and votes.count(next(iter(named))) >= self.rule.agreement:
+            return next(iter(named))
+        if self.fused is None or len(self.matches) < self.rule.agreement:
+            return None
+        nip = self.fused.accepted(self.rule, self.rule.fused_accept_distance)
+        return nip if nip is not None and named <= {nip} else None
 
     @property
     def exhausted(self) -> bool:

@@ -108,6 +108,7 @@ class _Recognition:
 
     def __init__(self, verdict: TrackVerdict) -> None:
         self.verdict = verdict
+        self.descriptors: list[np.ndarray] = []
         self.last_encoded_frame = -(10**9)
         self.problems: tuple[str, ...] = ()
         self.decision: Decision | None = None
@@ -240,7 +241,12 @@ class Pipeline:
                     self.stats.quality_reasons[reason] = self.stats.quality_reasons.get(reason, 0) + 1
                 continue
             rec.last_encoded_frame = frame.index
-            rec.verdict.add(match(self.gallery, faces.encode(chip)))
+            descriptor = faces.encode(chip)
+            rec.descriptors.append(descriptor)
+            fused = None
+            if len(rec.descriptors) >= self.cfg.decision.agreement:
+                fused = match(self.gallery, np.mean(rec.descriptors, axis=0))
+            rec.verdict.add(match(self.gallery, descriptor), fused)
             self.stats.encodings += 1
             nip = rec.verdict.accepted_nip
             if nip is not None or rec.verdict.exhausted:

@@ -15,7 +15,6 @@ from typing import Any
 from kiosk.errors import ModelError
 
 SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
-SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
 RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 MODEL_ID = "dlib_face_recognition_resnet_model_v1"
 

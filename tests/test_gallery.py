@@ -145,3 +145,12 @@ def test_cli_signs_with_the_configured_key_file(tmp_path: Path, capsys: pytest.C
     key.chmod(0o644)
     assert main(["gallery", "list", "--gallery", str(path), "--config", str(config)]) == 2
     assert "recognizer.gallery_key_file: the secret file is open to group or others" in capsys.readouterr().err
+
+
+def test_gallery_of_another_model_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "g.kgal"
+    g = Gallery(_people(2))
+    g.model = "some_other_encoder"
+    g.save(path)
+    with pytest.raises(GalleryError, match="re-enrol"):
+        Gallery.load(path)

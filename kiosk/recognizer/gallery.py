@@ -192,6 +192,11 @@ class Gallery:
                 raise ValueError("size does not match the header")
         except (ValueError, KeyError, TypeError) as exc:
             raise GalleryError(f"{path} is malformed ({exc}): {restore}") from None
+        if header.get("model") != MODEL_ID:
+            raise GalleryError(
+                f"{path} holds templates of model {header.get('model')!r}, but this kiosk encodes with "
+                f"{MODEL_ID!r}: re-enrol the people with `kiosk enroll`"
+            )
         if not np.array_equal(owner, np.repeat(np.arange(len(counts), dtype="<u4"), counts)):
             raise GalleryError(f"{path} is malformed (templates out of order): {restore}")
         starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
@@ -206,7 +211,7 @@ class Gallery:
             )
             for i, m in enumerate(meta)
         ]
-        return cls(people=people, version=int(header["version"]), model=header.get("model", MODEL_ID))
+        return cls(people=people, version=int(header["version"]))
 
 
 def _digest(body: bytes, key: bytes | None) -> bytes:

@@ -82,7 +82,6 @@ class FrameResult:
 
     tracks: list[TrackView]
     decisions: list[Decision]
-    detected: bool  # whether the detector ran on this frame
 
 
 @dataclass
@@ -162,7 +161,7 @@ class Pipeline:
         full = (moved and since_full >= every) or idle_due
         if not (full or tracking):
             self.stats.idle_frames += 1
-            return FrameResult([], [], detected=False)
+            return FrameResult([], [])
 
         boxes = [b for t in self.tracker.tracks for b in self._search_window(rgb, t.box)]
         self.stats.window_scans += len(self.tracker.tracks)
@@ -179,7 +178,7 @@ class Pipeline:
 
         decisions = [d for d in (self._close(t, frame) for t in ended) if d is not None]
         decisions += self._serve(rgb, frame)
-        return FrameResult(self._views(), decisions, detected=True)
+        return FrameResult(self._views(), decisions)
 
     def _full_scan(self, frame: Frame) -> list[Box]:
         """Detect on the whole detection plane (the camera's lores plane, or the main image scaled down)."""

@@ -19,7 +19,6 @@ class Track:
     first_t: float  # source time (clip seconds) of the first frame
     last_frame: int
     missed: int = 0
-    hits: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -56,7 +55,6 @@ class Tracker:
                 continue
             track = self.tracks[ti]
             track.box, track.last_frame, track.missed = boxes[bi], frame, 0
-            track.hits += 1
             used_t.add(ti)
             used_b.add(bi)
         ended = []

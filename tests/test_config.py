@@ -84,7 +84,8 @@ def test_unknown_nested_key_suggests_closest(tmp_path: Path) -> None:
     assert problems(write(tmp_path, text)) == [
         'recognizer.decision.accept_distnce: unknown key (did you mean "accept_distance"?); '
         "[recognizer.decision] allows: "
-        "accept_distance, min_margin, agreement, fused_accept_distance, max_encodings, encode_every_frames, retry_after_s"
+        "accept_distance, min_margin, agreement, fused_accept_distance, max_encodings, encode_every_frames, "
+        "retry_after_s"
     ]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from kiosk.errors import GalleryError
+from kiosk.fsutil import write_atomic
 from kiosk.models import MODEL_ID
 
 MAGIC = b"KGAL"
@@ -140,23 +140,12 @@ class Gallery:
             ]
         )
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(body + _digest(body, key))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, body + _digest(body, key))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise GalleryError(  # noqa: B904 - the OS error is quoted in the message
                 f"cannot write gallery {path}: {exc.strerror or exc}; the previous file is intact"
             )
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     @classmethod
     def load(cls, path: Path, key: bytes | None = None) -> Gallery:

@@ -1,0 +1,1 @@
+"""Attendance events: the durable on-device outbox that keeps every event until the server acknowledges it."""

@@ -95,14 +95,18 @@ class DecisionConfig:
     min_margin: float = _f(0.09, "Second-best identity must be at least this much farther.", lo=0, hi=2)
     agreement: int = _f(2, "Encodings of one track that must agree before a person is accepted.", lo=1, hi=10)
     fused_accept_distance: float = _f(
-        0.42, "The mean of at least `agreement` encodings of a track is accepted at this distance (0 = off).",
-        lo=0, hi=2,
+        0.42,
+        "The mean of at least `agreement` encodings of a track is accepted at this distance (0 = off).",
+        lo=0,
+        hi=2,
     )
     max_encodings: int = _f(4, "Encodings per track before the track is declared unknown.", lo=1, hi=20)
     encode_every_frames: int = _f(2, "Frames between two encodings of one track.", lo=1, hi=60)
     retry_after_s: float = _f(
-        2.0, "A person still in view after an unknown decision is tried again after this long (0 = never).",
-        lo=0, hi=600,
+        2.0,
+        "A person still in view after an unknown decision is tried again after this long (0 = never).",
+        lo=0,
+        hi=600,
     )
 
 
@@ -149,6 +153,48 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """Attendance events: the durable outbox in ``device.state_dir``, evidence photos, signing, repeats."""
+
+    max_events: int = _f(
+        200_000,
+        "Unacknowledged events the outbox holds before the kiosk says it cannot record.",
+        lo=1000,
+        hi=10_000_000,
+    )
+    max_bytes: int = _f(4_000_000_000, "Size limit of the outbox database in bytes.", lo=10_000_000, hi=10**12)
+    retention_days: float = _f(
+        30.0, "Acknowledged events, and evidence photos, are deleted after this long.", lo=1, hi=3650
+    )
+    evidence_max_bytes: int = _f(20_000, "Size cap of one evidence JPEG of the face.", lo=2000, hi=500_000)
+    repeat_interval_min: float = _f(
+        10.0, "The same person again within this long gets 'already recorded' and no new event.", lo=0, hi=720
+    )
+    signing_key_file: Path | None = _f(None, "Secret file with the device's Ed25519 private key (PEM).")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The central broker; events wait in the outbox while it is unreachable."""
+
+    enabled: bool = _f(False, "Publish to the broker (off: events are only kept in the outbox).")
+    host: str = _f("127.0.0.1", "Broker host name or address.")
+    port: int = _f(1883, "Broker port (8883 is usual with TLS).", lo=1, hi=65535)
+    protocol: Literal["5", "3.1.1"] = _f("5", "MQTT protocol version.")
+    site: str = _f("site", "Site segment of the topics: <topic_prefix>/<site>/<device id>/...")
+    topic_prefix: str = _f("presensi/v1", "Versioned prefix of every topic.")
+    keepalive_s: int = _f(30, "MQTT keepalive.", lo=5, hi=3600)
+    reconnect_min_s: float = _f(1.0, "First reconnect delay; it doubles up to reconnect_max_s.", lo=0.1, hi=600)
+    reconnect_max_s: float = _f(60.0, "Longest reconnect delay.", lo=1, hi=3600)
+    tls_ca_file: Path | None = _f(None, "CA certificate that signed the broker's certificate (enables TLS).")
+    tls_cert_file: Path | None = _f(None, "This device's client certificate (PEM).")
+    tls_key_file: Path | None = _f(None, "Secret file with the client certificate's private key (PEM).")
+    username: str | None = _f(None, "MQTT user name (none when not set).")
+    password_file: Path | None = _f(None, "Secret file with the MQTT password.")
+    status_every_s: float = _f(60.0, "Period of the device status message.", lo=5, hi=86400)
+
+
+@dataclass(frozen=True)
 class KioskConfig:
     """The whole configuration of one kiosk."""
 
@@ -156,6 +202,8 @@ class KioskConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 # --- Loading and validation -------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_missing_keys_take_defaults(tmp_path: Path) -> None:
 def test_unknown_top_level_key_suggests_closest(tmp_path: Path) -> None:
     assert problems(write(tmp_path, '[camera]\nsource = "v4l2"\n[devise]\nid = "k1"\n')) == [
         'devise: unknown key (did you mean "device"?); '
-        "the top level allows: device, camera, recognizer, display"
+        "the top level allows: device, camera, recognizer, display, events, mqtt"
     ]
 
 
@@ -189,7 +189,7 @@ accept_distance = 3.5
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: 4 problem(s) in the configuration:\n")
-    assert "\n  - colour: unknown key; the top level allows: device, camera, recognizer, display" in message
+    assert "\n  - colour: unknown key; the top level allows: device, camera, recognizer, display, events, mqtt" in message
     assert '\n  - device.ofice: unknown key (did you mean "office"?)' in message
     assert "\n  - camera.fps: must be at most 120, got 500" in message
     assert "\n  - recognizer.decision.accept_distance: must be at most 2, got 3.5" in message

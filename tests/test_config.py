@@ -189,7 +189,8 @@ accept_distance = 3.5
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: 4 problem(s) in the configuration:\n")
-    assert "\n  - colour: unknown key; the top level allows: device, camera, recognizer, display, events, mqtt" in message
+    allowed = "device, camera, recognizer, display, events, mqtt"
+    assert f"\n  - colour: unknown key; the top level allows: {allowed}" in message
     assert '\n  - device.ofice: unknown key (did you mean "office"?)' in message
     assert "\n  - camera.fps: must be at most 120, got 500" in message
     assert "\n  - recognizer.decision.accept_distance: must be at most 2, got 3.5" in message

@@ -14,24 +14,40 @@ import math
 import os
 import stat
 import sys
+import textwrap
 import tomllib
 import types
 import typing
 import zoneinfo
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
 from kiosk.errors import ConfigError
 
 
-def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None) -> Any:
-    """A dataclass field with a default, help text and an optional numeric range."""
+def _f(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    min_items: int | None = None,
+) -> Any:
+    """A dataclass field with a default, help text, an optional numeric range and, for arrays, a least length.
+
+    ``default=dataclasses.MISSING`` makes the key required (used for the keys of array-of-table entries).
+    """
     meta: dict[str, Any] = {"doc": doc}
     if lo is not None:
         meta["min"] = lo
     if hi is not None:
         meta["max"] = hi
+    if min_items is not None:
+        meta["min_items"] = min_items
+    if default is dataclasses.MISSING:
+        return field(metadata=meta)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -145,6 +161,58 @@ class RecognizerConfig:
         return read_secret(self.gallery_key_file, key="recognizer.gallery_key_file")
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+PunchKind = Literal["masuk", "pulang", "istirahat_keluar", "istirahat_masuk", "lembur_masuk", "lembur_pulang"]
+DAYS: tuple[Day, ...] = typing.get_args(Day)
+"""Day names in ``datetime.weekday()`` order (Monday first)."""
+
+
+@dataclass(frozen=True)
+class PunchWindow:
+    """One punch window: on these days, a punch between start and end (local time, whole minutes) is this kind."""
+
+    days: tuple[Day, ...] = _f(dataclasses.MISSING, "Days of the week the window applies to.", min_items=1)
+    kind: PunchKind = _f(dataclasses.MISSING, "Kind of punch recorded in the window.")
+    start: time = _f(dataclasses.MISSING, "First minute of the window (local time, inclusive).")
+    end: time = _f(dataclasses.MISSING, "Last minute of the window (local time, inclusive); after start.")
+
+
+@dataclass(frozen=True)
+class RamadanPeriod:
+    """One Ramadan date range (local dates, both inclusive)."""
+
+    start: date = _f(dataclasses.MISSING, "First day of Ramadan hours.")
+    end: date = _f(dataclasses.MISSING, "Last day of Ramadan hours (inclusive).")
+
+
+_WEEKDAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When a punch is recorded and as what kind, in `device.timezone`; see docs/schedule.md.
+
+    The device only classifies a punch (masuk, pulang, ...); lateness and early leave (TL/PSW bands) are decided
+    centrally from the office's start and end times, so the default windows are wide.
+    """
+
+    windows: tuple[PunchWindow, ...] = _f(
+        (
+            PunchWindow(days=_WEEKDAYS, kind="masuk", start=time(5, 0), end=time(10, 59)),
+            PunchWindow(days=_WEEKDAYS, kind="pulang", start=time(11, 0), end=time(23, 0)),
+        ),
+        "Punch windows; windows of the same day must not overlap. Outside every window (and on holidays) "
+        "the kiosk records nothing: 'outside attendance hours'.",
+    )
+    ramadan: tuple[RamadanPeriod, ...] = _f((), "Ramadan date ranges; on these days `ramadan_windows` apply.")
+    ramadan_windows: tuple[PunchWindow, ...] = _f(
+        (), "Punch windows on Ramadan days (same shape as `windows`); when empty, `windows` apply."
+    )
+    holidays: tuple[date, ...] = _f(
+        (), "Public holidays and cuti bersama (local dates): no punch is recorded on them."
+    )
+
+
 @dataclass(frozen=True)
 class DisplayConfig:
     """The screen boundary (the pygame screen comes with the terminal issue)."""
@@ -201,6 +269,7 @@ class KioskConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -215,6 +284,10 @@ _TIME_ZONE_HINT = 'use an IANA name: "Asia/Makassar" (WITA), "Asia/Jakarta" (WIB
 
 class _Invalid(Exception):
     """A value that does not fit its field; the message says what was expected."""
+
+
+_FAILED = object()
+"""What ``_Parser.value`` returns for a value it reported a problem with (the field keeps its default)."""
 
 
 def load_config(path: Path | str) -> KioskConfig:
@@ -262,12 +335,22 @@ class _Parser:
         self.problems.append(f"{key}: {message}")
         self.bad.add(key)
 
+    def dirty(self, prefix: str) -> bool:
+        """Whether a problem was reported at ``prefix`` or anywhere inside it."""
+        return any(k == prefix or k.startswith((prefix + ".", prefix + "[")) for k in self.bad)
+
     def table(self, cls: Any, data: object, path: str) -> Any:
-        """An instance of dataclass ``cls`` from a TOML table; keys with problems keep their defaults."""
+        """An instance of dataclass ``cls`` from a TOML table; keys with problems keep their defaults.
+
+        Returns ``_FAILED`` when a required key (a field without default) is missing or has a problem.
+        """
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields if _is_required(f)]
         if not isinstance(data, dict):
-            self.report(path, f"must be a table ([{path}]), got {_describe(data)}")
-            return cls()
-        known = {f.name: f for f in dataclasses.fields(cls)}
+            where = "" if path.endswith("]") else f" ([{path}])"
+            self.report(path, f"must be a table{where}, got {_describe(data)}")
+            return _FAILED if required else cls()
+        known = {f.name: f for f in fields}
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for name, value in data.items():
@@ -276,16 +359,41 @@ class _Parser:
                 self.report(key, _secret_message(name))
             elif name not in known:
                 self.report(key, _unknown_message(name, list(known), path))
-            elif dataclasses.is_dataclass(hints[name]):
-                values[name] = self.table(hints[name], value, key)
-            else:
-                try:
-                    values[name] = _convert(hints[name], value, name, self.base_dir)
-                    _check_range(known[name], values[name])
-                except _Invalid as exc:
-                    values.pop(name, None)
-                    self.report(key, str(exc))
+            elif (converted := self.value(hints[name], known[name], value, key)) is not _FAILED:
+                values[name] = converted
+        absent = [name for name in required if name not in data]
+        for name in absent:
+            self.report(_join(path, name), f"required key missing; each entry needs {', '.join(required)}")
+        if any(name not in values for name in required):
+            return _FAILED
         return cls(**values)
+
+    def value(self, tp: Any, f: dataclasses.Field[Any], value: object, key: str) -> Any:
+        """The TOML ``value`` of field ``f`` as type ``tp``, or ``_FAILED`` after reporting its problems."""
+        if dataclasses.is_dataclass(tp):
+            return self.table(tp, value, key)
+        if typing.get_origin(tp) is tuple:
+            (inner,) = _tuple_item(tp)
+            if not isinstance(value, list):
+                self.report(key, f"must be an array, got {_describe(value)}")
+                return _FAILED
+            before = len(self.problems)
+            items = [self.value(inner, f, item, f"{key}[{i}]") for i, item in enumerate(value)]
+            if len(self.problems) > before:
+                self.bad.add(key)
+                return _FAILED
+            least = f.metadata.get("min_items")
+            if least is not None and len(items) < least:
+                self.report(key, f"must have at least {least} item(s), got {len(items)}")
+                return _FAILED
+            return tuple(items)
+        try:
+            converted = _convert(tp, value, f.name, self.base_dir)
+            _check_range(f, converted)
+        except _Invalid as exc:
+            self.report(key, str(exc))
+            return _FAILED
+        return converted
 
     def cross_check(self, cfg: KioskConfig) -> None:
         """Rules that involve several keys; skipped when one of those keys already has a problem."""
@@ -317,6 +425,81 @@ class _Parser:
                 agree,
                 f"must be at most {most} ({dec.agreement} > {dec.max_encodings}), or no one is ever accepted",
             )
+        self.check_schedule(cfg.schedule)
+
+    def check_schedule(self, schedule: ScheduleConfig) -> None:
+        """Each window on whole minutes with start before end, no two windows of a day overlapping;
+        each Ramadan range with start on or before end. Entries that already have problems are skipped."""
+        for name in ("windows", "ramadan_windows"):
+            path = f"schedule.{name}"
+            if self.dirty(path):
+                continue
+            windows: tuple[PunchWindow, ...] = getattr(schedule, name)
+            good: list[tuple[int, PunchWindow]] = []
+            for i, w in enumerate(windows):
+                at = f"{path}[{i}]"
+                ok = True
+                for end in ("start", "end"):
+                    t: time = getattr(w, end)
+                    if t.second or t.microsecond:
+                        self.report(f"{at}.{end}", f"must be a whole minute (HH:MM), got {t.isoformat()}")
+                        ok = False
+                if ok and w.start >= w.end:
+                    self.report(
+                        f"{at}.start",
+                        f"must be before {at}.end ({_hhmm(w.start)} >= {_hhmm(w.end)}); "
+                        "a window cannot cross midnight",
+                    )
+                    ok = False
+                if ok:
+                    good.append((i, w))
+            for n, (i, a) in enumerate(good):
+                for j, b in good[n + 1 :]:
+                    shared = [d for d in DAYS if d in a.days and d in b.days]
+                    if shared and a.start <= b.end and b.start <= a.end:
+                        touching = a.start == b.end or b.start == a.end
+                        hint = " (both ends are inclusive: start the later window a minute after)" if touching else ""
+                        self.report(
+                            f"{path}[{j}]",
+                            f"overlaps {path}[{i}] on {', '.join(shared)} "
+                            f"({_hhmm(b.start)}-{_hhmm(b.end)} {b.kind} and {_hhmm(a.start)}-{_hhmm(a.end)} "
+                            f"{a.kind}); windows of the same day must not overlap{hint}",
+                        )
+        if not self.dirty("schedule.ramadan"):
+            for i, r in enumerate(schedule.ramadan):
+                if r.start > r.end:
+                    at = f"schedule.ramadan[{i}]"
+                    self.report(f"{at}.start", f"must be on or before {at}.end ({r.start} > {r.end})")
+
+
+def _hhmm(t: time) -> str:
+    return t.strftime("%H:%M")
+
+
+def _is_required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _tuple_item(tp: Any) -> tuple[Any]:
+    """X of ``tuple[X, ...]`` (the only tuple form the schema uses)."""
+    args = typing.get_args(tp)
+    if len(args) != 2 or args[1] is not Ellipsis:
+        raise TypeError(f"the config schema uses a tuple that is not tuple[X, ...]: {tp!r}")
+    return (args[0],)
+
+
+def _parse_time(value: object) -> time:
+    """A TOML local time (``07:30:00``), or a string ``"07:30"`` / ``"07:30:00"`` (TOML 1.0 has no ``07:30``)."""
+    if isinstance(value, time):
+        if value.tzinfo is not None:
+            raise _Invalid(f"must be a local time without offset, got {value.isoformat()}")
+        return value
+    if isinstance(value, str) and len(value) in (5, 8) and value[2:3] == ":":
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _Invalid(f"must be a local time (07:30:00, or the string \"07:30\"), got {_describe(value)}")
 
 
 def _convert(tp: Any, value: object, name: str, base_dir: Path | None) -> Any:
@@ -350,6 +533,12 @@ def _convert(tp: Any, value: object, name: str, base_dir: Path | None) -> Any:
                 raise _Invalid(f"must be a finite number, got {value}")
             return float(value)
         raise _Invalid(f"must be a number, got {_describe(value)}")
+    if tp is time:
+        return _parse_time(value)
+    if tp is date:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        raise _Invalid(f"must be a local date (2026-03-01), got {_describe(value)}")
     if tp is str or tp is Path:
         kind = "a string" if tp is str else "a path (string)"
         if not isinstance(value, str):
@@ -391,13 +580,22 @@ def _describe(value: object) -> str:
         return "a table"
     if isinstance(value, list):
         return "an array"
+    if isinstance(value, datetime):
+        return f"date-time {value.isoformat()}"
+    if isinstance(value, date):
+        return f"local date {value.isoformat()}"
+    if isinstance(value, time):
+        return f"local time {value.isoformat()}"
     return f"{type(value).__name__} {value}"
 
 
 def _unknown_message(name: str, allowed: list[str], path: str) -> str:
     close = difflib.get_close_matches(name.lower(), allowed, n=1)
     hint = f' (did you mean "{close[0]}"?)' if close else ""
-    where = f"[{path}]" if path else "the top level"
+    if path.endswith("]"):
+        where = f"each [[{path[: path.rindex('[')]}]] entry"
+    else:
+        where = f"[{path}]" if path else "the top level"
     return f"unknown key{hint}; {where} allows: {', '.join(allowed)}"
 
 
@@ -491,40 +689,66 @@ def config_to_toml(cfg: KioskConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emit_table(obj: Any, path: str, lines: list[str]) -> None:
+def _is_table_type(tp: Any) -> bool:
+    """A dataclass (a [table]) or a tuple of dataclasses (an array of [[tables]])."""
+    if typing.get_origin(tp) is tuple:
+        return dataclasses.is_dataclass(_tuple_item(tp)[0])
+    return dataclasses.is_dataclass(tp)
+
+
+def _emit_table(
+    obj: Any, path: str, lines: list[str], *, header: str = "", comments: bool = True, blank: bool = True
+) -> None:
     hints = typing.get_type_hints(type(obj))
     fields = dataclasses.fields(obj)
     if path:
-        lines += ["", *_comment((inspect.getdoc(obj) or "").replace("``", "`")), f"[{path}]"]
+        doc = _comment((inspect.getdoc(obj) or "").replace("``", "`")) if comments else []
+        lines += [*([""] if blank else []), *doc, header or f"[{path}]"]
     for f in fields:
-        if dataclasses.is_dataclass(hints[f.name]):
+        if _is_table_type(hints[f.name]):
             continue
         value = getattr(obj, f.name)
-        lines += _comment(f.metadata["doc"])
-        if rule := _rule(f, hints[f.name]):
-            lines += _comment(f"Allowed: {rule}.")
+        if comments:
+            lines += _comment(f.metadata["doc"])
+            if rule := _rule(f, hints[f.name]):
+                lines += _comment(f"Allowed: {rule}.")
         lines.append(f"# {f.name} = (not set)" if value is None else f"{f.name} = {_toml_value(value)}")
     for f in fields:
-        if dataclasses.is_dataclass(hints[f.name]):
-            _emit_table(getattr(obj, f.name), _join(path, f.name), lines)
+        tp, value, key = hints[f.name], getattr(obj, f.name), _join(path, f.name)
+        if dataclasses.is_dataclass(tp):
+            _emit_table(value, key, lines)
+        elif _is_table_type(tp):
+            item = _tuple_item(tp)[0]
+            lines += ["", *_comment(f"[[{key}]]: {f.metadata['doc']}")]
+            if not value:
+                keys = ", ".join(g.name for g in dataclasses.fields(item))
+                lines += _comment(f"None set; each entry is a [[{key}]] table with: {keys}.")
+            for i, entry in enumerate(value):
+                _emit_table(entry, key, lines, header=f"[[{key}]]", comments=i == 0, blank=i > 0)
 
 
 def config_reference_markdown() -> str:
     """The markdown reference table of every key: path, type, default, allowed values and meaning."""
     rows = ["| Key | Type | Default | Allowed | Meaning |", "|---|---|---|---|---|"]
 
-    def walk(obj: Any, path: str) -> None:
-        hints = typing.get_type_hints(type(obj))
-        for f in dataclasses.fields(obj):
-            key, tp, value = _join(path, f.name), hints[f.name], getattr(obj, f.name)
+    def walk(cls: Any, obj: Any, path: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key, tp = _join(path, f.name), hints[f.name]
+            value = getattr(obj, f.name) if obj is not None else dataclasses.MISSING
             if dataclasses.is_dataclass(tp):
-                walk(value, key)
+                walk(tp, None if value is dataclasses.MISSING else value, key)
                 continue
-            default = "not set" if value is None else f"`{_toml_value(value)}`"
+            if value is dataclasses.MISSING:
+                default = "required"
+            else:
+                default = "not set" if value is None else f"`{_toml_value(value)}`"
             cells = [f"`{key}`", _type_name(tp), default, _rule(f, tp), f.metadata["doc"]]
             rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            if _is_table_type(tp):
+                walk(_tuple_item(tp)[0], None, key + "[]")
 
-    walk(KioskConfig(), "")
+    walk(KioskConfig, KioskConfig(), "")
     return "\n".join(rows) + "\n"
 
 
@@ -532,6 +756,11 @@ def _rule(f: dataclasses.Field[Any], tp: Any) -> str:
     """The allowed values of a field in words: its choices or its numeric range ("" when anything goes)."""
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(_toml_str(c) for c in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        inner = _rule(f, _tuple_item(tp)[0]) if not _is_table_type(tp) else ""
+        least = f.metadata.get("min_items")
+        parts = ([f"at least {least} item(s)"] if least is not None else []) + ([f"each {inner}"] if inner else [])
+        return ", ".join(parts)
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if lo is not None and hi is not None:
         return f"{lo} to {hi}"
@@ -544,12 +773,23 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (types.UnionType, typing.Union):
         (inner,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
         return _type_name(inner) + " (optional)"
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", Path: "path"}
+    if typing.get_origin(tp) is tuple:
+        inner = _tuple_item(tp)[0]
+        return "array of tables" if dataclasses.is_dataclass(inner) else f"array of {_type_name(inner)}"
+    names = {
+        bool: "boolean", int: "integer", float: "float", str: "string", Path: "path",
+        time: "local time", date: "local date",
+    }
     return "string" if typing.get_origin(tp) is Literal else names[tp]
 
 
 def _comment(text: str) -> list[str]:
-    return [f"# {line}".rstrip() for line in text.splitlines()]
+    """TOML comment lines; a line longer than 120 characters is wrapped."""
+    out: list[str] = []
+    for line in text.splitlines():
+        wrapped = textwrap.wrap(line, 118, break_on_hyphens=False) if len(line) > 118 else [line]
+        out += [f"# {part}".rstrip() for part in wrapped]
+    return out
 
 
 def _toml_value(value: object) -> str:
@@ -557,6 +797,13 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (time, date)):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        pairs = (f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value))
+        return "{" + ", ".join(pairs) + "}"
     return _toml_str(str(value))
 
 

@@ -75,7 +75,7 @@ def test_missing_keys_take_defaults(tmp_path: Path) -> None:
 def test_unknown_top_level_key_suggests_closest(tmp_path: Path) -> None:
     assert problems(write(tmp_path, '[camera]\nsource = "v4l2"\n[devise]\nid = "k1"\n')) == [
         'devise: unknown key (did you mean "device"?); '
-        "the top level allows: device, camera, recognizer, display, events, mqtt"
+        "the top level allows: device, camera, recognizer, schedule, display, events, mqtt"
     ]
 
 
@@ -189,7 +189,7 @@ accept_distance = 3.5
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: 4 problem(s) in the configuration:\n")
-    allowed = "device, camera, recognizer, display, events, mqtt"
+    allowed = "device, camera, recognizer, schedule, display, events, mqtt"
     assert f"\n  - colour: unknown key; the top level allows: {allowed}" in message
     assert '\n  - device.ofice: unknown key (did you mean "office"?)' in message
     assert "\n  - camera.fps: must be at most 120, got 500" in message
@@ -357,3 +357,41 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert captured.out == ""
     assert captured.err.startswith(f"{bad}: 2 problem(s) in the configuration:\n")
     assert "camera.fps: must be at least 1, got 0" in captured.err
+
+
+def test_arrays_times_and_dates(tmp_path: Path) -> None:
+    """The generic loader: tuple[X, ...] from arrays (of tables too), local times and local dates."""
+    cfg = load_config(write(tmp_path, """
+[camera]
+source = "v4l2"
+[schedule]
+holidays = [2026-08-17]
+windows = [{days = ["sat"], kind = "lembur_masuk", start = "07:30", end = 09:00:00}]
+"""))
+    [w] = cfg.schedule.windows
+    assert (w.days, w.kind) == (("sat",), "lembur_masuk")
+    assert (w.start.isoformat(), w.end.isoformat()) == ("07:30:00", "09:00:00")
+    assert cfg.schedule.holidays[0].isoformat() == "2026-08-17"
+    assert problems(write(tmp_path, """
+[camera]
+source = "v4l2"
+[schedule]
+holidays = 2026-08-17
+windows = [{days = ["sat", 6], kind = "masuk", start = 1970-01-01, end = "09:00:00", extra = 1}, "x"]
+""")) == [
+        "schedule.holidays: must be an array, got local date 2026-08-17",
+        "schedule.windows[0].days[1]: "
+        'must be one of "mon", "tue", "wed", "thu", "fri", "sat", "sun", got integer 6',
+        'schedule.windows[0].start: must be a local time (07:30:00, or the string "07:30"), '
+        "got local date 1970-01-01",
+        "schedule.windows[0].extra: unknown key; each [[schedule.windows]] entry allows: days, kind, start, end",
+        "schedule.windows[1]: must be a table, got string \"x\"",
+    ]
+
+
+def test_reference_table_describes_arrays_times_and_dates() -> None:
+    table = config_reference_markdown()
+    assert "| `schedule.windows` | array of tables | `[{days = [" in table
+    assert "| `schedule.windows[].start` | local time | required |  |" in table
+    assert "| `schedule.holidays` | array of local date | `[]` |  |" in table
+    assert '| `schedule.windows[].days` | array of string | required | at least 1 item(s), each one of "mon",' in table

@@ -7,12 +7,17 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from kiosk.camera import FrameSource, open_source
-from kiosk.config import KioskConfig, RecognizerConfig
+from kiosk.camera import Frame, FrameSource, open_source
+from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
+from kiosk.errors import ConfigError
 from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
+
+if TYPE_CHECKING:
+    from kiosk.events.outbox import Outbox
 
 log = logging.getLogger("kiosk")
 
@@ -50,18 +55,59 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def run(cfg: KioskConfig, stop: threading.Event) -> int:
-    """The daemon: gallery, then camera, then screen; the frame loop; then closed in reverse."""
+    """The daemon: gallery, outbox, publisher, camera, screen; the frame loop; then closed in reverse."""
+    from kiosk.events.outbox import Outbox
+    from kiosk.events.recorder import Recorder
+
     with contextlib.ExitStack() as parts:
         gallery = load_gallery(cfg.recognizer)
         log.info("gallery %s: %d people, version %d", cfg.recognizer.gallery, len(gallery), gallery.version)
         pipeline = Pipeline(gallery, cfg.recognizer)
+        cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
+        outbox = parts.enter_context(
+            Outbox.open(
+                cfg.device.state_dir / "outbox.sqlite",
+                max_events=cfg.events.max_events,
+                max_bytes=cfg.events.max_bytes,
+                retention_s=cfg.events.retention_days * 86400,
+            )
+        )
+        recorder = Recorder(cfg, outbox)
+        wake = _start_publisher(cfg, outbox, parts)
         source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
         screen = open_screen(cfg.display.backend, gallery)
         parts.callback(screen.close)
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
-        stream(source, pipeline, screen.show, stop)
-        log.info("kiosk stopping after %d frames", pipeline.stats.frames)
+
+        def handle(frame: Frame, result: FrameResult) -> None:
+            outcomes = [recorder.record(d, frame.rgb) for d in result.decisions]
+            if any(o.seq is not None for o in outcomes):
+                wake()
+            screen.show(frame, result, outcomes)
+
+        stream(source, pipeline, handle, stop)
+        log.info("kiosk stopping after %d frames; outbox %s", pipeline.stats.frames, outbox.counts())
     return 0
+
+
+def _start_publisher(cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitStack) -> Callable[[], None]:
+    """Start the MQTT publisher when enabled (events are signed with the device key); returns its wake-up."""
+    if not cfg.mqtt.enabled:
+        log.info("mqtt is off: events stay in the outbox")
+        return lambda: None
+    from kiosk.events import signing
+    from kiosk.events.mqtt import Publisher
+
+    if cfg.events.signing_key_file is None:
+        raise ConfigError("mqtt", ["events.signing_key_file: publishing needs the device's Ed25519 key"])
+    secret = read_secret(cfg.events.signing_key_file, key="events.signing_key_file")
+    key = signing.private_key_from_pem(secret, "events.signing_key_file")
+    key_id = signing.key_id_of(key)
+    publisher = Publisher(
+        outbox, cfg.mqtt, cfg.device.id, seal=lambda body, seq: signing.seal(body, seq, key, key_id)
+    ).start()
+    parts.callback(publisher.close)
+    return publisher.wake
 
 
 def _lores_width(cfg: KioskConfig) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from kiosk.camera import Frame
+    from kiosk.events.recorder import Outcome
     from kiosk.recognizer.gallery import Gallery
     from kiosk.recognizer.pipeline import FrameResult
 
@@ -15,9 +16,9 @@ log = logging.getLogger("kiosk.display")
 
 
 class Screen(Protocol):
-    """Shows each processed frame and its result; must never block recognition."""
+    """Shows each processed frame, its result and what was recorded; must never block recognition."""
 
-    def show(self, frame: Frame, result: FrameResult) -> None: ...
+    def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -25,7 +26,7 @@ class Screen(Protocol):
 class NullScreen:
     """Shows nothing: for headless runs and benchmarks."""
 
-    def show(self, frame: Frame, result: FrameResult) -> None:
+    def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
         pass
 
     def close(self) -> None:
@@ -33,30 +34,29 @@ class NullScreen:
 
 
 class LogScreen:
-    """Writes each decision to the log, as the screen would announce it."""
+    """Writes what the screen would announce for each decision to the log."""
 
     def __init__(self, gallery: Gallery) -> None:
         self.gallery = gallery
 
-    def show(self, frame: Frame, result: FrameResult) -> None:
-        for d in result.decisions:
-            person = self.gallery.get(d.nip) if d.nip else None
-            if person:
-                log.info(
-                    "t=%.2fs track %d: %s (%s, %s) recognised, distance %.3f after %d encodings, %.0f ms",
-                    d.t,
-                    d.track,
-                    person.name,
-                    person.nip,
-                    person.unit,
-                    d.distance,
-                    d.frames_used,
-                    d.latency_ms,
-                )
-            else:
-                log.info(
-                    "t=%.2fs track %d: face not recognised (nearest distance %.3f)", d.t, d.track, d.distance
-                )
+    def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
+        for d, o in zip(result.decisions, outcomes, strict=True):
+            person = self.gallery.get(o.nip) if o.nip else None
+            who = f"{person.name} ({person.nip}, {person.unit})" if person else "unknown face"
+            kind = f" {o.kind.upper()}" if o.kind else ""
+            when = f" {o.at:%H:%M %Z}" if o.at else ""
+            log.info(
+                "t=%.2fs track %d: %s%s%s: %s (distance %.3f, %d encodings, %.0f ms)",
+                d.t,
+                d.track,
+                who,
+                kind,
+                when,
+                o.message,
+                d.distance,
+                d.frames_used,
+                d.latency_ms,
+            )
 
     def close(self) -> None:
         pass

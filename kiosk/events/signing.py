@@ -164,13 +164,17 @@ def write_private_key(path: Path, pem: bytes) -> None:
 
 def load_private_key(path: Path | str) -> Ed25519PrivateKey:
     """The Ed25519 private key in a PEM file (unencrypted PKCS#8); KeyFileError says what is wrong."""
-    data = _read(path, "private key")
+    return private_key_from_pem(_read(path, "private key"), str(path))
+
+
+def private_key_from_pem(data: bytes, source: str = "private key") -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM bytes (e.g. read with kiosk.config.read_secret); ``source`` names it."""
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path}: not an unencrypted PEM private key ({exc})") from exc
+        raise KeyFileError(f"{source}: not an unencrypted PEM private key ({exc})") from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: the key is {type(key).__name__}, not Ed25519")
+        raise KeyFileError(f"{source}: the key is {type(key).__name__}, not Ed25519")
     return key
 
 

@@ -1,0 +1,472 @@
+"""MQTT publishing: drains the durable :class:`~kiosk.events.outbox.Outbox` to the broker and applies the server's acks.
+
+The frame loop only appends to the outbox and calls :meth:`Publisher.wake`; it never waits for the network. One
+worker thread ("mqtt-publisher") does all outbox work: it publishes pending events with QoS 1 in a small in-flight
+window, marks an event published only after the broker's PUBACK, applies application acks from the central server
+and answers commands. paho's callbacks only hand their data to that thread through a queue (no blocking, no SQLite
+in the network thread). Topics, payloads and behaviour while offline are described in docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk.config import MqttConfig, read_secret
+from kiosk.errors import ConfigError
+from kiosk.events.outbox import Outbox, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+DEFAULT_WINDOW = 20
+DEFAULT_REPUBLISH_AFTER_S = 300.0
+_TICK_S = 1.0  # the worker looks at the outbox at least this often even without wake()
+_UPTO_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one device: ``<prefix>/<site>/<device>/...``."""
+
+    base: str
+
+    @classmethod
+    def of(cls, prefix: str, site: str, device: str) -> Topics:
+        for name, value in (("site", site), ("device id", device)):
+            if not value or any(c in value for c in "/+#\0"):
+                raise ValueError(f"the {name} {value!r} cannot be a topic segment (no '/', '+', '#')")
+        return cls(f"{prefix.strip('/')}/{site}/{device}")
+
+    @property
+    def event(self) -> str:
+        return f"{self.base}/event"
+
+    @property
+    def evidence(self) -> str:
+        return f"{self.base}/evidence"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def online(self) -> str:
+        return f"{self.base}/status/online"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.base}/ack"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.base}/cmd"
+
+    @property
+    def cmd_result(self) -> str:
+        return f"{self.base}/cmd/result"
+
+
+@dataclass
+class _InFlight:
+    seq: int | None  # None: an evidence message (its PUBACK changes nothing)
+    event_id: str
+    sent_at: float
+
+
+class Publisher:
+    """Publishes the outbox to the broker in a background thread; :meth:`start` it, :meth:`close` it.
+
+    ``window`` bounds the QoS 1 messages handed to paho and not yet PUBACKed; ``republish_after_s`` is how long a
+    published event waits for the server's ack before it is sent again (same ``event_id``).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        cfg: MqttConfig,
+        device_id: str,
+        *,
+        window: int = DEFAULT_WINDOW,
+        republish_after_s: float = DEFAULT_REPUBLISH_AFTER_S,
+        status_every_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        seal: Callable[[bytes, int], bytes] | None = None,
+    ) -> None:
+        if window < 1 or republish_after_s <= 0:
+            raise ValueError("window must be at least 1 and republish_after_s positive")
+        self.outbox = outbox
+        self.cfg = cfg
+        self.device_id = device_id
+        self.topics = Topics.of(cfg.topic_prefix, cfg.site, device_id)
+        self.window = window
+        self.republish_after_s = republish_after_s
+        self.status_every_s = cfg.status_every_s if status_every_s is None else status_every_s
+        self._clock = clock
+        self._seal = seal  # (stored body, seq) -> the signed message (kiosk.events.signing.seal)
+        self._v5 = cfg.protocol == "5"
+        self._lock = threading.Lock()  # guards the counters and flags read by status()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._inflight: dict[int, _InFlight] = {}  # mid -> message; only the worker thread touches it
+        self._held: dict[int, float] = {}  # seq -> monotonic time before which it is not sent again (refused)
+        self._connected = False
+        self._ever_connected = False
+        self._last_error: str | None = None
+        self._stats = {
+            "published": 0,  # PUBACKs for events
+            "refused": 0,  # PUBACKs with an error reason code (MQTT 5: e.g. not authorized)
+            "acked": 0,  # events acknowledged by the server through this publisher
+            "malformed_acks": 0,
+            "malformed_cmds": 0,
+            "commands": 0,
+            "connects": 0,
+        }
+        self._next_status = 0.0
+        self._connected_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> Publisher:
+        """Connect in the background (``connect_async`` + paho's loop thread) and start the worker thread."""
+        if self._thread is not None:
+            return self
+        if self._closed:
+            raise RuntimeError("the publisher is closed")
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Tell the worker that something was appended; returns at once."""
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        """Connection flag, outbox counts, counters and the last error (for the device status message)."""
+        try:
+            counts: dict[str, int] | None = self.outbox.counts()
+        except Exception as exc:  # a closed or failing outbox must not break a status report
+            counts = None
+            self._error(f"outbox: {exc}")
+        with self._lock:
+            return {
+                "device": self.device_id,
+                "connected": self._connected,
+                "counts": counts,
+                "in_flight": len(self._inflight),
+                "last_error": self._last_error,
+                **self._stats,
+            }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish a clean retained "offline", disconnect and join the worker. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("mqtt: the publisher thread did not stop within %.1f s", timeout)
+        try:
+            if self._connected:
+                info = self.client.publish(self.topics.online, b"offline", qos=QOS, retain=True)
+                with contextlib.suppress(Exception):
+                    info.wait_for_publish(min(timeout, 2.0))
+            self.client.disconnect()
+        except Exception as exc:
+            log.warning("mqtt: clean disconnect failed: %s", exc)
+        self.client.loop_stop()
+        with self._lock:
+            self._connected = False
+
+    def __enter__(self) -> Publisher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ paho client and callbacks
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        protocol = mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=protocol)
+        # paho types the delays as int but computes with any number: keep sub-second minimums as configured
+        client.reconnect_delay_set(
+            min_delay=cfg.reconnect_min_s,  # type: ignore[arg-type]
+            max_delay=max(cfg.reconnect_min_s, cfg.reconnect_max_s),  # type: ignore[arg-type]
+        )
+        client.max_inflight_messages_set(self.window * 2 + 10)  # our window (events + evidence) and a few extra
+        client.max_queued_messages_set(0)
+        if cfg.tls_ca_file is not None:
+            keyfile = None
+            if cfg.tls_key_file is not None:
+                read_secret(cfg.tls_key_file, key="mqtt.tls_key_file")  # refuses a key open to group or others
+                keyfile = str(_secret_path(cfg.tls_key_file))
+            client.tls_set(
+                ca_certs=str(cfg.tls_ca_file),
+                certfile=None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
+                keyfile=keyfile,
+            )
+        if cfg.username is not None:
+            password = None
+            if cfg.password_file is not None:
+                raw = read_secret(cfg.password_file, key="mqtt.password_file")
+                password = raw.decode("utf-8").rstrip("\r\n")
+            client.username_pw_set(cfg.username, password)
+        client.will_set(self.topics.online, b"offline", qos=QOS, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._error(f"broker refused the connection: {reason_code}")
+            return
+        with self._lock:
+            self._connected = True
+            self._ever_connected = True
+            self._stats["connects"] += 1
+        log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+        client.subscribe([(self.topics.ack, QOS), (self.topics.cmd, QOS)])
+        client.publish(self.topics.online, b"online", qos=QOS, retain=True)
+        self._next_status = 0.0  # a fresh status right after (re)connecting
+        self._connected_at = self._clock()
+        self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._error(f"cannot reach the broker {self.cfg.host}:{self.cfg.port}; retrying")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+        if was and not self._stop.is_set():
+            self._error(f"disconnected from the broker: {reason_code}")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        self._inbox.put(("puback", (mid, bool(getattr(reason_code, "is_failure", False)), str(reason_code))))
+        self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(("message", (message.topic, bytes(message.payload))))
+        self._wake.set()
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(_TICK_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._step()
+            except Exception as exc:  # the thread must survive an outbox or network error
+                log.exception("mqtt: publisher step failed")
+                self._error(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(_TICK_S)
+
+    def _step(self) -> None:
+        self._drain_inbox()
+        if not self._connected:
+            return
+        self._fill_window()
+        now = self._clock()
+        if self.status_every_s > 0 and now >= self._next_status:
+            self._next_status = now + self.status_every_s
+            self.client.publish(self.topics.status, json.dumps(self.status()).encode(), qos=QOS, retain=True)
+
+    def _drain_inbox(self) -> None:
+        published: list[int] = []
+        while True:
+            try:
+                kind, data = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "puback":
+                mid, failed, reason = data
+                item = self._inflight.pop(mid, None)
+                if item is None or item.seq is None:
+                    continue
+                if failed:
+                    with self._lock:
+                        self._stats["refused"] += 1
+                    self._held[item.seq] = self._clock() + self.republish_after_s
+                    self._error(f"broker refused event {item.event_id}: {reason}")
+                else:
+                    published.append(item.seq)
+            elif kind == "message":
+                if published:  # keep the order: a PUBACK before an ack must be recorded first
+                    self._mark(published)
+                    published = []
+                topic, payload = data
+                if topic == self.topics.ack:
+                    self._handle_ack(payload)
+                elif topic == self.topics.cmd:
+                    self._handle_cmd(payload)
+        if published:
+            self._mark(published)
+
+    def _mark(self, seqs: list[int]) -> None:
+        self.outbox.mark_published(seqs)
+        with self._lock:
+            self._stats["published"] += len(seqs)
+
+    def _fill_window(self) -> None:
+        now = self._clock()
+        # A message whose PUBACK has not come within republish_after_s of being sent (or of the last connect)
+        # leaves the window, so a lost PUBACK cannot stall publishing; its event is sent again from the outbox.
+        since = max(self._connected_at, 0.0)
+        for mid in [m for m, f in self._inflight.items() if now - max(f.sent_at, since) > self.republish_after_s]:
+            del self._inflight[mid]
+        free = self.window - len(self._inflight)
+        if free <= 0:
+            return
+        self._held = {s: t for s, t in self._held.items() if t > now}
+        busy = {m.seq for m in self._inflight.values() if m.seq is not None} | set(self._held)
+        batch = self.outbox.pending(limit=free + len(busy), republish_after_s=self.republish_after_s)
+        for event in batch:
+            if free <= 0 or not self._connected:
+                break
+            if event.seq in busy:
+                continue
+            free -= self._publish_event(event, now)
+
+    def _publish_event(self, event: OutboxEvent, now: float) -> int:
+        """Publish one event and its evidence; returns the number of messages handed to paho."""
+        payload = self._seal(event.payload, event.seq) if self._seal else event.payload
+        info = self.client.publish(self.topics.event, payload, qos=QOS, properties=self._props(event))
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self._error(f"publish of event {event.event_id} failed: {mqtt.error_string(info.rc)}")
+            return 1
+        self._inflight[info.mid] = _InFlight(event.seq, event.event_id, now)
+        sent = 1
+        if event.has_evidence:
+            jpeg = self.outbox.evidence(event.seq)
+            if jpeg is not None:
+                envelope = {
+                    "seq": event.seq,
+                    "event_id": event.event_id,
+                    "content_type": "image/jpeg",
+                    "jpeg_b64": base64.b64encode(jpeg).decode("ascii"),
+                }
+                ev = self.client.publish(
+                    self.topics.evidence, json.dumps(envelope).encode(), qos=QOS, properties=self._props(event)
+                )
+                if ev.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    self._inflight[ev.mid] = _InFlight(None, event.event_id, now)
+                    sent += 1
+        return sent
+
+    def _props(self, event: OutboxEvent) -> Properties | None:
+        if not self._v5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("seq", str(event.seq)), ("event_id", event.event_id), ("kind", event.kind)]
+        return props
+
+    # ------------------------------------------------------------------ acks and commands
+
+    def _handle_ack(self, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if "acks" in data:
+                ids = data["acks"]
+                if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+                    raise ValueError("'acks' must be a list of event_id strings")
+                changed = self.outbox.acknowledge(ids) if ids else 0
+            elif "upto_seq" in data:
+                upto = data["upto_seq"]
+                if isinstance(upto, bool) or not isinstance(upto, int) or upto < 0:
+                    raise ValueError("'upto_seq' must be a non-negative integer")
+                changed = self._ack_upto(upto)
+            else:
+                raise ValueError("neither 'acks' nor 'upto_seq'")
+        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            with self._lock:
+                self._stats["malformed_acks"] += 1
+            log.warning("mqtt: malformed ack ignored (%s): %r", exc, payload[:200])
+            return
+        with self._lock:
+            self._stats["acked"] += changed
+
+    def _ack_upto(self, upto: int) -> int:
+        changed = 0
+        while True:
+            batch = self.outbox.pending(limit=_UPTO_BATCH, republish_after_s=-1e9)
+            seqs = [e.seq for e in batch if e.seq <= upto]
+            if seqs:
+                changed += self.outbox.acknowledge(seqs)
+            if len(seqs) < _UPTO_BATCH:
+                return changed
+
+    def _handle_cmd(self, payload: bytes) -> None:
+        request_id: str | int | None = None
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("the command is not a JSON object")
+            rid = data.get("request_id")
+            if isinstance(rid, str | int) and not isinstance(rid, bool):
+                request_id = rid
+            else:
+                raise ValueError("'request_id' (a string) is missing")
+            cmd = data.get("cmd")
+            if not isinstance(cmd, str):
+                raise ValueError("'cmd' (a string) is missing")
+            if cmd != "ping":
+                raise ValueError(f"unknown command {cmd!r}")
+            result: dict[str, Any] = {"request_id": request_id, "ok": True}
+            with self._lock:
+                self._stats["commands"] += 1
+        except ValueError as exc:
+            with self._lock:
+                self._stats["malformed_cmds"] += 1
+            log.warning("mqtt: command refused (%s): %r", exc, payload[:200])
+            result = {"request_id": request_id, "ok": False, "error": str(exc)}
+        self.client.publish(self.topics.cmd_result, json.dumps(result).encode(), qos=QOS)
+
+    def _error(self, text: str) -> None:
+        log.warning("mqtt: %s", text)
+        with self._lock:
+            self._last_error = text
+
+
+def _secret_path(ref: Path | str) -> Path:
+    """The file behind a ``*_file`` setting: ``credential:NAME`` is ``$CREDENTIALS_DIRECTORY/NAME``."""
+    text = str(ref)
+    if text.startswith("credential:"):
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError(text, ["mqtt.tls_key_file: CREDENTIALS_DIRECTORY is not set"])
+        return Path(directory) / text.removeprefix("credential:")
+    return Path(text)

@@ -1,0 +1,145 @@
+"""From the recognizer's decision to a durable event: punch kind, repeats, evidence photo, outbox.
+
+The outbox commit happens before :meth:`Recorder.record` returns, so the screen may say "recorded" exactly when
+the outcome says so; a full outbox or disk gives ``cannot_record`` and never a false "recorded".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import cv2
+import numpy as np
+
+from kiosk.config import KioskConfig
+from kiosk.events import clock, schema
+from kiosk.events.outbox import Outbox, OutboxFull
+from kiosk.events.punch import OUTSIDE_HOURS, RepeatGuard, local_time, punch_kind
+
+if TYPE_CHECKING:
+    from kiosk.recognizer.pipeline import Decision
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_WIDTH = 160  # pixels: enough for HR to recognise a face, small enough to keep 150,000 of them
+CLOCK_REFRESH_S = 30.0  # the sync state is re-read at most this often (it may run timedatectl)
+
+Status = Literal["recorded", "already", "outside_hours", "not_recognised", "cannot_record"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the screen should say about one decision."""
+
+    status: Status
+    message: str
+    nip: str | None = None
+    kind: str | None = None
+    at: datetime | None = None  # site-local time of the punch
+    seq: int | None = None  # the outbox sequence number of the event, when one was stored
+
+
+class Recorder:
+    """Turns decisions into attendance and review events in the outbox."""
+
+    def __init__(
+        self,
+        cfg: KioskConfig,
+        outbox: Outbox,
+        *,
+        read_clock: Callable[[], clock.ClockState] = clock.read_clock_state,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        mono_ns: Callable[[], int] = clock.mono_ns,
+        boot_id: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self._read_clock = read_clock
+        self._now = now
+        self._mono_ns = mono_ns
+        self._boot_id = boot_id or clock.boot_id()
+        self._anchors = clock.TimeAnchorTracker()
+        self._guard = RepeatGuard.from_config(cfg.events)
+        self._clock_state: clock.ClockState | None = None
+        self._clock_read_ns = 0
+        if outbox.recovered_from is not None:
+            self._append(
+                schema.build_alarm(
+                    self._stamp(),
+                    alarm="outbox_recovered",
+                    detail=f"corrupt outbox moved aside to {outbox.recovered_from}",
+                )
+            )
+
+    def record(self, decision: Decision, rgb: np.ndarray) -> Outcome:
+        """Decide the punch for one decision and store its event; the returned outcome is what to show."""
+        try:
+            return self._record(decision, rgb)
+        except OutboxFull as exc:
+            log.error("cannot record the decision for %s: %s", decision.nip or "an unknown face", exc)
+            return Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=decision.nip)
+
+    def _record(self, decision: Decision, rgb: np.ndarray) -> Outcome:
+        stamp = self._stamp()
+        evidence = face_jpeg(rgb, decision.box.as_list(), self.cfg.events.evidence_max_bytes)
+        made = schema.face_decision(decision)
+        if decision.nip is None:
+            body = schema.build_review(stamp, reason="unknown_face", decision=made, evidence=evidence)
+            return Outcome("not_recognised", "Wajah tidak dikenali", seq=self._append(body, evidence))
+        local = local_time(stamp.utc, self.cfg.device.timezone)
+        kind = punch_kind(self.cfg.schedule, local)
+        if kind is None:
+            return Outcome("outside_hours", OUTSIDE_HOURS, nip=decision.nip, at=local)
+        repeat = self._guard.check(decision.nip, kind, local)
+        if repeat is not None:
+            return Outcome("already", repeat.message, nip=decision.nip, kind=kind, at=repeat.first)
+        body = schema.build_attendance(stamp, kind=kind, nip=decision.nip, decision=made, evidence=evidence)
+        seq = self._append(body, evidence)
+        self._guard.remember(decision.nip, kind, local)
+        return Outcome("recorded", "Presensi tercatat", nip=decision.nip, kind=kind, at=local, seq=seq)
+
+    def _append(self, body: dict[str, Any], evidence: bytes | None = None) -> int:
+        stored = self.outbox.append(body["event_id"], body["type"], schema.to_bytes(body), evidence)
+        return stored.seq
+
+    def _stamp(self) -> schema.Stamp:
+        """One reading of the clocks; emits a time anchor at the first synced reading of this boot."""
+        mono = self._mono_ns()
+        if self._clock_state is None or mono - self._clock_read_ns >= CLOCK_REFRESH_S * 1e9:
+            self._clock_state, self._clock_read_ns = self._read_clock(), mono
+        state = self._clock_state
+        stamp = schema.Stamp(
+            device=self.cfg.device.id,
+            boot_id=self._boot_id,
+            mono_ns=mono,
+            utc=self._now(),
+            tz=self.cfg.device.timezone,
+            clock=self._anchors.clock_info(state),
+        )
+        if self._anchors.observe(state, mono):
+            stamp = schema.Stamp(**{**stamp.__dict__, "clock": self._anchors.clock_info(state)})
+            self._append(schema.build_time_anchor(stamp))
+        return stamp
+
+
+def face_jpeg(rgb: np.ndarray, box: list[int], max_bytes: int) -> bytes | None:
+    """A small JPEG of the face (the box grown by a third), at most ``max_bytes``; None if it cannot fit."""
+    top, right, bottom, left = box
+    h, w = rgb.shape[:2]
+    pad_x, pad_y = (right - left) // 3, (bottom - top) // 3
+    crop = rgb[max(0, top - pad_y) : min(h, bottom + pad_y), max(0, left - pad_x) : min(w, right + pad_x)]
+    if crop.size == 0:
+        return None
+    if crop.shape[1] > EVIDENCE_WIDTH:
+        size = (EVIDENCE_WIDTH, max(1, round(crop.shape[0] * EVIDENCE_WIDTH / crop.shape[1])))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+    for quality in (85, 70, 50, 30):
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok and len(data) <= max_bytes:
+            return data.tobytes()
+    return None

@@ -1,0 +1,431 @@
+"""The MQTT publisher against real mosquitto brokers (tests/broker.py), each on its own free loopback port.
+
+No wall-time assertions: every wait has a timeout and fails with what was seen so far.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Broker, available
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk.config import MqttConfig
+from kiosk.events.mqtt import Publisher, Topics
+from kiosk.events.outbox import Outbox
+
+pytestmark = pytest.mark.skipif(not available(), reason="mosquitto is not installed")
+
+REPO = Path(__file__).resolve().parent.parent
+PREFIX = "presensi/v1"
+SITE = "s1"
+DEVICE = "kiosk-1"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Sub:
+    """A test subscriber (the central server's side): MQTT 5, persistent session, reconnects on its own."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        topic: str = f"{PREFIX}/#",
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.messages: list[tuple[str, bytes, dict[str, str], bool]] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.topic = topic
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"sub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
+        self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username)
+        if tls:
+            self.client.tls_set(ca_certs=str(broker.ca_file), certfile=str(tls[0]), keyfile=str(tls[1]))
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300
+        self.client.connect_async(broker.host, broker.port, keepalive=5, clean_start=False, properties=props)
+        self.client.loop_start()
+        wait_for(self.subscribed.is_set, "the test subscriber to subscribe")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure:
+            client.subscribe(self.topic, qos=1)
+            self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        up = dict(getattr(msg.properties, "UserProperty", None) or [])
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), up, bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[tuple[bytes, dict[str, str], bool]]:
+        with self.lock:
+            return [(p, u, r) for t, p, u, r in self.messages if t.endswith("/" + suffix)]
+
+    def event_ids(self, suffix: str = "event") -> list[str]:
+        return [u["event_id"] for _, u, _ in self.on(suffix)]
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def config(broker: Broker, **kw: Any) -> MqttConfig:
+    base: dict[str, Any] = dict(
+        enabled=True,
+        host=broker.host,
+        port=broker.port,
+        site=SITE,
+        topic_prefix=PREFIX,
+        keepalive_s=5,
+        reconnect_min_s=1.0,
+        reconnect_max_s=1.0,
+    )
+    return MqttConfig(**(base | kw))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with Broker(tmp_path / "broker") as b:
+        yield b
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    with Outbox.open(tmp_path / "outbox.db") as ob:
+        yield ob
+
+
+@pytest.fixture
+def subs() -> Iterator[list[Sub]]:
+    made: list[Sub] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def payload(i: int) -> bytes:
+    return json.dumps({"event_id": f"e-{i}", "nip": "198001012005011001", "i": i}).encode()
+
+
+def test_events_arrive_in_seq_order_with_evidence_and_online(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker), DEVICE) as pub:
+        appended = []
+        for i in range(45):  # more than the window of 20
+            appended.append(outbox.append(f"e-{i}", "attendance", payload(i), evidence=JPEG if i % 3 == 0 else None))
+            pub.wake()
+        wait_for(lambda: len(sub.on("event")) >= 45, "45 events")
+        wait_for(lambda: outbox.counts()["published"] == 45, "all events marked published after PUBACK")
+        events = sub.on("event")
+        assert [int(u["seq"]) for _, u, _ in events] == [e.seq for e in appended]
+        assert [p for p, _, _ in events] == [e.payload for e in appended]  # payload bytes unchanged
+        assert {u["kind"] for _, u, _ in events} == {"attendance"}
+        wait_for(lambda: len(sub.on("evidence")) >= 15, "15 evidence messages")
+        with sub.lock:
+            order = [(t.rsplit("/", 1)[1], u["event_id"]) for t, _, u, _ in sub.messages if "seq" in u]
+        for body, up, _ in sub.on("evidence"):
+            env = json.loads(body)
+            assert base64.b64decode(env["jpeg_b64"]) == JPEG
+            assert env["content_type"] == "image/jpeg" and up["event_id"] == env["event_id"]
+            assert order.index(("event", env["event_id"])) < order.index(("evidence", env["event_id"]))
+        # A late subscriber sees the retained "online" and a retained status
+        late = Sub(broker, f"{topics.base}/status/#")
+        subs.append(late)
+        wait_for(lambda: late.on("online"), "retained online")
+        assert late.on("online")[0][0] == b"online" and late.on("online")[0][2]
+        status = json.loads(wait_for(lambda: late.on("status"), "retained status")[0][0])
+        assert status["device"] == DEVICE and status["connected"] is True
+        st = pub.status()
+        assert st["connected"] and st["counts"]["published"] == 45 and st["published"] == 45
+    wait_for(lambda: any(p == b"offline" for p, _, _ in late.on("online")), "clean offline on close")
+    pub.close()  # idempotent
+
+
+def test_acks_by_event_id_and_upto_seq(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker), DEVICE) as pub:
+        events = [outbox.append(f"e-{i}", "attendance", payload(i), evidence=JPEG) for i in range(10)]
+        pub.wake()
+        wait_for(lambda: outbox.counts()["published"] == 10, "10 published")
+        sub.send(topics.ack, json.dumps({"acks": ["e-0", "e-1", "e-7"]}).encode())
+        wait_for(lambda: outbox.counts()["acknowledged"] == 3, "3 acknowledged by event_id")
+        assert outbox.get("e-7").state == "acknowledged" and outbox.evidence(events[7].seq) is None  # type: ignore[union-attr]
+        sub.send(topics.ack, json.dumps({"upto_seq": events[5].seq}).encode())
+        wait_for(lambda: outbox.counts()["acknowledged"] == 7, "upto_seq acknowledges 2..5 too")
+        assert outbox.get("e-6").state == "published"  # type: ignore[union-attr]
+        assert pub.status()["acked"] == 7
+
+
+def test_malformed_acks_and_commands_change_nothing(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker), DEVICE) as pub:
+        outbox.append("e-0", "attendance", payload(0))
+        pub.wake()
+        wait_for(lambda: outbox.counts()["published"] == 1, "published")
+        bad_acks = [
+            b"not json",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"{}",
+            b'{"acks": "e-0"}',
+            b'{"acks": [1]}',
+            b'{"upto_seq": "9"}',
+            b'{"upto_seq": true}',
+            b'{"upto_seq": -1}',
+        ]
+        for body in bad_acks:
+            sub.send(topics.ack, body)
+        wait_for(lambda: pub.status()["malformed_acks"] == len(bad_acks), "all malformed acks counted")
+        sub.send(topics.ack, b'{"acks": ["no-such-event"]}')  # well formed, unknown: the outbox counts it
+        sub.send(topics.cmd, b"garbage")
+        sub.send(topics.cmd, json.dumps({"request_id": "r1", "cmd": "reboot"}).encode())
+        sub.send(topics.cmd, json.dumps({"cmd": "ping"}).encode())
+        sub.send(topics.cmd, json.dumps({"request_id": "r2", "cmd": "ping"}).encode())
+        results = wait_for(lambda: len(sub.on("cmd/result")) >= 4 and sub.on("cmd/result"), "4 command results")
+        got = [json.loads(p) for p, _, _ in results]
+        assert got[0]["request_id"] is None and got[0]["ok"] is False and got[0]["error"]
+        assert got[1]["request_id"] == "r1" and got[1]["ok"] is False and "unknown" in got[1]["error"]
+        assert got[2]["request_id"] is None and got[2]["ok"] is False
+        assert got[3] == {"request_id": "r2", "ok": True}
+        wait_for(lambda: outbox.unknown_acks == 1, "unknown ack counted by the outbox")
+        assert outbox.counts() == {"pending": 0, "published": 1, "acknowledged": 0}
+        st = pub.status()
+        assert st["malformed_cmds"] == 3 and st["commands"] == 1 and st["connected"]
+
+
+def test_broker_down_and_back_delivers_everything(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker, client_id="central-restart")
+    subs.append(sub)
+    with Publisher(outbox, config(broker), DEVICE, republish_after_s=1.0) as pub:
+        ids = []
+        for i in range(5):
+            ids.append(outbox.append(f"e-{i}", "attendance", payload(i)).event_id)
+        pub.wake()
+        wait_for(lambda: len(set(sub.event_ids())) == 5, "the first 5 events")
+        broker.stop()
+        wait_for(lambda: not pub.status()["connected"], "the publisher to notice the broker is gone")
+        for i in range(5, 25):
+            ids.append(outbox.append(f"e-{i}", "attendance", payload(i)).event_id)
+            pub.wake()
+        assert pub.status()["last_error"]
+        broker.start()
+        wait_for(lambda: set(sub.event_ids()) == set(ids), "all 25 events after the broker came back")
+        # Duplicates are possible (republish, QoS 1) but only ever with the same event_id and payload
+        for body, up, _ in sub.on("event"):
+            assert up["event_id"] in ids and body == payload(int(up["event_id"][2:]))
+            assert outbox.get(up["event_id"]).seq == int(up["seq"])  # type: ignore[union-attr]
+
+
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+from kiosk.config import MqttConfig
+from kiosk.events.mqtt import Publisher
+from kiosk.events.outbox import Outbox
+db, port = Path(sys.argv[1]), int(sys.argv[2])
+ob = Outbox.open(db)
+cfg = MqttConfig(enabled=True, port=port, site="s1", keepalive_s=5, reconnect_min_s=1.0, reconnect_max_s=1.0)
+pub = Publisher(ob, cfg, "kiosk-1", republish_after_s=1.0).start()
+i = 0
+while True:  # the frame loop: append (committed when it returns), wake, report; until SIGKILL
+    ob.append(f"k-{i}", "attendance", json.dumps({"i": i}).encode())
+    pub.wake()
+    print("committed", i, flush=True)
+    i += 1
+"""
+
+
+def test_sigkill_mid_stream_then_restart_delivers_every_committed_event_and_last_will(
+    broker: Broker, tmp_path: Path, subs: list[Sub]
+) -> None:
+    sub = Sub(broker, client_id="central-kill")
+    subs.append(sub)
+    db = tmp_path / "kill" / "outbox.db"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(db), str(broker.port)], stdout=subprocess.PIPE, env=env, cwd=REPO
+    )
+    reported = -1
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 8
+        while reported < 100 or len(sub.on("event")) < 20:  # killed while appending and publishing
+            line = child.stdout.readline().decode()
+            assert line.startswith("committed ") and time.monotonic() < deadline, line
+            reported = int(line.split()[1])
+        child.send_signal(signal.SIGKILL)  # whatever was in flight or not yet published is only in the outbox
+        child.wait(5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+    wait_for(lambda: any(p == b"offline" for p, _, _ in sub.on("online")), "the retained last will")
+    late = Sub(broker, f"{PREFIX}/{SITE}/{DEVICE}/status/online")
+    subs.append(late)
+    assert wait_for(lambda: late.on("online"), "retained will")[0][0] == b"offline"
+    with Outbox.open(db) as ob:
+        committed = {f"k-{i}" for i in range(sum(ob.counts().values()))}
+        assert len(committed) > reported  # every reported append is in the outbox (and maybe one more)
+        assert all(ob.get(e) is not None for e in committed)
+        seen_at_kill = set(sub.event_ids())
+        with Publisher(ob, config(broker), DEVICE, republish_after_s=1.0):
+            wait_for(lambda: set(sub.event_ids()) == committed, f"all {len(committed)} committed events", timeout=9)
+            wait_for(lambda: late.on("online")[-1][0] == b"online", "online again after the restart")
+    print(f"committed {len(committed)}, delivered before the kill {len(seen_at_kill)}")
+
+
+def test_tls_with_client_certificates(tmp_path: Path, outbox: Outbox, subs: list[Sub]) -> None:
+    with Broker(tmp_path / "tls", tls=True) as b:
+        sub = Sub(b, tls=b.client_cert("central"))
+        subs.append(sub)
+        cert, key = b.client_cert(DEVICE)
+        cfg = config(b, tls_ca_file=b.ca_file, tls_cert_file=cert, tls_key_file=key)
+        with Publisher(outbox, cfg, DEVICE) as pub:
+            outbox.append("e-0", "attendance", payload(0))
+            pub.wake()
+            wait_for(lambda: sub.event_ids() == ["e-0"], "the event over TLS")
+            wait_for(lambda: outbox.counts()["published"] == 1, "published over TLS")
+
+
+def test_tls_key_open_to_others_is_refused(tmp_path: Path, outbox: Outbox) -> None:
+    b = Broker(tmp_path / "tls", tls=True)  # not started: the check comes first
+    cert, key = b.client_cert(DEVICE)
+    key.chmod(0o644)
+    from kiosk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Publisher(outbox, config(b, tls_ca_file=b.ca_file, tls_cert_file=cert, tls_key_file=key), DEVICE)
+
+
+ACL = "pattern write presensi/v1/+/%u/#\npattern read presensi/v1/+/%u/#\nuser central\ntopic readwrite #\n"
+
+
+def test_acl_stops_a_device_publishing_as_another(tmp_path: Path, subs: list[Sub]) -> None:
+    with Broker(tmp_path / "acl", acl=ACL) as b:
+        sub = Sub(b, username="central")
+        subs.append(sub)
+        with Outbox.open(tmp_path / "a.db") as ob_a, Outbox.open(tmp_path / "b.db") as ob_b:
+            # kiosk-a's credentials, but configured (wrongly or maliciously) as kiosk-b
+            impostor = Publisher(ob_b, config(b, username="kiosk-a"), "kiosk-b")
+            honest = Publisher(ob_a, config(b, username="kiosk-a"), "kiosk-a")
+            with impostor, honest:
+                ob_b.append("forged", "attendance", payload(1))
+                impostor.wake()
+                wait_for(lambda: impostor.status()["refused"] >= 1, "the broker to refuse the impostor (MQTT 5)")
+                ob_a.append("real", "attendance", payload(2))
+                honest.wake()
+                wait_for(lambda: sub.event_ids() == ["real"], "the honest device's event")
+                assert ob_b.counts()["published"] == 0 and ob_b.counts()["pending"] == 1
+            assert all("kiosk-b" not in t for t, *_ in sub.messages)
+
+
+def test_mqtt_311_delivers_and_applies_acks(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker, protocol="3.1.1"), DEVICE) as pub:
+        outbox.append("e-0", "attendance", payload(0))
+        pub.wake()
+        wait_for(lambda: [p for p, _, _ in sub.on("event")] == [payload(0)], "the event over MQTT 3.1.1")
+        wait_for(lambda: outbox.counts()["published"] == 1, "published")
+        sub.send(topics.ack, b'{"acks": ["e-0"]}')
+        wait_for(lambda: outbox.counts()["acknowledged"] == 1, "acknowledged")
+
+
+def test_broker_down_at_start_then_up(tmp_path: Path, outbox: Outbox, subs: list[Sub]) -> None:
+    b = Broker(tmp_path / "late")
+    try:
+        with Publisher(outbox, config(b), DEVICE) as pub:
+            outbox.append("e-0", "attendance", payload(0))
+            pub.wake()
+            wait_for(lambda: pub.status()["last_error"], "a failed first attempt")
+            assert not pub.status()["connected"] and outbox.counts()["pending"] == 1
+            b.start()
+            sub = Sub(b)
+            subs.append(sub)
+            wait_for(lambda: outbox.counts()["published"] == 1, "published once the broker is up")
+            wait_for(lambda: sub.on("online") and sub.on("online")[-1][0] == b"online", "online")
+    finally:
+        b.stop()
+
+
+def test_close_without_start_and_lost_pubacks_leave_the_window(tmp_path: Path, outbox: Outbox) -> None:
+    b = Broker(tmp_path / "never")  # never started
+    pub = Publisher(outbox, config(b), DEVICE)
+    pub.close()
+    pub.close()
+    assert pub.status()["connected"] is False
+
+
+def test_window_is_bounded_and_expires_without_pubacks(tmp_path: Path, outbox: Outbox) -> None:
+    """Not connected: nothing is published; a stale in-flight entry leaves the window after republish_after_s."""
+    b = Broker(tmp_path / "never")
+    now = [1000.0]
+    pub = Publisher(outbox, config(b), DEVICE, window=3, republish_after_s=10, clock=lambda: now[0])
+    try:
+        for i in range(5):
+            outbox.append(f"e-{i}", "attendance", payload(i))
+        pub._connected = True  # pretend: paho queues the messages (MQTT_ERR_NO_CONN) and never PUBACKs them
+        pub._fill_window()
+        assert sorted(f.seq for f in pub._inflight.values() if f.seq) == [1, 2, 3]
+        pub._fill_window()  # full: nothing more
+        assert len(pub._inflight) == 3
+        now[0] += 11
+        pub._fill_window()  # expired: the window refills from the outbox, oldest first (the same events again)
+        assert sorted(f.seq for f in pub._inflight.values() if f.seq) == [1, 2, 3]
+        assert outbox.counts()["pending"] == 5  # nothing marked without a PUBACK
+    finally:
+        pub._connected = False
+        pub.close()
+
+
+def test_topics_refuse_wildcards() -> None:
+    with pytest.raises(ValueError):
+        Topics.of(PREFIX, "a/b", DEVICE)
+    with pytest.raises(ValueError):
+        Topics.of(PREFIX, SITE, "dev+")

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from kiosk.events.outbox import Outbox
 
 log = logging.getLogger("kiosk")
+
+PRUNE_EVERY_S = 3600.0  # retention is counted in days; once an hour is plenty
 
 
 def load_gallery(cfg: RecognizerConfig) -> Gallery:
@@ -79,11 +82,18 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         parts.callback(screen.close)
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
 
+        pruned_at = time.monotonic()
+        outbox.prune()
+
         def handle(frame: Frame, result: FrameResult) -> None:
+            nonlocal pruned_at
             outcomes = [recorder.record(d, frame.rgb) for d in result.decisions]
             if any(o.seq is not None for o in outcomes):
                 wake()
             screen.show(frame, result, outcomes)
+            if time.monotonic() - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
+                pruned_at = time.monotonic()
+                outbox.prune()
 
         stream(source, pipeline, handle, stop)
         log.info("kiosk stopping after %d frames; outbox %s", pipeline.stats.frames, outbox.counts())

@@ -238,6 +238,31 @@ def test_malformed_acks_and_commands_change_nothing(broker: Broker, outbox: Outb
         assert st["malformed_cmds"] == 3 and st["commands"] == 1 and st["connected"]
 
 
+def test_resend_and_status_commands(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker), DEVICE, status_every_s=3600) as pub:
+        for i in range(4):
+            outbox.append(f"e-{i}", "attendance", payload(i))
+        pub.wake()
+        wait_for(lambda: len(sub.on("event")) == 4, "4 events")
+        sub.send(topics.ack, b'{"acks": ["e-0"]}')
+        wait_for(lambda: outbox.counts()["acknowledged"] == 1, "e-0 acknowledged")
+        statuses = len(sub.on("status"))
+        sub.send(topics.cmd, json.dumps({"request_id": "s1", "cmd": "status"}).encode())
+        wait_for(lambda: len(sub.on("status")) > statuses, "a status published on request")
+        sub.send(topics.cmd, json.dumps({"request_id": "r1", "cmd": "resend", "from_seq": 1}).encode())
+        sub.send(topics.cmd, json.dumps({"request_id": "r2", "cmd": "resend", "from_seq": "x"}).encode())
+        wait_for(lambda: len(sub.on("event")) == 7, "the three unacknowledged events sent again")
+        results = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
+        assert results["s1"] == {"request_id": "s1", "ok": True}
+        assert results["r1"] == {"request_id": "r1", "ok": True, "requeued": 3}
+        assert results["r2"]["ok"] is False and "from_seq" in results["r2"]["error"]
+        again = [props["event_id"] for _, props, _ in sub.on("event")[4:]]
+        assert sorted(again) == ["e-1", "e-2", "e-3"], "the acknowledged event is not sent again"
+
+
 def test_broker_down_and_back_delivers_everything(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
     sub = Sub(broker, client_id="central-restart")
     subs.append(sub)

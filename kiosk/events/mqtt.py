@@ -443,9 +443,17 @@ class Publisher:
             cmd = data.get("cmd")
             if not isinstance(cmd, str):
                 raise ValueError("'cmd' (a string) is missing")
-            if cmd != "ping":
-                raise ValueError(f"unknown command {cmd!r}")
             result: dict[str, Any] = {"request_id": request_id, "ok": True}
+            if cmd == "status":
+                self._next_status = 0.0  # the worker publishes a fresh status on its next pass
+            elif cmd == "resend":
+                from_seq = data.get("from_seq")
+                if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
+                    raise ValueError("'from_seq' (a positive integer) is missing")
+                result["requeued"] = self.outbox.requeue(from_seq)
+                self._wake.set()
+            elif cmd != "ping":
+                raise ValueError(f"unknown command {cmd!r} (known: ping, status, resend)")
             with self._lock:
                 self._stats["commands"] += 1
         except ValueError as exc:

@@ -293,6 +293,22 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise self._translate(exc, "cannot mark events published") from exc
 
+    def requeue(self, from_seq: int) -> int:
+        """Send again every stored event numbered ``from_seq`` or later that is not acknowledged (the server
+        found a gap and asked for a resend); returns how many were queued again."""
+        start = _as_seq(from_seq)
+        with self._lock:
+            self._check_open()
+            try:
+                with self._transaction():
+                    before = self._conn.total_changes
+                    self._conn.execute(
+                        "UPDATE events SET state = 'pending' WHERE seq >= ? AND state = 'published'", (start,)
+                    )
+                    return self._conn.total_changes - before
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "cannot queue events again") from exc
+
     def acknowledge(self, keys: Iterable[str | int]) -> int:
         """Mark events acknowledged by ``event_id`` (str) or ``seq`` (int) and delete their evidence.
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 QOS = 1
 DEFAULT_WINDOW = 20
+SESSION_EXPIRY_S = 7 * 86400  # the broker keeps the session (and the acks sent to it) for a week offline
 DEFAULT_REPUBLISH_AFTER_S = 300.0
 _TICK_S = 1.0  # the worker looks at the outbox at least this often even without wake()
 _UPTO_BATCH = 500
@@ -152,7 +153,16 @@ class Publisher:
             return self
         if self._closed:
             raise RuntimeError("the publisher is closed")
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        # A persistent session: acks and commands the server sends while the kiosk is offline wait at the broker
+        # instead of being dropped (which would make every event of an outage be sent twice).
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self.client.connect_async(
+                self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
+            )
+        else:
+            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
         self._thread.start()
@@ -213,7 +223,12 @@ class Publisher:
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
         protocol = mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=protocol)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            protocol=protocol,
+            clean_session=None if self._v5 else False,
+        )
         # paho types the delays as int but computes with any number: keep sub-second minimums as configured
         client.reconnect_delay_set(
             min_delay=cfg.reconnect_min_s,  # type: ignore[arg-type]

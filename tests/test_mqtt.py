@@ -255,6 +255,7 @@ def test_resend_and_status_commands(broker: Broker, outbox: Outbox, subs: list[S
         sub.send(topics.cmd, json.dumps({"request_id": "r1", "cmd": "resend", "from_seq": 1}).encode())
         sub.send(topics.cmd, json.dumps({"request_id": "r2", "cmd": "resend", "from_seq": "x"}).encode())
         wait_for(lambda: len(sub.on("event")) == 7, "the three unacknowledged events sent again")
+        wait_for(lambda: len(sub.on("cmd/result")) == 3, "three command results")
         results = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
         assert results["s1"] == {"request_id": "s1", "ok": True}
         assert results["r1"] == {"request_id": "r1", "ok": True, "requeued": 3}

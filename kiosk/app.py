@@ -114,7 +114,12 @@ def _start_publisher(cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitSta
     key = signing.private_key_from_pem(secret, "events.signing_key_file")
     key_id = signing.key_id_of(key)
     publisher = Publisher(
-        outbox, cfg.mqtt, cfg.device.id, seal=lambda body, seq: signing.seal(body, seq, key, key_id)
+        outbox,
+        cfg.mqtt,
+        cfg.device.id,
+        window=cfg.mqtt.window,
+        republish_after_s=cfg.mqtt.republish_after_s,
+        seal=lambda body, seq: signing.seal(body, seq, key, key_id),
     ).start()
     parts.callback(publisher.close)
     return publisher.wake

@@ -208,9 +208,7 @@ class ScheduleConfig:
     ramadan_windows: tuple[PunchWindow, ...] = _f(
         (), "Punch windows on Ramadan days (same shape as `windows`); when empty, `windows` apply."
     )
-    holidays: tuple[date, ...] = _f(
-        (), "Public holidays and cuti bersama (local dates): no punch is recorded on them."
-    )
+    holidays: tuple[date, ...] = _f((), "Public holidays and cuti bersama (local dates): no punch is recorded on them.")
 
 
 @dataclass(frozen=True)
@@ -260,6 +258,10 @@ class MqttConfig:
     username: str | None = _f(None, "MQTT user name (none when not set).")
     password_file: Path | None = _f(None, "Secret file with the MQTT password.")
     status_every_s: float = _f(60.0, "Period of the device status message.", lo=5, hi=86400)
+    republish_after_s: float = _f(
+        300.0, "A published event the server has not acknowledged after this long is sent again.", lo=5, hi=86400
+    )
+    window: int = _f(20, "Messages handed to the broker and not yet confirmed, at most.", lo=1, hi=1000)
 
 
 @dataclass(frozen=True)
@@ -447,8 +449,7 @@ class _Parser:
                 if ok and w.start >= w.end:
                     self.report(
                         f"{at}.start",
-                        f"must be before {at}.end ({_hhmm(w.start)} >= {_hhmm(w.end)}); "
-                        "a window cannot cross midnight",
+                        f"must be before {at}.end ({_hhmm(w.start)} >= {_hhmm(w.end)}); a window cannot cross midnight",
                     )
                     ok = False
                 if ok:
@@ -499,7 +500,7 @@ def _parse_time(value: object) -> time:
             return time.fromisoformat(value)
         except ValueError:
             pass
-    raise _Invalid(f"must be a local time (07:30:00, or the string \"07:30\"), got {_describe(value)}")
+    raise _Invalid(f'must be a local time (07:30:00, or the string "07:30"), got {_describe(value)}')
 
 
 def _convert(tp: Any, value: object, name: str, base_dir: Path | None) -> Any:
@@ -626,30 +627,36 @@ def _credential_name(ref: str) -> str:
 # --- Secrets ----------------------------------------------------------------------------------------------
 
 
+def secret_file(ref: Path | str, *, key: str = "secret") -> Path:
+    """The file behind a ``*_file`` setting: ``credential:NAME`` is ``$CREDENTIALS_DIRECTORY/NAME`` (systemd
+    ``LoadCredential=``), anything else the path itself. For libraries that want a path (TLS keys)."""
+    text = str(ref)
+    if not text.startswith(_CREDENTIAL):
+        return Path(ref)
+    try:
+        name = _credential_name(text)
+    except _Invalid as exc:
+        raise ConfigError(text, [f"{key}: {exc}"]) from None
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError(
+            text,
+            [
+                f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
+                f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
+            ],
+        )
+    return Path(directory) / name
+
+
 def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
     """The bytes of a secret named by a ``*_file`` setting, exactly as stored (no newline is stripped).
 
     ``credential:NAME`` reads ``$CREDENTIALS_DIRECTORY/NAME`` (systemd ``LoadCredential=``); anything else
     is a file path, refused when group or others have any access to it. ``key`` names the setting in messages.
     """
-    text = str(ref)
-    if text.startswith(_CREDENTIAL):
-        try:
-            name = _credential_name(text)
-        except _Invalid as exc:
-            raise ConfigError(text, [f"{key}: {exc}"]) from None
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ConfigError(
-                text,
-                [
-                    f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
-                    f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
-                ],
-            )
-        path, private = Path(directory) / name, False
-    else:
-        path, private = Path(ref), True
+    path = secret_file(ref, key=key)
+    private = not str(ref).startswith(_CREDENTIAL)
     source = str(path)
     try:
         with path.open("rb") as fh:
@@ -777,8 +784,13 @@ def _type_name(tp: Any) -> str:
         inner = _tuple_item(tp)[0]
         return "array of tables" if dataclasses.is_dataclass(inner) else f"array of {_type_name(inner)}"
     names = {
-        bool: "boolean", int: "integer", float: "float", str: "string", Path: "path",
-        time: "local time", date: "local date",
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        Path: "path",
+        time: "local time",
+        date: "local date",
     }
     return "string" if typing.get_origin(tp) is Literal else names[tp]
 

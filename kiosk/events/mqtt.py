@@ -13,13 +13,11 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -27,8 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kiosk.config import MqttConfig, read_secret
-from kiosk.errors import ConfigError
+from kiosk.config import MqttConfig, read_secret, secret_file
 from kiosk.events.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -240,7 +237,7 @@ class Publisher:
             keyfile = None
             if cfg.tls_key_file is not None:
                 read_secret(cfg.tls_key_file, key="mqtt.tls_key_file")  # refuses a key open to group or others
-                keyfile = str(_secret_path(cfg.tls_key_file))
+                keyfile = str(secret_file(cfg.tls_key_file, key="mqtt.tls_key_file"))
             client.tls_set(
                 ca_certs=str(cfg.tls_ca_file),
                 certfile=None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
@@ -482,14 +479,3 @@ class Publisher:
         log.warning("mqtt: %s", text)
         with self._lock:
             self._last_error = text
-
-
-def _secret_path(ref: Path | str) -> Path:
-    """The file behind a ``*_file`` setting: ``credential:NAME`` is ``$CREDENTIALS_DIRECTORY/NAME``."""
-    text = str(ref)
-    if text.startswith("credential:"):
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ConfigError(text, ["mqtt.tls_key_file: CREDENTIALS_DIRECTORY is not set"])
-        return Path(directory) / text.removeprefix("credential:")
-    return Path(text)

@@ -82,17 +82,24 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         parts.callback(screen.close)
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
 
-        pruned_at = time.monotonic()
+        pruned_at = status_at = time.monotonic()
+        status_frames = 0
         outbox.prune()
 
         def handle(frame: Frame, result: FrameResult) -> None:
-            nonlocal pruned_at
+            nonlocal pruned_at, status_at, status_frames
             outcomes = [recorder.record(d, frame.rgb) for d in result.decisions]
             if any(o.seq is not None for o in outcomes):
                 wake()
             screen.show(frame, result, outcomes)
-            if time.monotonic() - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
-                pruned_at = time.monotonic()
+            now = time.monotonic()
+            status_frames += 1
+            if cfg.mqtt.enabled and now - status_at >= cfg.mqtt.status_every_s:  # device health, signed like any event
+                recorder.status(fps=status_frames / (now - status_at), gallery_version=gallery.version)
+                status_at, status_frames = now, 0
+                wake()
+            if now - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
+                pruned_at = now
                 outbox.prune()
 
         stream(source, pipeline, handle, stop)

@@ -120,6 +120,19 @@ def test_first_synced_reading_emits_one_time_anchor(setup) -> None:  # type: ign
                      ("review", True, True)]
 
 
+def test_status_event_reports_device_health(setup) -> None:  # type: ignore[no-untyped-def]
+    clocks, outbox, recorder = setup
+    recorder.record(decision(None), FACE)
+    clocks.advance(90)
+    seq = recorder.status(fps=12.46, gallery_version=7)
+    status = stored(outbox)[-1]
+    assert seq is not None and status["type"] == "status"
+    assert status["fps"] == "12.5" and status["gallery_version"] == "7"
+    assert status["outbox_depth"] == 2 and status["oldest_pending_age_s"] == 90
+    assert status["free_disk_bytes"] > 0
+    assert schema.validate(status, complete=False) == []
+
+
 def test_evidence_respects_its_size_cap() -> None:
     big = np.random.default_rng(1).integers(0, 255, size=(1080, 1920, 3), dtype=np.uint8)
     jpeg = face_jpeg(big, [100, 900, 900, 100], 8000)

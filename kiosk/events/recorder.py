@@ -7,9 +7,11 @@ the outcome says so; a full outbox or disk gives ``cannot_record`` and never a f
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
@@ -102,6 +104,27 @@ class Recorder:
         self._guard.remember(decision.nip, kind, local)
         return Outcome("recorded", "Presensi tercatat", nip=decision.nip, kind=kind, at=local, seq=seq)
 
+    def status(self, *, fps: float, gallery_version: int) -> int | None:
+        """Store a signed device status event (health for the regency's dashboard); None if it cannot."""
+        oldest = self.outbox.pending(limit=1)
+        stamp = self._stamp()
+        counts = self.outbox.counts()
+        try:
+            return self._append(
+                schema.build_status(
+                    stamp,
+                    fps=fps,
+                    outbox_depth=counts["pending"] + counts["published"],
+                    oldest_pending_age_s=int(stamp.utc.timestamp() - oldest[0].created_at) if oldest else None,
+                    gallery_version=str(gallery_version),
+                    cpu_temp_c=cpu_temperature(),
+                    free_disk_bytes=free_disk(self.outbox.path.parent),
+                )
+            )
+        except OutboxFull as exc:
+            log.error("no room for a status event: %s", exc)
+            return None
+
     def _append(self, body: dict[str, Any], evidence: bytes | None = None) -> int:
         stored = self.outbox.append(body["event_id"], body["type"], schema.to_bytes(body), evidence)
         return stored.seq
@@ -143,3 +166,17 @@ def face_jpeg(rgb: np.ndarray, box: list[int], max_bytes: int) -> bytes | None:
         if ok and len(data) <= max_bytes:
             return data.tobytes()
     return None
+
+
+def cpu_temperature(zone: Path = Path("/sys/class/thermal/thermal_zone0/temp")) -> float | None:
+    """The SoC temperature in degrees Celsius (a Pi throttles at 80-85), or None where there is no sensor."""
+    try:
+        return int(zone.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def free_disk(folder: Path) -> int:
+    """Bytes free for the kiosk user on the filesystem of ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize

@@ -128,7 +128,7 @@ def test_status_event_reports_device_health(setup) -> None:  # type: ignore[no-u
     status = stored(outbox)[-1]
     assert seq is not None and status["type"] == "status"
     assert status["fps"] == "12.5" and status["gallery_version"] == "7"
-    assert status["outbox_depth"] == 2 and status["oldest_pending_age_s"] == 90
+    assert status["outbox_depth"] == 1 and status["oldest_pending_age_s"] == 90  # the review waiting before it
     assert status["free_disk_bytes"] > 0
     assert schema.validate(status, complete=False) == []
 

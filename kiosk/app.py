@@ -59,6 +59,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 def run(cfg: KioskConfig, stop: threading.Event) -> int:
     """The daemon: gallery, outbox, publisher, camera, screen; the frame loop; then closed in reverse."""
+    from kiosk.events import clock
     from kiosk.events.outbox import Outbox
     from kiosk.events.recorder import Recorder
 
@@ -75,7 +76,9 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
                 retention_s=cfg.events.retention_days * 86400,
             )
         )
-        recorder = Recorder(cfg, outbox)
+        watcher = clock.ClockWatcher().start()
+        parts.callback(watcher.close)
+        recorder = Recorder(cfg, outbox, read_clock=watcher.state)
         wake = _start_publisher(cfg, outbox, parts)
         source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
         screen = open_screen(cfg.display.backend, gallery)

@@ -140,3 +140,31 @@ def test_events_before_first_sync_are_flagged_and_the_anchor_re_dates_them() -> 
     anchor_utc = datetime.fromisoformat(anchor["time_utc"].replace("Z", "+00:00"))
     true_utc = anchor_utc.timestamp() - shift_ns / 1e9
     assert datetime.fromtimestamp(true_utc, UTC) == datetime(2026, 11, 29, 23, 59, 30, tzinfo=UTC)
+
+
+def test_clock_watcher_refreshes_on_its_own_thread_and_stops() -> None:
+    import threading
+
+    from kiosk.events.clock import ClockState, ClockWatcher
+
+    readings = iter([ClockState(False, "none", "t"), ClockState(True, "ntp", "t")])
+    last = ClockState(True, "ntp", "t")
+    synced = threading.Event()
+
+    def read() -> ClockState:
+        state = next(readings, last)
+        if state.synced:
+            synced.set()
+        return state
+
+    watcher = ClockWatcher(read, every_s=0.01)
+    assert watcher.state().synced is False  # the first reading is taken at construction
+    watcher.start()
+    assert synced.wait(2.0)
+    for _ in range(200):
+        if watcher.state().synced:
+            break
+        threading.Event().wait(0.01)
+    assert watcher.state() == last
+    watcher.close()
+    watcher.close()

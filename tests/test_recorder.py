@@ -111,7 +111,7 @@ def test_first_synced_reading_emits_one_time_anchor(setup) -> None:  # type: ign
     clocks, outbox, recorder = setup
     recorder.record(decision(None), FACE)
     clocks.state = ClockState(synced=True, source="ntp", how="test")
-    clocks.advance(31)  # past the clock-state refresh period
+    clocks.advance(31)
     recorder.record(decision(None, track=2), FACE)
     clocks.advance(31)
     recorder.record(decision(None, track=3), FACE)

@@ -9,6 +9,7 @@ the first synced reading of a boot) lets the server re-date them: for an event o
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,3 +127,33 @@ class TimeAnchorTracker:
     def clock_info(self, state: ClockState) -> ClockInfo:
         """The ``clock`` field of an event stamped with ``state`` (observe it first)."""
         return ClockInfo(synced=state.synced, source=state.source, since_boot_synced=self.ever_synced or state.synced)
+
+
+class ClockWatcher:
+    """Re-reads the sync state on its own thread ("clock-watch"), so that the frame loop only reads a cached
+    value: reading it may run ``timedatectl`` (up to its timeout) until systemd has written its flag file."""
+
+    def __init__(self, read: Callable[[], ClockState] = read_clock_state, every_s: float = 30.0) -> None:
+        self._read = read
+        self._every_s = every_s
+        self._state = read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clock-watch", daemon=True)
+
+    def start(self) -> ClockWatcher:
+        self._thread.start()
+        return self
+
+    def state(self) -> ClockState:
+        """The latest reading (never blocks)."""
+        return self._state
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            self._state = self._read()
+
+    def close(self) -> None:
+        """Stop the thread (idempotent); a reading in progress is left to finish on its own."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=TIMEOUT_S + 1)

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVIDENCE_WIDTH = 160  # pixels: enough for HR to recognise a face, small enough to keep 150,000 of them
-CLOCK_REFRESH_S = 30.0  # the sync state is re-read at most this often (it may run timedatectl)
 
 Status = Literal["recorded", "already", "outside_hours", "not_recognised", "cannot_record"]
 
@@ -53,7 +52,7 @@ class Recorder:
         cfg: KioskConfig,
         outbox: Outbox,
         *,
-        read_clock: Callable[[], clock.ClockState] = clock.read_clock_state,
+        read_clock: Callable[[], clock.ClockState],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         mono_ns: Callable[[], int] = clock.mono_ns,
         boot_id: str | None = None,
@@ -66,8 +65,6 @@ class Recorder:
         self._boot_id = boot_id or clock.boot_id()
         self._anchors = clock.TimeAnchorTracker()
         self._guard = RepeatGuard.from_config(cfg.events)
-        self._clock_state: clock.ClockState | None = None
-        self._clock_read_ns = 0
         if outbox.recovered_from is not None:
             self._append(
                 schema.build_alarm(
@@ -132,9 +129,7 @@ class Recorder:
     def _stamp(self) -> schema.Stamp:
         """One reading of the clocks; emits a time anchor at the first synced reading of this boot."""
         mono = self._mono_ns()
-        if self._clock_state is None or mono - self._clock_read_ns >= CLOCK_REFRESH_S * 1e9:
-            self._clock_state, self._clock_read_ns = self._read_clock(), mono
-        state = self._clock_state
+        state = self._read_clock()
         stamp = schema.Stamp(
             device=self.cfg.device.id,
             boot_id=self._boot_id,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
 
@@ -79,9 +79,15 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         watcher = clock.ClockWatcher().start()
         parts.callback(watcher.close)
         recorder = Recorder(cfg, outbox, read_clock=watcher.state)
-        wake = _start_publisher(cfg, outbox, parts)
+        reload_requested = threading.Event()
+
+        def request_reload() -> dict[str, object]:
+            reload_requested.set()  # the frame loop swaps the gallery between two frames
+            return {"queued": True, "gallery_version": pipeline.gallery.version}
+
+        wake = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
         source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
-        screen = open_screen(cfg.display.backend, gallery)
+        screen = open_screen(cfg.display.backend, lambda nip: pipeline.gallery.get(nip))
         parts.callback(screen.close)
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
 
@@ -91,6 +97,9 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
 
         def handle(frame: Frame, result: FrameResult) -> None:
             nonlocal pruned_at, status_at, status_frames
+            if reload_requested.is_set():
+                reload_requested.clear()
+                _reload_gallery(cfg, pipeline)
             outcomes = [recorder.record(d, frame.rgb) for d in result.decisions]
             if any(o.seq is not None for o in outcomes):
                 wake()
@@ -110,8 +119,22 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
     return 0
 
 
-def _start_publisher(cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitStack) -> Callable[[], None]:
-    """Start the MQTT publisher when enabled (events are signed with the device key); returns its wake-up."""
+def _reload_gallery(cfg: KioskConfig, pipeline: Pipeline) -> None:
+    """Load the gallery file again (after central pushed a new one); a bad file keeps the running gallery."""
+    try:
+        new = load_gallery(cfg.recognizer)
+    except KioskError as exc:
+        log.error("gallery reload refused, keeping version %d: %s", pipeline.gallery.version, exc)
+        return
+    log.info("gallery reloaded: version %d -> %d, %d people", pipeline.gallery.version, new.version, len(new))
+    pipeline.gallery = new
+
+
+def _start_publisher(
+    cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitStack, actions: dict[str, Callable[[], dict[str, object]]]
+) -> Callable[[], None]:
+    """Start the MQTT publisher when enabled (events are signed with the device key, ``actions`` are commands
+    that change the device, accepted only when signed by the central key); returns its wake-up."""
     if not cfg.mqtt.enabled:
         log.info("mqtt is off: events stay in the outbox")
         return lambda: None
@@ -130,6 +153,8 @@ def _start_publisher(cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitSta
         window=cfg.mqtt.window,
         republish_after_s=cfg.mqtt.republish_after_s,
         seal=lambda body, seq: signing.seal(body, seq, key, key_id),
+        actions=actions,
+        central_keys=signing.load_public_keys([cfg.mqtt.central_key_file]) if cfg.mqtt.central_key_file else {},
     ).start()
     parts.callback(publisher.close)
     return publisher.wake

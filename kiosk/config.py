@@ -262,6 +262,9 @@ class MqttConfig:
         300.0, "A published event the server has not acknowledged after this long is sent again.", lo=5, hi=86400
     )
     window: int = _f(20, "Messages handed to the broker and not yet confirmed, at most.", lo=1, hi=1000)
+    central_key_file: Path | None = _f(
+        None, "The central server's Ed25519 public key (PEM); commands that change the device must be signed with it."
+    )
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,26 @@ def test_sigterm_sets_the_stop_event_and_handlers_are_restored() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(2.0)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_gallery_reload_swaps_a_good_file_and_keeps_the_old_one_on_a_bad_file(hamilton_gallery: Path,
+                                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from kiosk.app import _reload_gallery
+    from kiosk.config import KioskConfig, RecognizerConfig
+    from kiosk.recognizer.gallery import Gallery
+    from kiosk.recognizer.pipeline import Pipeline
+
+    path = tmp_path / "g.kgal"
+    shutil.copy(hamilton_gallery, path)
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=path))
+    pipeline = Pipeline(Gallery.load(path), cfg.recognizer)
+    updated = Gallery.load(path)
+    updated.remove([updated.nips[0]])
+    updated.save(path)  # what the central server's push will do
+    _reload_gallery(cfg, pipeline)
+    assert len(pipeline.gallery) == 1 and pipeline.gallery.version == updated.version
+    path.write_bytes(b"truncated")
+    _reload_gallery(cfg, pipeline)
+    assert len(pipeline.gallery) == 1, "a damaged file never replaces the running gallery"

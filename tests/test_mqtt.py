@@ -264,6 +264,35 @@ def test_resend_and_status_commands(broker: Broker, outbox: Outbox, subs: list[S
         assert sorted(again) == ["e-1", "e-2", "e-3"], "the acknowledged event is not sent again"
 
 
+def test_commands_that_change_the_device_must_be_signed_by_the_central_key(
+    broker: Broker, outbox: Outbox, subs: list[Sub]
+) -> None:
+    from kiosk.events import signing
+
+    central = signing.private_key_from_pem(signing.generate_key()[0])
+    stranger = signing.private_key_from_pem(signing.generate_key()[0])
+    reloads: list[int] = []
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    actions = {"reload_gallery": lambda: reloads.append(1) or {"queued": True}}
+    keys = {signing.key_id_of(central): central.public_key()}
+    with Publisher(outbox, config(broker), DEVICE, actions=actions, central_keys=keys):
+        wait_for(lambda: sub.on("status/online"), "online")
+        unsigned = {"request_id": "u", "cmd": "reload_gallery"}
+        forged = signing.sign({"request_id": "f", "cmd": "reload_gallery"}, stranger)
+        tampered = signing.sign({"request_id": "t", "cmd": "ping"}, central) | {"cmd": "reload_gallery"}
+        signed = signing.sign({"request_id": "s", "cmd": "reload_gallery"}, central)
+        for command in (unsigned, forged, tampered, signed):
+            sub.send(topics.cmd, json.dumps(command).encode())
+        wait_for(lambda: len(sub.on("cmd/result")) == 4, "four command results")
+        results = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
+    for refused in ("u", "f", "t"):
+        assert results[refused]["ok"] is False and "signed by the central key" in results[refused]["error"]
+    assert results["s"] == {"request_id": "s", "ok": True, "queued": True}
+    assert reloads == [1], "only the command signed by the central key changed the device"
+
+
 def test_broker_down_and_back_delivers_everything(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
     sub = Sub(broker, client_id="central-restart")
     subs.append(sub)

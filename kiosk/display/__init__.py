@@ -4,12 +4,13 @@ here are the headless backends, chosen by ``display.backend``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from kiosk.camera import Frame
     from kiosk.events.recorder import Outcome
-    from kiosk.recognizer.gallery import Gallery
+    from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import FrameResult
 
 log = logging.getLogger("kiosk.display")
@@ -36,12 +37,12 @@ class NullScreen:
 class LogScreen:
     """Writes what the screen would announce for each decision to the log."""
 
-    def __init__(self, gallery: Gallery) -> None:
-        self.gallery = gallery
+    def __init__(self, person: Callable[[str], Person | None]) -> None:
+        self.person = person  # looks a NIP up in the gallery in use (it may be reloaded while running)
 
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
         for d, o in zip(result.decisions, outcomes, strict=True):
-            person = self.gallery.get(o.nip) if o.nip else None
+            person = self.person(o.nip) if o.nip else None
             who = f"{person.name} ({person.nip}, {person.unit})" if person else "unknown face"
             kind = f" {o.kind.upper()}" if o.kind else ""
             when = f" {o.at:%H:%M %Z}" if o.at else ""
@@ -62,10 +63,10 @@ class LogScreen:
         pass
 
 
-def open_screen(backend: str, gallery: Gallery) -> Screen:
+def open_screen(backend: str, person: Callable[[str], Person | None]) -> Screen:
     """The screen named in config."""
     if backend == "null":
         return NullScreen()
     if backend == "log":
-        return LogScreen(gallery)
+        return LogScreen(person)
     raise ValueError(f"unknown display backend {backend!r}")

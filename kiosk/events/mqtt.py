@@ -16,9 +16,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,6 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.config import MqttConfig, read_secret, secret_file
+from kiosk.events import signing
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from kiosk.events.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,8 @@ class Publisher:
         status_every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         seal: Callable[[bytes, int], bytes] | None = None,
+        actions: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+        central_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         if window < 1 or republish_after_s <= 0:
             raise ValueError("window must be at least 1 and republish_after_s positive")
@@ -117,6 +123,8 @@ class Publisher:
         self.status_every_s = cfg.status_every_s if status_every_s is None else status_every_s
         self._clock = clock
         self._seal = seal  # (stored body, seq) -> the signed message (kiosk.events.signing.seal)
+        self._actions = dict(actions or {})  # commands that change the device: only when signed by the central key
+        self._central_keys = dict(central_keys or {})
         self._v5 = cfg.protocol == "5"
         self._lock = threading.Lock()  # guards the counters and flags read by status()
         self._stop = threading.Event()
@@ -464,8 +472,17 @@ class Publisher:
                     raise ValueError("'from_seq' (a positive integer) is missing")
                 result["requeued"] = self.outbox.requeue(from_seq)
                 self._wake.set()
+            elif cmd in self._actions:
+                try:
+                    signing.verify(data, self._central_keys)
+                except signing.SignatureError as exc:
+                    raise ValueError(
+                        f"{cmd!r} changes the device and must be signed by the central key: {exc}"
+                    ) from exc
+                result.update(self._actions[cmd]())
             elif cmd != "ping":
-                raise ValueError(f"unknown command {cmd!r} (known: ping, status, resend)")
+                known = ", ".join(["ping", "status", "resend", *self._actions])
+                raise ValueError(f"unknown command {cmd!r} (known: {known})")
             with self._lock:
                 self._stats["commands"] += 1
         except ValueError as exc:

@@ -87,7 +87,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
 
         wake = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
         source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
-        screen = open_screen(cfg.display.backend, lambda nip: pipeline.gallery.get(nip))
+        screen = open_screen(cfg, lambda nip: pipeline.gallery.get(nip))
         parts.callback(screen.close)
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
 

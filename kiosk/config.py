@@ -213,9 +213,16 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    """The screen boundary (the pygame screen comes with the terminal issue)."""
+    """The screen a person at the terminal sees."""
 
-    backend: Literal["null", "log"] = _f("log", "`null` shows nothing; `log` writes each result to the log.")
+    backend: Literal["null", "log", "pygame"] = _f(
+        "log", "`pygame` draws the screen (SDL picks kmsdrm on a Pi console); `log` writes results; `null` nothing."
+    )
+    width: int = _f(800, "Screen width in pixels (the official Pi touchscreen is 800x480).", lo=320, hi=7680)
+    height: int = _f(480, "Screen height in pixels.", lo=240, hi=4320)
+    language: Literal["id", "en"] = _f("id", "Language of the screen texts (Bahasa Indonesia by default).")
+    hold_s: float = _f(4.0, "How long a result (recorded, not recognised, ...) stays on the screen.", lo=1, hi=30)
+    fullscreen: bool = _f(True, "Fill the screen (the kiosk); false opens a window, for a desktop.")
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,19 @@ def test_gallery_reload_swaps_a_good_file_and_keeps_the_old_one_on_a_bad_file(ha
     path.write_bytes(b"truncated")
     _reload_gallery(cfg, pipeline)
     assert len(pipeline.gallery) == 1, "a damaged file never replaces the running gallery"
+
+
+def test_run_draws_on_the_pygame_screen(hamilton_gallery: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    clip = need(EXAMPLES / "short_hamilton_clip.mp4")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[device]\nid = "kiosk-screen"\nstate_dir = "{tmp_path}"\n'
+        f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
+        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
+        '[display]\nbackend = "pygame"\nwidth = 1024\nheight = 600\nfullscreen = false\n'
+    )
+    with caplog.at_level(logging.ERROR):
+        assert main(["run", "--config", str(config)]) == 0
+    assert not [r for r in caplog.records if r.name.startswith("kiosk.display")], caplog.text

@@ -110,7 +110,7 @@ geometry = 3
         "camera.height: must be an integer, got float 720.0",
         "camera.realtime: must be true or false, got integer 1",
         "camera.path: must be a path (string), got integer 5",
-        'display.backend: must be one of "null", "log", got string "lg" (did you mean "log"?)',
+        'display.backend: must be one of "null", "log", "pygame", got string "lg" (did you mean "log"?)',
         "recognizer.geometry: must be a table ([recognizer.geometry]), got integer 3",
     ]
 

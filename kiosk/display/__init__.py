@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from kiosk.camera import Frame
+    from kiosk.config import KioskConfig
     from kiosk.events.recorder import Outcome
     from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import FrameResult
@@ -63,10 +64,21 @@ class LogScreen:
         pass
 
 
-def open_screen(backend: str, person: Callable[[str], Person | None]) -> Screen:
-    """The screen named in config."""
-    if backend == "null":
+def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None]) -> Screen:
+    """The screen named by ``display.backend``."""
+    display = cfg.display
+    if display.backend == "null":
         return NullScreen()
-    if backend == "log":
+    if display.backend == "log":
         return LogScreen(person)
-    raise ValueError(f"unknown display backend {backend!r}")
+    from kiosk.display.pygame_screen import PygameScreen  # pygame is imported only when it is asked for
+
+    return PygameScreen(
+        person,
+        size=(display.width, display.height),
+        office=cfg.device.office,
+        tz=cfg.device.timezone,
+        language=display.language,
+        hold_s=display.hold_s,
+        fullscreen=display.fullscreen,
+    )

@@ -1,0 +1,138 @@
+"""Every text the terminal screen shows, in one catalogue: Bahasa Indonesia by default, English selectable.
+
+Day and month names come from here, never from the system locale (a Raspberry Pi image rarely has ``id_ID``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+LANGUAGES: Final = ("id", "en")
+
+DAYS: Final[dict[str, tuple[str, ...]]] = {
+    "id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+
+MONTHS: Final[dict[str, tuple[str, ...]]] = {
+    "id": (
+        "Januari",
+        "Februari",
+        "Maret",
+        "April",
+        "Mei",
+        "Juni",
+        "Juli",
+        "Agustus",
+        "September",
+        "Oktober",
+        "November",
+        "Desember",
+    ),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+}
+
+ZONES: Final[dict[str, str]] = {
+    "Asia/Jakarta": "WIB",
+    "Asia/Pontianak": "WIB",
+    "Asia/Makassar": "WITA",
+    "Asia/Ujung_Pandang": "WITA",
+    "Asia/Jayapura": "WIT",
+}
+"""Indonesian zone abbreviations by IANA name; other zones show their own abbreviation."""
+
+TEXTS: Final[dict[str, dict[str, str]]] = {
+    "id": {
+        "look": "Silakan lihat ke kamera",
+        "too_small": "Mendekatlah ke kamera",
+        "too_dark": "Terlalu gelap",
+        "blurry": "Tahan diam sebentar",
+        "not_frontal": "Lihat lurus ke kamera",
+        "searching": "Mengenali wajah...",
+        "recorded": "Presensi tercatat",
+        "already": "Sudah tercatat pukul {time}",
+        "not_recognised": "Wajah tidak dikenali",
+        "not_recognised_hint": "Silakan coba lagi atau hubungi petugas",
+        "outside_hours": "Di luar jam presensi",
+        "cannot_record": "Presensi tidak dapat disimpan",
+        "cannot_record_hint": "Hubungi petugas TI",
+        "nip": "NIP {nip}",
+        "masuk": "MASUK",
+        "pulang": "PULANG",
+    },
+    "en": {
+        "look": "Please look at the camera",
+        "too_small": "Come closer to the camera",
+        "too_dark": "Too dark",
+        "blurry": "Hold still for a moment",
+        "not_frontal": "Look straight at the camera",
+        "searching": "Recognising...",
+        "recorded": "Attendance recorded",
+        "already": "Already recorded at {time}",
+        "not_recognised": "Face not recognised",
+        "not_recognised_hint": "Please try again or ask the staff",
+        "outside_hours": "Outside attendance hours",
+        "cannot_record": "Attendance cannot be saved",
+        "cannot_record_hint": "Please call IT staff",
+        "nip": "NIP {nip}",
+        "masuk": "IN",
+        "pulang": "OUT",
+    },
+}
+
+PROBLEM_ORDER: Final = ("too_dark", "too_small", "not_frontal", "blurry")
+"""Which guidance line wins when a face has several problems (the first one that applies)."""
+
+
+def text(language: str, key: str, **fields: str) -> str:
+    """The catalogue text ``key`` in ``language`` (falling back to Indonesian, then to the key itself)."""
+    table = TEXTS.get(language, TEXTS["id"])
+    template = table.get(key) or TEXTS["id"].get(key) or key
+    return template.format(**fields) if fields else template
+
+
+def kind_label(language: str, kind: str | None) -> str:
+    """The big punch-kind word: MASUK / PULANG, or the kind itself upper-cased for other kinds."""
+    if not kind:
+        return ""
+    table = TEXTS.get(language, TEXTS["id"])
+    return table.get(kind.lower(), kind.upper())
+
+
+def zone_name(local: datetime, tz: str) -> str:
+    """WIB / WITA / WIT for Indonesian zones, else the datetime's own abbreviation."""
+    return ZONES.get(tz) or local.tzname() or tz
+
+
+def clock_text(local: datetime, tz: str) -> str:
+    """``07:28 WITA``."""
+    return f"{local:%H:%M} {zone_name(local, tz)}"
+
+
+def date_text(local: datetime, language: str) -> str:
+    """``Senin, 30 November 2026`` (``Monday, 30 November 2026`` in English)."""
+    days = DAYS.get(language, DAYS["id"])
+    months = MONTHS.get(language, MONTHS["id"])
+    return f"{days[local.weekday()]}, {local.day} {months[local.month - 1]} {local.year}"
+
+
+def guidance(language: str, problems: tuple[str, ...]) -> str | None:
+    """One guidance line for a served face's quality problems, or None when there is nothing to say."""
+    for p in PROBLEM_ORDER:
+        if p in problems:
+            return text(language, p)
+    return None

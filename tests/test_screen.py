@@ -13,13 +13,12 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-pygame = pytest.importorskip("pygame")
+import pygame
+from conftest import EXAMPLES, need
 
-from conftest import EXAMPLES, need  # noqa: E402
-
-from kiosk.camera import Frame  # noqa: E402
-from kiosk.display import texts  # noqa: E402
-from kiosk.display.pygame_screen import (  # noqa: E402
+from kiosk.camera import Frame
+from kiosk.display import texts
+from kiosk.display.pygame_screen import (
     DEFAULT_SIZES,
     HIGHLIGHT,
     SCREENS,
@@ -31,9 +30,9 @@ from kiosk.display.pygame_screen import (  # noqa: E402
     screenshots,
     text_fits,
 )
-from kiosk.events.recorder import Outcome  # noqa: E402
-from kiosk.recognizer.faces import Box  # noqa: E402
-from kiosk.recognizer.pipeline import FrameResult, TrackView  # noqa: E402
+from kiosk.events.recorder import Outcome
+from kiosk.recognizer.faces import Box
+from kiosk.recognizer.pipeline import FrameResult, TrackView
 
 WITA = ZoneInfo("Asia/Makassar")
 
@@ -231,3 +230,14 @@ def test_screenshots(tmp_path) -> None:
     for path, problems in report.items():
         assert path.exists() and path.stat().st_size < 100_000
         assert problems == []
+
+
+def test_missing_pygame_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from kiosk.errors import KioskError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pygame" else real(name, *a))
+    with pytest.raises(KioskError, match="python3-pygame"):
+        PygameScreen(lambda nip: None)

@@ -11,6 +11,7 @@ pygame is imported lazily so that the rest of :mod:`kiosk.display` works without
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from kiosk.display import texts
+from kiosk.errors import KioskError
 
 if TYPE_CHECKING:
     import pygame
@@ -326,6 +328,12 @@ class PygameScreen:
     ) -> None:
         if language not in texts.LANGUAGES:
             raise ValueError(f"unknown screen language {language!r}; use one of {', '.join(texts.LANGUAGES)}")
+        if importlib.util.find_spec("pygame") is None:
+            raise KioskError(
+                "pygame is not installed: on Raspberry Pi OS `sudo apt install python3-pygame` (its SDL can draw "
+                "on the console through kmsdrm; create the venv with --system-site-packages); on a desktop "
+                "`pip install pygame`; or set display.backend to log"
+            )
         self.person = person
         self.size = size
         self.office = office

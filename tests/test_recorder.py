@@ -133,6 +133,13 @@ def test_status_event_reports_device_health(setup) -> None:  # type: ignore[no-u
     assert schema.validate(status, complete=False) == []
 
 
+def test_alarm_event(setup) -> None:  # type: ignore[no-untyped-def]
+    _, outbox, recorder = setup
+    assert recorder.alarm("tamper", "case opened") is not None
+    (alarm,) = stored(outbox)
+    assert (alarm["type"], alarm["alarm"], alarm["detail"]) == ("alarm", "tamper", "case opened")
+
+
 def test_evidence_respects_its_size_cap() -> None:
     big = np.random.default_rng(1).integers(0, 255, size=(1080, 1920, 3), dtype=np.uint8)
     jpeg = face_jpeg(big, [100, 900, 900, 100], 8000)

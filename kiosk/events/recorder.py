@@ -101,6 +101,14 @@ class Recorder:
         self._guard.remember(decision.nip, kind, local)
         return Outcome("recorded", "Presensi tercatat", nip=decision.nip, kind=kind, at=local, seq=seq)
 
+    def alarm(self, alarm: str, detail: str | None = None) -> int | None:
+        """Store an alarm event (e.g. the case opened); None when the outbox has no room."""
+        try:
+            return self._append(schema.build_alarm(self._stamp(), alarm=alarm, detail=detail))
+        except OutboxFull as exc:
+            log.error("no room for the %s alarm: %s", alarm, exc)
+            return None
+
     def status(self, *, fps: float, gallery_version: int) -> int | None:
         """Store a signed device status event (health for the regency's dashboard); None if it cannot."""
         oldest = self.outbox.pending(limit=1)

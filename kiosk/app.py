@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import queue
 import signal
 import threading
 import time
@@ -19,6 +21,8 @@ from kiosk.recognizer.pipeline import FrameResult, Pipeline
 
 if TYPE_CHECKING:
     from kiosk.events.outbox import Outbox
+    from kiosk.events.recorder import Recorder
+    from kiosk.hardware import Pins
 
 log = logging.getLogger("kiosk")
 
@@ -86,6 +90,8 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             return {"queued": True, "gallery_version": pipeline.gallery.version}
 
         wake = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
+        pins = _open_pins(cfg)
+        parts.callback(pins.close)
         source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
         screen = open_screen(cfg, lambda nip: pipeline.gallery.get(nip))
         parts.callback(screen.close)
@@ -104,6 +110,9 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             if any(o.seq is not None for o in outcomes):
                 wake()
             screen.show(frame, result, outcomes)
+            for outcome in outcomes:
+                pins.signal(outcome.status)
+            _handle_inputs(pins, recorder)
             now = time.monotonic()
             status_frames += 1
             if cfg.mqtt.enabled and now - status_at >= cfg.mqtt.status_every_s:  # device health, signed like any event
@@ -117,6 +126,44 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         stream(source, pipeline, handle, stop)
         log.info("kiosk stopping after %d frames; outbox %s", pipeline.stats.frames, outbox.counts())
     return 0
+
+
+def _open_pins(cfg: KioskConfig) -> Pins:
+    """The GPIO parts when configured (lgpio keeps its notification files in the runtime directory)."""
+    from kiosk.hardware import NullPins, open_pins
+
+    h = cfg.hardware
+    if not h.enabled:
+        return NullPins()
+    os.environ.setdefault("LG_WD", os.environ.get("RUNTIME_DIRECTORY", str(cfg.device.state_dir)))
+    try:
+        return open_pins(
+            led_green=h.led_green,
+            led_red=h.led_red,
+            buzzer=h.buzzer,
+            key_masuk=h.key_masuk,
+            key_pulang=h.key_pulang,
+            key_fallback=h.key_fallback,
+            pir=h.pir,
+            tamper=h.tamper,
+            led_seconds=h.led_seconds,
+        )
+    except ValueError as exc:
+        raise ConfigError("hardware", [f"hardware: {exc}"]) from None
+
+
+def _handle_inputs(pins: Pins, recorder: Recorder) -> None:
+    """Take the GPIO events queued since the last frame (never waits)."""
+    while True:
+        try:
+            name = pins.events().get_nowait()
+        except queue.Empty:
+            return
+        if name == "tamper_open":
+            log.warning("the case was opened")
+            recorder.alarm("tamper", "case opened")
+        else:  # keys (punch override, fallback entry) and the PIR come with the rest of the terminal issue
+            log.info("input %s", name)
 
 
 def _reload_gallery(cfg: KioskConfig, pipeline: Pipeline) -> None:

@@ -275,6 +275,22 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    """GPIO parts on the Pi (BCM numbers; leave a pin out for a part that is not fitted). See docs/hardware.md."""
+
+    enabled: bool = _f(False, "Drive LEDs, buzzer, keys, PIR and case switch through gpiozero (Pi only).")
+    led_green: int | None = _f(17, "Green LED: recorded / already recorded.", lo=2, hi=27)
+    led_red: int | None = _f(27, "Red LED: not recognised, cannot record, outside hours.", lo=2, hi=27)
+    buzzer: int | None = _f(18, "Passive piezo buzzer (PWM).", lo=2, hi=27)
+    key_masuk: int | None = _f(5, "Key 'Masuk' to GND.", lo=2, hi=27)
+    key_pulang: int | None = _f(6, "Key 'Pulang' to GND.", lo=2, hi=27)
+    key_fallback: int | None = _f(13, "Fallback key to GND (NIP entry, with the terminal issue).", lo=2, hi=27)
+    pir: int | None = _f(23, "PIR motion sensor output.", lo=2, hi=27)
+    tamper: int | None = _f(24, "Case switch to GND, closed while the case is shut.", lo=2, hi=27)
+    led_seconds: float = _f(1.0, "How long the LED shows an outcome.", lo=0.1, hi=10)
+
+
+@dataclass(frozen=True)
 class KioskConfig:
     """The whole configuration of one kiosk."""
 
@@ -285,6 +301,7 @@ class KioskConfig:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
 
 
 # --- Loading and validation -------------------------------------------------------------------------------

@@ -89,3 +89,52 @@ def test_run_draws_on_the_pygame_screen(hamilton_gallery: Path, tmp_path: Path, 
     with caplog.at_level(logging.ERROR):
         assert main(["run", "--config", str(config)]) == 0
     assert not [r for r in caplog.records if r.name.startswith("kiosk.display")], caplog.text
+
+
+def test_run_with_gpio_parts_on_mock_pins(hamilton_gallery: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpiozero import Device
+
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+    clip = need(EXAMPLES / "short_hamilton_clip.mp4")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[device]\nstate_dir = "{tmp_path}"\n'
+        f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
+        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
+        '[hardware]\nenabled = true\n'
+    )
+    try:
+        assert main(["run", "--config", str(config)]) == 0
+        config.write_text(config.read_text() + "tamper = 17\n")  # the green LED's pin
+        assert main(["run", "--config", str(config)]) == 2
+    finally:
+        Device.pin_factory = None
+
+
+def test_opening_the_case_raises_a_tamper_alarm(tmp_path: Path) -> None:
+    import queue as queues
+
+    from kiosk.app import _handle_inputs
+    from kiosk.config import KioskConfig
+    from kiosk.events.clock import ClockState
+    from kiosk.events.outbox import Outbox
+    from kiosk.events.recorder import Recorder
+
+    class Pins:
+        def __init__(self) -> None:
+            self.q: queues.Queue[str] = queues.Queue()
+
+        def events(self) -> queues.Queue[str]:
+            return self.q
+
+    pins = Pins()
+    for name in ("key_masuk", "tamper_open", "motion"):
+        pins.q.put(name)
+    with Outbox.open(tmp_path / "o.sqlite") as outbox:
+        recorder = Recorder(KioskConfig(), outbox, read_clock=lambda: ClockState(True, "ntp", "t"),
+                            boot_id="3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c")
+        _handle_inputs(pins, recorder)  # type: ignore[arg-type]
+        kinds = [e.kind for e in outbox.pending(limit=10)]
+    assert kinds == ["time_anchor", "alarm"] and pins.q.empty()

@@ -34,3 +34,9 @@ def write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free for this (unprivileged) user on the filesystem holding ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize

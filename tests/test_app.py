@@ -14,16 +14,21 @@ from kiosk.app import stop_on_signals
 from kiosk.cli import main
 
 
-def test_run_recognises_on_a_replayed_clip(hamilton_gallery: Path, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def replay_config(tmp_path: Path, gallery: Path, device_id: str, tables: str) -> Path:
+    """A kiosk.toml that replays the Hamilton clip flat out against ``gallery``, plus ``tables``."""
     clip = need(EXAMPLES / "short_hamilton_clip.mp4")
     config = tmp_path / "kiosk.toml"
     config.write_text(
-        f'[device]\nid = "kiosk-test"\nstate_dir = "{tmp_path}"\n'
+        f'[device]\nid = "{device_id}"\nstate_dir = "{tmp_path}"\n'
         f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
-        '[display]\nbackend = "log"\n'
+        f'[recognizer]\ngallery = "{gallery}"\n' + tables
     )
+    return config
+
+
+def test_run_recognises_on_a_replayed_clip(hamilton_gallery: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    config = replay_config(tmp_path, hamilton_gallery, "kiosk-test", '[display]\nbackend = "log"\n')
     with caplog.at_level(logging.INFO):
         assert main(["run", "--config", str(config)]) == 0
     text = caplog.text
@@ -78,13 +83,9 @@ def test_gallery_reload_swaps_a_good_file_and_keeps_the_old_one_on_a_bad_file(ha
 def test_run_draws_on_the_pygame_screen(hamilton_gallery: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    clip = need(EXAMPLES / "short_hamilton_clip.mp4")
-    config = tmp_path / "kiosk.toml"
-    config.write_text(
-        f'[device]\nid = "kiosk-screen"\nstate_dir = "{tmp_path}"\n'
-        f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
-        '[display]\nbackend = "pygame"\nwidth = 1024\nheight = 600\nfullscreen = false\n'
+    config = replay_config(
+        tmp_path, hamilton_gallery, "kiosk-screen",
+        '[display]\nbackend = "pygame"\nwidth = 1024\nheight = 600\nfullscreen = false\n',
     )
     with caplog.at_level(logging.ERROR):
         assert main(["run", "--config", str(config)]) == 0
@@ -97,14 +98,7 @@ def test_run_with_gpio_parts_on_mock_pins(hamilton_gallery: Path, tmp_path: Path
 
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
-    clip = need(EXAMPLES / "short_hamilton_clip.mp4")
-    config = tmp_path / "kiosk.toml"
-    config.write_text(
-        f'[device]\nstate_dir = "{tmp_path}"\n'
-        f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-        f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
-        '[hardware]\nenabled = true\n'
-    )
+    config = replay_config(tmp_path, hamilton_gallery, "kiosk-pins", "[hardware]\nenabled = true\n")
     try:
         assert main(["run", "--config", str(config)]) == 0
         config.write_text(config.read_text() + "tamper = 17\n")  # the green LED's pin

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from kiosk.errors import KioskError
-from kiosk.fsutil import fsync_dir, write_atomic
+from kiosk.fsutil import free_bytes, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +510,7 @@ class Outbox:
     def _translate(self, exc: sqlite3.Error, what: str) -> OutboxError:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
             try:
-                free_mb = f"{_free_bytes(self.path.parent) / 1e6:.1f} MB free on its disk"
+                free_mb = f"{free_bytes(self.path.parent) / 1e6:.1f} MB free on its disk"
             except OSError:
                 free_mb = "free disk space unknown"
             return OutboxFull(f"{what}: the outbox {self.path} or its disk is full ({free_mb}); nothing was stored")
@@ -528,12 +528,6 @@ def _as_seq(seq: int) -> int:
 
 def _companion(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
-
-
-def _free_bytes(folder: Path) -> int:
-    """Free bytes on the filesystem holding ``folder`` (for messages)."""
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize
 
 
 def _disk_full(exc: OSError) -> bool:

@@ -7,7 +7,6 @@ the outcome says so; a full outbox or disk gives ``cannot_record`` and never a f
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from kiosk.config import KioskConfig
 from kiosk.events import clock, schema
 from kiosk.events.outbox import Outbox, OutboxFull
 from kiosk.events.punch import OUTSIDE_HOURS, RepeatGuard, local_time, punch_kind
+from kiosk.fsutil import free_bytes
 
 if TYPE_CHECKING:
     from kiosk.recognizer.pipeline import Decision
@@ -123,7 +123,7 @@ class Recorder:
                     oldest_pending_age_s=int(stamp.utc.timestamp() - oldest[0].created_at) if oldest else None,
                     gallery_version=str(gallery_version),
                     cpu_temp_c=cpu_temperature(),
-                    free_disk_bytes=free_disk(self.outbox.path.parent),
+                    free_disk_bytes=free_bytes(self.outbox.path.parent),
                 )
             )
         except OutboxFull as exc:
@@ -138,6 +138,7 @@ class Recorder:
         """One reading of the clocks; emits a time anchor at the first synced reading of this boot."""
         mono = self._mono_ns()
         state = self._read_clock()
+        first_sync = self._anchors.observe(state, mono)
         stamp = schema.Stamp(
             device=self.cfg.device.id,
             boot_id=self._boot_id,
@@ -146,8 +147,7 @@ class Recorder:
             tz=self.cfg.device.timezone,
             clock=self._anchors.clock_info(state),
         )
-        if self._anchors.observe(state, mono):
-            stamp = schema.Stamp(**{**stamp.__dict__, "clock": self._anchors.clock_info(state)})
+        if first_sync:
             self._append(schema.build_time_anchor(stamp))
         return stamp
 
@@ -177,9 +177,3 @@ def cpu_temperature(zone: Path = Path("/sys/class/thermal/thermal_zone0/temp")) 
         return int(zone.read_text().strip()) / 1000.0
     except (OSError, ValueError):
         return None
-
-
-def free_disk(folder: Path) -> int:
-    """Bytes free for the kiosk user on the filesystem of ``folder``."""
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize

@@ -56,6 +56,9 @@ def pattern_for(status: str) -> Pattern:
     return PATTERNS["failure"]
 
 
+PART_NAMES = ("led_green", "led_red", "rgb", "buzzer", "key_masuk", "key_pulang", "key_fallback", "pir", "tamper")
+
+
 def validate_pins(parts: dict[str, int | None]) -> dict[str, int]:
     """Return the configured parts (pin not None); raise ValueError for a pin outside BCM 2-27 or used twice."""
     used: dict[int, str] = {}
@@ -291,39 +294,9 @@ class GpioPins:
         self.close()
 
 
-def open_pins(
-    *,
-    led_green: int | None = None,
-    led_red: int | None = None,
-    rgb: Sequence[int] | None = None,
-    buzzer: int | None = None,
-    key_masuk: int | None = None,
-    key_pulang: int | None = None,
-    key_fallback: int | None = None,
-    pir: int | None = None,
-    tamper: int | None = None,
-    led_seconds: float = 1.0,
-    bounce_seconds: float | None = 0.05,
-    queue_size: int = 64,
-) -> Pins:
-    """Open the configured parts with gpiozero, or give :class:`NullPins` when no pin is configured.
-
-    Raises ValueError for a bad or repeated pin, before any pin is touched.
-    """
-    pins = [led_green, led_red, buzzer, key_masuk, key_pulang, key_fallback, pir, tamper, *(rgb or ())]
-    if all(p is None for p in pins) and rgb is None:
+def open_pins(**parts: Any) -> Pins:
+    """Open the parts with gpiozero (the keyword arguments of :class:`GpioPins`), or give :class:`NullPins` when
+    no pin is configured. Raises ValueError for a bad or repeated pin, before any pin is touched."""
+    if all(parts.get(name) is None for name in PART_NAMES):
         return NullPins()
-    return GpioPins(
-        led_green=led_green,
-        led_red=led_red,
-        rgb=rgb,
-        buzzer=buzzer,
-        key_masuk=key_masuk,
-        key_pulang=key_pulang,
-        key_fallback=key_fallback,
-        pir=pir,
-        tamper=tamper,
-        led_seconds=led_seconds,
-        bounce_seconds=bounce_seconds,
-        queue_size=queue_size,
-    )
+    return GpioPins(**parts)

@@ -61,6 +61,11 @@ class DeviceConfig:
     office: str = _f("Kantor Contoh", "Office name shown on the screen.")
     timezone: str = _f("Asia/Makassar", "IANA time zone of the site (WITA by default).")
     state_dir: Path = _f(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")
+    data_key: Literal["none", "file", "otp"] = _f(
+        "none",
+        "Key that encrypts the gallery and evidence photos at rest: a key file, the Pi's OTP private key, or none.",
+    )
+    data_key_file: Path | None = _f(None, "data_key = file: secret file with the 32-byte key (or credential:NAME).")
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,19 @@ class DisplayConfig:
     language: Literal["id", "en"] = _f("id", "Language of the screen texts (Bahasa Indonesia by default).")
     hold_s: float = _f(4.0, "How long a result (recorded, not recognised, ...) stays on the screen.", lo=1, hi=30)
     fullscreen: bool = _f(True, "Fill the screen (the kiosk); false opens a window, for a desktop.")
+    awake_s: float = _f(
+        60.0, "With a PIR: the screen stays lit and the recognizer awake this long after the last motion.", lo=5, hi=3600
+    )
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    """Manual entry when the face fails: the person types their NIP, the kiosk sends a photo for HR to review."""
+
+    enabled: bool = _f(True, "Offer NIP entry (touchscreen, keyboard or keypad; the fallback key opens it).")
+    per_person_per_day: int = _f(2, "Manual entries one NIP may make in a day on this kiosk.", lo=1, hi=20)
+    per_hour: int = _f(12, "Manual entries this kiosk accepts in an hour, for everyone together.", lo=1, hi=600)
+    entry_timeout_s: float = _f(30.0, "The NIP entry closes after this long without a key press.", lo=5, hi=300)
 
 
 @dataclass(frozen=True)
@@ -284,10 +302,13 @@ class HardwareConfig:
     buzzer: int | None = _f(18, "Passive piezo buzzer (PWM).", lo=2, hi=27)
     key_masuk: int | None = _f(5, "Key 'Masuk' to GND.", lo=2, hi=27)
     key_pulang: int | None = _f(6, "Key 'Pulang' to GND.", lo=2, hi=27)
-    key_fallback: int | None = _f(13, "Fallback key to GND (NIP entry, with the terminal issue).", lo=2, hi=27)
+    key_fallback: int | None = _f(13, "Fallback key to GND: opens the NIP entry.", lo=2, hi=27)
     pir: int | None = _f(23, "PIR motion sensor output.", lo=2, hi=27)
     tamper: int | None = _f(24, "Case switch to GND, closed while the case is shut.", lo=2, hi=27)
     led_seconds: float = _f(1.0, "How long the LED shows an outcome.", lo=0.1, hi=10)
+    kind_key_s: float = _f(
+        15.0, "After the Masuk or Pulang key, the next face recorded within this long gets that kind.", lo=2, hi=120
+    )
 
 
 @dataclass(frozen=True)
@@ -302,6 +323,7 @@ class KioskConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
 
 
 # --- Loading and validation -------------------------------------------------------------------------------

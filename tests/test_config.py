@@ -75,7 +75,7 @@ def test_missing_keys_take_defaults(tmp_path: Path) -> None:
 def test_unknown_top_level_key_suggests_closest(tmp_path: Path) -> None:
     assert problems(write(tmp_path, '[camera]\nsource = "v4l2"\n[devise]\nid = "k1"\n')) == [
         'devise: unknown key (did you mean "device"?); '
-        "the top level allows: device, camera, recognizer, schedule, display, events, mqtt, hardware"
+        "the top level allows: device, camera, recognizer, schedule, display, events, mqtt, hardware, fallback"
     ]
 
 

@@ -10,23 +10,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
-from kiosk.errors import ConfigError, KioskError
+from kiosk.errors import CameraError, ConfigError, KioskError
 from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
 
 if TYPE_CHECKING:
+    from kiosk.events.mqtt import Publisher
     from kiosk.events.outbox import Outbox
-    from kiosk.events.recorder import Recorder
     from kiosk.hardware import Pins
 
 log = logging.getLogger("kiosk")
 
 PRUNE_EVERY_S = 3600.0  # retention is counted in days; once an hour is plenty
+CAMERA_RETRY_MIN_S = 1.0
+CAMERA_RETRY_MAX_S = 30.0
 
 
 def load_gallery(cfg: RecognizerConfig) -> Gallery:
@@ -62,15 +64,14 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def run(cfg: KioskConfig, stop: threading.Event) -> int:
-    """The daemon: gallery, outbox, publisher, camera, screen; the frame loop; then closed in reverse."""
+    """The daemon: gallery, outbox, publisher, pins, screen, camera; the frame loop; then closed in reverse."""
     from kiosk.events import clock
     from kiosk.events.outbox import Outbox
     from kiosk.events.recorder import Recorder
+    from kiosk.terminal import Terminal
 
     with contextlib.ExitStack() as parts:
-        gallery = load_gallery(cfg.recognizer)
-        log.info("gallery %s: %d people, version %d", cfg.recognizer.gallery, len(gallery), gallery.version)
-        pipeline = Pipeline(gallery, cfg.recognizer)
+        pipeline = Pipeline(_first_gallery(cfg.recognizer), cfg.recognizer)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
         outbox = parts.enter_context(
             Outbox.open(
@@ -89,43 +90,124 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             reload_requested.set()  # the frame loop swaps the gallery between two frames
             return {"queued": True, "gallery_version": pipeline.gallery.version}
 
-        wake = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
+        publisher = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
         pins = _open_pins(cfg)
         parts.callback(pins.close)
-        source = parts.enter_context(open_source(cfg.camera, lores_width=_lores_width(cfg)))
-        screen = open_screen(cfg, lambda nip: pipeline.gallery.get(nip))
+        inputs: queue.Queue[str] = queue.Queue(maxsize=64)
+        screen = open_screen(cfg, lambda nip: pipeline.gallery.get(nip), inputs)
         parts.callback(screen.close)
+
+        def network() -> Literal["off", "online", "offline"]:
+            if publisher is None:
+                return "off"
+            return "online" if publisher.connected else "offline"
+
+        def clock_synced() -> bool | None:
+            state = watcher.state()
+            return None if state.source == "unknown" else state.synced  # unknown: nothing to tell people
+
+        wake = publisher.wake if publisher is not None else lambda: None
+        terminal = Terminal(
+            cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
+            clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer),
+        )  # fmt: skip
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
 
         pruned_at = status_at = time.monotonic()
         status_frames = 0
         outbox.prune()
 
-        def handle(frame: Frame, result: FrameResult) -> None:
+        def on_frame(frame: Frame) -> None:
             nonlocal pruned_at, status_at, status_frames
             if reload_requested.is_set():
                 reload_requested.clear()
-                _reload_gallery(cfg, pipeline)
-            outcomes = [recorder.record(d, frame.rgb) for d in result.decisions]
-            if any(o.seq is not None for o in outcomes):
-                wake()
-            screen.show(frame, result, outcomes)
-            for outcome in outcomes:
-                pins.signal(outcome.status)
-            _handle_inputs(pins, recorder)
+                terminal.reload_gallery()
+            terminal.frame(frame)
             now = time.monotonic()
             status_frames += 1
-            if cfg.mqtt.enabled and now - status_at >= cfg.mqtt.status_every_s:  # device health, signed like any event
-                recorder.status(fps=status_frames / (now - status_at), gallery_version=gallery.version)
+            if publisher is not None and now - status_at >= cfg.mqtt.status_every_s:  # health, signed like any event
+                recorder.status(fps=status_frames / (now - status_at), gallery_version=pipeline.gallery.version)
                 status_at, status_frames = now, 0
                 wake()
             if now - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
                 pruned_at = now
                 outbox.prune()
 
-        stream(source, pipeline, handle, stop)
-        log.info("kiosk stopping after %d frames; outbox %s", pipeline.stats.frames, outbox.counts())
+        live = cfg.camera.source != "replay"  # a live camera is reopened; a clip that fails is a config error
+        camera_loop(
+            lambda: open_source(cfg.camera, lores_width=_lores_width(cfg)),
+            on_frame,
+            terminal.tick,
+            lambda: terminal.set_problem("camera", True),
+            stop,
+            retry=live,
+        )
+        log.info(
+            "kiosk stopping after %d frames (%d recognised); outbox %s",
+            terminal.frames,
+            pipeline.stats.frames,
+            outbox.counts(),
+        )
     return 0
+
+
+def camera_loop(
+    open_camera: Callable[[], FrameSource],
+    on_frame: Callable[[Frame], None],
+    on_idle: Callable[[], None],
+    on_failure: Callable[[], None],
+    stop: threading.Event,
+    *,
+    retry: bool,
+) -> None:
+    """Frames to ``on_frame`` until the source ends or ``stop`` is set.
+
+    With ``retry``, a camera that cannot be opened or stops delivering is closed and reopened after a growing pause
+    (1 s up to 30 s) after ``on_failure``; ``on_idle`` runs about once a second meanwhile, so the screen and the
+    inputs stay alive.
+    Without it, a camera error ends the loop by raising.
+    """
+    source: FrameSource | None = None
+    pause = CAMERA_RETRY_MIN_S
+    try:
+        while not stop.is_set():
+            try:
+                if source is None:
+                    source = open_camera()
+                frame = source.read()
+            except CameraError as exc:
+                if not retry:
+                    raise
+                log.error("camera failed, trying again in %.0f s: %s", pause, exc)
+                if source is not None:
+                    source.close()
+                    source = None
+                on_failure()
+                deadline = time.monotonic() + pause
+                while not stop.is_set() and time.monotonic() < deadline:
+                    on_idle()
+                    stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, CAMERA_RETRY_MAX_S)
+                continue
+            if frame is None:
+                return
+            pause = CAMERA_RETRY_MIN_S
+            on_frame(frame)
+    finally:
+        if source is not None:
+            source.close()
+
+
+def _first_gallery(cfg: RecognizerConfig) -> Gallery:
+    """The gallery to start with: a missing or damaged file gives an empty one, and the screen says that face data
+    is missing (the terminal looks for the file again) instead of the service failing in a restart loop."""
+    try:
+        gallery = load_gallery(cfg)
+    except KioskError as exc:
+        log.error("no gallery: %s", exc)
+        return Gallery()
+    log.info("gallery %s: %d people, version %d", cfg.gallery, len(gallery), gallery.version)
+    return gallery
 
 
 def _open_pins(cfg: KioskConfig) -> Pins:
@@ -152,39 +234,14 @@ def _open_pins(cfg: KioskConfig) -> Pins:
         raise ConfigError("hardware", [f"hardware: {exc}"]) from None
 
 
-def _handle_inputs(pins: Pins, recorder: Recorder) -> None:
-    """Take the GPIO events queued since the last frame (never waits)."""
-    while True:
-        try:
-            name = pins.events().get_nowait()
-        except queue.Empty:
-            return
-        if name == "tamper_open":
-            log.warning("the case was opened")
-            recorder.alarm("tamper", "case opened")
-        else:  # keys (punch override, fallback entry) and the PIR come with the rest of the terminal issue
-            log.info("input %s", name)
-
-
-def _reload_gallery(cfg: KioskConfig, pipeline: Pipeline) -> None:
-    """Load the gallery file again (after central pushed a new one); a bad file keeps the running gallery."""
-    try:
-        new = load_gallery(cfg.recognizer)
-    except KioskError as exc:
-        log.error("gallery reload refused, keeping version %d: %s", pipeline.gallery.version, exc)
-        return
-    log.info("gallery reloaded: version %d -> %d, %d people", pipeline.gallery.version, new.version, len(new))
-    pipeline.gallery = new
-
-
 def _start_publisher(
     cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitStack, actions: dict[str, Callable[[], dict[str, object]]]
-) -> Callable[[], None]:
+) -> Publisher | None:
     """Start the MQTT publisher when enabled (events are signed with the device key, ``actions`` are commands
-    that change the device, accepted only when signed by the central key); returns its wake-up."""
+    that change the device, accepted only when signed by the central key)."""
     if not cfg.mqtt.enabled:
         log.info("mqtt is off: events stay in the outbox")
-        return lambda: None
+        return None
     from kiosk.events import signing
     from kiosk.events.mqtt import Publisher
 
@@ -204,7 +261,7 @@ def _start_publisher(
         central_keys=signing.load_public_keys([cfg.mqtt.central_key_file]) if cfg.mqtt.central_key_file else {},
     ).start()
     parts.callback(publisher.close)
-    return publisher.wake
+    return publisher
 
 
 def _lores_width(cfg: KioskConfig) -> int:

@@ -229,7 +229,10 @@ class DisplayConfig:
     hold_s: float = _f(4.0, "How long a result (recorded, not recognised, ...) stays on the screen.", lo=1, hi=30)
     fullscreen: bool = _f(True, "Fill the screen (the kiosk); false opens a window, for a desktop.")
     awake_s: float = _f(
-        60.0, "With a PIR: the screen stays lit and the recognizer awake this long after the last motion.", lo=5, hi=3600
+        60.0,
+        "With a PIR: the screen stays lit and the recognizer awake this long after the last motion.",
+        lo=5,
+        hi=3600,
     )
 
 
@@ -461,6 +464,8 @@ class _Parser:
                 close = difflib.get_close_matches(tz.lower(), list(by_lower), n=1)
                 hint = f' (did you mean "{by_lower[close[0]]}"?)' if close else ""
                 self.report("device.timezone", f"unknown time zone {_toml_str(tz)}{hint}; {_TIME_ZONE_HINT}")
+        if cfg.device.data_key == "file" and cfg.device.data_key_file is None and clean("device.data_key"):
+            self.report("device.data_key_file", 'required when device.data_key is "file" (32 random bytes, chmod 600)')
         cam = cfg.camera
         if cam.source == "replay" and cam.path is None and clean("camera.source", "camera.path"):
             what = "a video file, an animated GIF, or a folder of images"

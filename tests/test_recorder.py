@@ -192,3 +192,34 @@ def test_daemon_publishes_signed_events_for_a_replayed_clip(hamilton_gallery: Pa
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_a_typed_nip_becomes_a_review_event_with_a_photo_never_an_attendance(setup) -> None:  # type: ignore[no-untyped-def]
+    _clocks, outbox, recorder = setup
+    outcome = recorder.manual(LIN, "masuk", FACE, None)
+    assert (outcome.status, outcome.message, outcome.nip, outcome.kind) == (
+        "pending_review", "Menunggu verifikasi", LIN, "masuk"
+    )
+    assert outcome.at is not None and f"{outcome.at:%H:%M}" == "07:21"
+    (event,) = [e for e in stored(outbox) if e["type"] != "time_anchor"]
+    assert event["type"] == "review" and event["reason"] == "manual_entry"
+    assert event["person"] == {"nip": LIN} and event["kind"] == "masuk"
+    assert event["decision"]["method"] == "manual" and event["decision"]["best_nip"] is None
+    photo = outbox.evidence(outcome.seq)
+    assert photo is not None and photo[:2] == b"\xff\xd8"
+    assert event["evidence"]["bytes"] == len(photo)
+    import cv2
+
+    picture = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[1] == 320, "no face in view: the whole picture, scaled to the manual photo width"
+    assert schema.validate(event, complete=False) == []
+
+
+def test_a_kind_chosen_with_a_key_replaces_the_schedule_inside_the_windows_only(setup) -> None:  # type: ignore[no-untyped-def]
+    clocks, outbox, recorder = setup
+    early = recorder.record(decision(LIN), FACE, kind="pulang")  # 07:21: leaving early
+    assert (early.status, early.kind) == ("recorded", "pulang")
+    assert [e["kind"] for e in stored(outbox) if e["type"] == "attendance"] == ["pulang"]
+    clocks.advance(16 * 3600)  # 23:21, outside every window
+    late = recorder.record(decision(LIN), FACE, kind="pulang")
+    assert late.status == "outside_hours" and late.seq is None

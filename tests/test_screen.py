@@ -25,6 +25,8 @@ from kiosk.display.pygame_screen import (
     PygameScreen,
     ScreenState,
     TextBlock,
+    input_for,
+    keypad_layout,
     render,
     sample_states,
     screenshots,
@@ -33,8 +35,12 @@ from kiosk.display.pygame_screen import (
 from kiosk.events.recorder import Outcome
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.pipeline import FrameResult, TrackView
+from kiosk.terminal import EntryView, TerminalView
 
 WITA = ZoneInfo("Asia/Makassar")
+SCREEN_OF = {"idle_offline": "idle", "entry_error": "entry"} | {
+    f"problem_{p}": "problem" for p in ("camera", "gallery", "storage")
+}
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +55,7 @@ def dummy_video(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("screen", SCREENS)
 def test_every_screen_fits_at_every_size(screen: str, size: tuple[int, int], language: str) -> None:
     state = sample_states(language)[screen]
-    assert state.screen == screen
+    assert state.screen == SCREEN_OF.get(screen, screen)
     blocks = render(pygame.Surface(size), state)
     assert blocks, "something is written on every screen"
     assert text_fits(blocks, size) == []
@@ -241,3 +247,60 @@ def test_missing_pygame_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pygame" else real(name, *a))
     with pytest.raises(KioskError, match="python3-pygame"):
         PygameScreen(lambda nip: None)
+
+
+@pytest.mark.parametrize("size", DEFAULT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_keypad_keys_are_inside_apart_and_finger_sized(size: tuple[int, int]) -> None:
+    text_rect, keys = keypad_layout(size)
+    assert sorted(keys) == sorted([*"0123456789", "back", "ok", "cancel"])
+    screen = pygame.Rect((0, 0), size)
+    rects = [text_rect, *keys.values()]
+    assert all(screen.contains(r) for r in rects)
+    assert all(not a.colliderect(b) for i, a in enumerate(rects) for b in rects[i + 1 :])
+    assert min(min(r.width, r.height) for r in keys.values()) >= 60  # >= 11 mm on the official 7" touchscreen
+
+
+def test_touches_and_keys_become_inputs() -> None:
+    size = (800, 480)
+    idle, typing = TerminalView(fallback=True), TerminalView(entry=EntryView("1985"))
+    _, keys = keypad_layout(size)
+
+    def tap(pos: tuple[int, int], touch: bool = False) -> pygame.event.Event:
+        return pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=pos, button=1, touch=touch)
+
+    def key(k: int) -> pygame.event.Event:
+        return pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="", scancode=0)
+
+    assert input_for(tap((10, 10)), idle, size) == "touch"
+    assert input_for(tap(keys["7"].center), typing, size) == "7"
+    assert input_for(tap(keys["ok"].center), typing, size) == "ok"
+    assert input_for(tap((keys["7"].right + 1, keys["7"].top)), typing, size) is None, "between two keys"
+    assert input_for(tap(keys["7"].center, touch=True), typing, size) is None, "SDL's mouse copy of a touch"
+    cancel = keys["cancel"].center
+    finger = pygame.event.Event(pygame.FINGERDOWN, x=cancel[0] / size[0], y=cancel[1] / size[1], touch_id=0,
+                                finger_id=0, dx=0.0, dy=0.0, pressure=1.0)
+    assert input_for(finger, typing, size) == "cancel"
+    expected = {pygame.K_5: "5", pygame.K_KP5: "5", pygame.K_BACKSPACE: "back", pygame.K_RETURN: "ok",
+                pygame.K_KP_ENTER: "ok", pygame.K_ESCAPE: "cancel", pygame.K_F1: "key_masuk",
+                pygame.K_F2: "key_pulang", pygame.K_F3: "key_fallback", pygame.K_a: None}
+    assert {k: input_for(key(k), typing, size) for k in expected} == expected
+
+
+def test_the_screen_hands_touches_to_the_main_loop_and_shows_the_entry() -> None:
+    import queue
+
+    inputs: queue.Queue[str] = queue.Queue()
+    screen = PygameScreen(lambda nip: None, inputs=inputs, size=(800, 480), driver="dummy", fps=50)
+    try:
+        assert screen.wait_ready() and screen.error is None
+        screen.show(Frame(rgb=grey(), index=0, t=0.0), FrameResult([], []),
+                    [Outcome("not_recognised", "Wajah tidak dikenali")])
+        assert screen.state().screen == "not_recognised"
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=(400, 240), button=1, touch=False))
+        assert inputs.get(timeout=5.0) == "touch"
+        screen.update(TerminalView(entry=EntryView("19")))
+        assert screen.state().screen == "entry", "opening the entry ends the result being held"
+        screen.update(TerminalView(problems=("storage",)))
+        assert screen.state().screen == "problem"
+    finally:
+        screen.close()

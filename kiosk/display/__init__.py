@@ -1,9 +1,10 @@
-"""The screen boundary: what a person at the terminal sees. The pygame screen arrives with the terminal issue;
-here are the headless backends, chosen by ``display.backend``."""
+"""The screen boundary: what a person at the terminal sees, chosen by ``display.backend``: the pygame screen
+(:mod:`kiosk.display.pygame_screen`) and the headless backends here."""
 
 from __future__ import annotations
 
 import logging
+import queue
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,14 +14,19 @@ if TYPE_CHECKING:
     from kiosk.events.recorder import Outcome
     from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import FrameResult
+    from kiosk.terminal import TerminalView
 
 log = logging.getLogger("kiosk.display")
 
 
 class Screen(Protocol):
-    """Shows each processed frame, its result and what was recorded; must never block recognition."""
+    """Shows each processed frame, its result and what was recorded, and the terminal's state (problems, network,
+    NIP entry); must never block recognition. A touch screen puts what was touched on the ``inputs`` queue given
+    to :func:`open_screen`."""
 
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None: ...
+
+    def update(self, view: TerminalView) -> None: ...
 
     def close(self) -> None: ...
 
@@ -29,6 +35,9 @@ class NullScreen:
     """Shows nothing: for headless runs and benchmarks."""
 
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
+        pass
+
+    def update(self, view: TerminalView) -> None:
         pass
 
     def close(self) -> None:
@@ -40,9 +49,10 @@ class LogScreen:
 
     def __init__(self, person: Callable[[str], Person | None]) -> None:
         self.person = person  # looks a NIP up in the gallery in use (it may be reloaded while running)
+        self._problems: tuple[str, ...] = ()
 
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
-        for d, o in zip(result.decisions, outcomes, strict=True):
+        for d, o in zip(result.decisions, outcomes, strict=False):
             person = self.person(o.nip) if o.nip else None
             who = f"{person.name} ({person.nip}, {person.unit})" if person else "unknown face"
             kind = f" {o.kind.upper()}" if o.kind else ""
@@ -59,13 +69,20 @@ class LogScreen:
                 d.frames_used,
                 d.latency_ms,
             )
+        for o in outcomes[len(result.decisions) :]:  # a manual entry has no face decision
+            log.info("manual entry %s: %s", o.nip, o.message)
+
+    def update(self, view: TerminalView) -> None:
+        if view.problems != self._problems:
+            self._problems = view.problems
+            log.info("screen: %s", ", ".join(view.problems) if view.problems else "no problem")
 
     def close(self) -> None:
         pass
 
 
-def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None]) -> Screen:
-    """The screen named by ``display.backend``."""
+def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None], inputs: queue.Queue[str]) -> Screen:
+    """The screen named by ``display.backend``; ``inputs`` receives its touches and key presses."""
     display = cfg.display
     if display.backend == "null":
         return NullScreen()
@@ -75,6 +92,7 @@ def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None]) -> Scr
 
     return PygameScreen(
         person,
+        inputs=inputs,
         size=(display.width, display.height),
         office=cfg.device.office,
         tz=cfg.device.timezone,

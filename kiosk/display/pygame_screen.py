@@ -11,13 +11,15 @@ pygame is imported lazily so that the rest of :mod:`kiosk.display` works without
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ import numpy as np
 
 from kiosk.display import texts
 from kiosk.errors import KioskError
+from kiosk.terminal import EntryView, TerminalView
 
 if TYPE_CHECKING:
     import pygame
@@ -52,9 +55,33 @@ OTHER_BOX: Color = (170, 170, 170)
 GREEN: Color = (0, 118, 52)
 AMBER: Color = (240, 168, 0)
 RED: Color = (168, 18, 24)
+BLUE: Color = (18, 70, 140)
+KEY_BG: Color = (40, 58, 92)
+KEY_OK: Color = (0, 118, 52)
+KEY_CANCEL: Color = (140, 30, 36)
+DIM = (48, 48, 48)  # multiplied into the picture while nobody is there (about a fifth of the brightness)
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((800, 480), (1024, 600), (1920, 1080), (480, 800))
-SCREENS: tuple[str, ...] = ("idle", "live", "recorded", "already", "not_recognised", "outside_hours", "cannot_record")
+SCREENS: tuple[str, ...] = (
+    "idle",
+    "idle_offline",
+    "live",
+    "recorded",
+    "already",
+    "not_recognised",
+    "outside_hours",
+    "cannot_record",
+    "entry",
+    "entry_error",
+    "pending_review",
+    "limited",
+    "problem_camera",
+    "problem_gallery",
+    "problem_storage",
+    "asleep",
+)
+"""Every screen :func:`screenshots` renders (see :func:`sample_states`)."""
+KEYPAD: tuple[tuple[str, ...], ...] = (("1", "2", "3"), ("4", "5", "6"), ("7", "8", "9"), ("back", "0", "ok"))
 
 
 @dataclass(frozen=True)
@@ -69,12 +96,20 @@ class ScreenState:
     tracks: tuple[TrackView, ...] = ()
     outcome: Outcome | None = None
     person: Person | None = None  # the outcome's person, looked up by NIP
+    view: TerminalView = field(default_factory=TerminalView)
 
     @property
     def screen(self) -> str:
-        """Which screen this state shows: an outcome's status, ``live`` with faces in view, else ``idle``."""
+        """Which screen this state shows: the NIP entry, an outcome's status, a problem, asleep, ``live`` with faces
+        in view, else ``idle``."""
+        if self.view.entry is not None:
+            return "entry"
         if self.outcome is not None:
             return self.outcome.status
+        if self.view.blocking:
+            return "problem"
+        if self.view.asleep:
+            return "asleep"
         if self.frame is not None and self.tracks:
             return "live"
         return "idle"
@@ -158,49 +193,68 @@ def render(surface: pygame.Surface, state: ScreenState) -> list[TextBlock]:
     margin = max(4, unit // 25)
     inner_w = w - 2 * margin
     lang = state.language
+    view = state.view
     blocks: list[TextBlock] = []
     screen = state.screen
-    local = state.now
-    if screen == "idle":
+    if screen == "entry":
+        assert view.entry is not None
+        _draw_entry(surface, view.entry, lang, blocks)
+        return blocks
+    if screen in ("idle", "asleep"):
         surface.fill(IDLE_BG)
         bar_h = max(24, h // 6)
+        status = texts.status_lines(lang, view.network, view.pending, "clock" in view.problems)
+        strip_h = len(status) * max(20, h // 16) if screen == "idle" else 0
+        if strip_h:
+            items = [_Item(f"status{i}", line, int(unit * 0.05), IDLE_DATE) for i, line in enumerate(status)]
+            _stack(surface, pygame.Rect(margin, margin // 2, inner_w, strip_h), items, blocks)
         bar = pygame.Rect(0, h - bar_h, w, bar_h)
         surface.fill(BAR_BG, bar)
-        top = pygame.Rect(margin, margin, inner_w, h - bar_h - 2 * margin)
+        top = pygame.Rect(margin, strip_h + margin, inner_w, h - bar_h - strip_h - 2 * margin)
         _stack(
             surface,
             top,
             [
                 _Item("office", state.office, int(unit * 0.08), WHITE),
-                _Item("clock", texts.clock_text(local, state.tz), int(unit * 0.30), WHITE),
-                _Item("date", texts.date_text(local, lang), int(unit * 0.095), IDLE_DATE),
+                _Item("clock", texts.clock_text(state.now, state.tz), int(unit * 0.30), WHITE),
+                _Item("date", texts.date_text(state.now, lang), int(unit * 0.095), IDLE_DATE),
             ],
             blocks,
         )
-        _stack(
-            surface,
-            bar.inflate(-2 * margin, -bar_h // 8),
-            [_Item("instruction", texts.text(lang, "look"), int(unit * 0.09), WHITE)],
-            blocks,
-        )
+        line = texts.text(lang, "asleep") if screen == "asleep" else _bar_line(view, lang, texts.text(lang, "look"))
+        instruction = _Item("instruction", line, int(unit * 0.09), WHITE)
+        _stack(surface, bar.inflate(-2 * margin, -bar_h // 8), [instruction], blocks)
+        if screen == "asleep":
+            surface.fill(DIM, special_flags=pygame.BLEND_MULT)
         return blocks
     if screen == "live":
         surface.fill(LIVE_BG)
         bar_h = max(24, h // 7)
-        view = pygame.Rect(0, 0, w, h - bar_h)
-        _draw_frame(surface, view, state.frame, state.tracks)
+        view_rect = pygame.Rect(0, 0, w, h - bar_h)
+        _draw_frame(surface, view_rect, state.frame, state.tracks)
         bar = pygame.Rect(0, h - bar_h, w, bar_h)
         surface.fill(BAR_BG, bar)
         served = next((t for t in state.tracks if t.served), None)
-        line = texts.guidance(lang, served.problems) if served else None
-        if line is None:
-            line = texts.text(lang, "searching" if served else "look")
+        advice = texts.guidance(lang, served.problems) if served else None
+        if advice is None:
+            advice = _bar_line(view, lang, texts.text(lang, "searching" if served else "look"))
         _stack(
-            surface, bar.inflate(-2 * margin, -bar_h // 8), [_Item("guidance", line, int(unit * 0.09), WHITE)], blocks
+            surface, bar.inflate(-2 * margin, -bar_h // 8), [_Item("guidance", advice, int(unit * 0.09), WHITE)], blocks
         )
         return blocks
-    _draw_result(surface, state, pygame.Rect(margin, margin, inner_w, h - 2 * margin), unit, blocks)
+    region = pygame.Rect(margin, margin, inner_w, h - 2 * margin)
+    if screen == "problem":
+        _draw_problem(surface, state, region, unit, blocks)
+    else:
+        _draw_result(surface, state, region, unit, blocks)
     return blocks
+
+
+def _bar_line(view: TerminalView, lang: str, default: str) -> str:
+    """The bottom bar's text: the kind chosen with a key when there is one, else ``default``."""
+    if view.chosen_kind:
+        return texts.text(lang, "chosen", kind=texts.kind_label(lang, view.chosen_kind))
+    return default
 
 
 def _draw_frame(
@@ -271,9 +325,26 @@ def _draw_result(
         ]
     elif status == "not_recognised":
         bg, fg = RED, WHITE
+        hint = "not_recognised_fallback" if state.view.fallback else "not_recognised_hint"
         items = [
             _Item("status", texts.text(lang, "not_recognised"), int(unit * 0.14), fg),
-            _Item("hint", texts.text(lang, "not_recognised_hint"), int(unit * 0.075), fg),
+            _Item("hint", texts.text(lang, hint), int(unit * 0.075), fg),
+        ]
+    elif status == "pending_review":
+        bg, fg = BLUE, WHITE
+        items = [
+            _Item("status", texts.text(lang, "pending_review"), int(unit * 0.12), fg),
+            _Item("name", name or nip, int(unit * 0.09), fg),
+            _Item("nip", nip if name else "", int(unit * 0.07), fg),
+            _Item("time", f"{kind}  {when}".strip(), int(unit * 0.08), fg),
+            _Item("hint", texts.text(lang, "pending_review_hint"), int(unit * 0.065), fg),
+        ]
+    elif status == "limited":
+        bg, fg = RED, WHITE
+        items = [
+            _Item("status", texts.text(lang, "limited"), int(unit * 0.11), fg),
+            _Item("nip", nip, int(unit * 0.07), fg),
+            _Item("hint", texts.text(lang, "limited_hint"), int(unit * 0.08), fg),
         ]
     else:  # cannot_record, and any status this screen does not know yet
         bg, fg = RED, WHITE
@@ -284,6 +355,86 @@ def _draw_result(
         ]
     surface.fill(bg)
     _stack(surface, region, items, blocks)
+
+
+def _draw_problem(
+    surface: pygame.Surface, state: ScreenState, region: pygame.Rect, unit: int, blocks: list[TextBlock]
+) -> None:
+    """A problem stated for a person: what is wrong, what it means for them, and whom to call."""
+    lang = state.language
+    problem = state.view.blocking or "camera"
+    bg, fg = (AMBER, BLACK) if problem == "gallery" else (RED, WHITE)
+    fallback = state.view.fallback and problem == "gallery"  # with a working camera, the NIP entry still works
+    surface.fill(bg)
+    _stack(
+        surface,
+        region,
+        [
+            _Item("status", texts.text(lang, f"problem_{problem}"), int(unit * 0.12), fg),
+            _Item("detail", texts.text(lang, f"problem_{problem}_detail"), int(unit * 0.08), fg),
+            _Item("hint", texts.text(lang, "problem_fallback" if fallback else "problem_hint"), int(unit * 0.07), fg),
+            _Item("time", texts.clock_text(state.now, state.tz), int(unit * 0.08), fg),
+        ],
+        blocks,
+    )
+
+
+def keypad_layout(size: tuple[int, int]) -> tuple[pygame.Rect, dict[str, pygame.Rect]]:
+    """Where the NIP entry draws its texts and each key (``0``-``9``, ``back``, ``ok``, ``cancel``) at ``size``.
+
+    Landscape: texts on the left, keys on the right; portrait: texts above the keys. Keys are at least a finger's
+    width on the official 800x480 touchscreen (about 11 mm each).
+    """
+    import pygame
+
+    w, h = size
+    margin = max(4, min(w, h) // 30)
+    gap = max(3, min(w, h) // 60)
+    if w >= h:
+        text_rect = pygame.Rect(margin, margin, w * 45 // 100 - margin, h - 2 * margin)
+        pad = pygame.Rect(w * 45 // 100 + margin, margin, w * 55 // 100 - 2 * margin, h - 2 * margin)
+    else:
+        text_rect = pygame.Rect(margin, margin, w - 2 * margin, h * 35 // 100 - margin)
+        pad = pygame.Rect(margin, h * 35 // 100 + margin, w - 2 * margin, h * 65 // 100 - 2 * margin)
+    rows = len(KEYPAD) + 1  # the cancel key has a row of its own
+    key_w = (pad.width - gap * 2) // 3
+    key_h = (pad.height - gap * (rows - 1)) // rows
+    keys: dict[str, pygame.Rect] = {}
+    for r, row in enumerate(KEYPAD):
+        for c, key in enumerate(row):
+            keys[key] = pygame.Rect(pad.left + c * (key_w + gap), pad.top + r * (key_h + gap), key_w, key_h)
+    keys["cancel"] = pygame.Rect(pad.left, pad.top + len(KEYPAD) * (key_h + gap), pad.width, key_h)
+    return text_rect, keys
+
+
+def _draw_entry(surface: pygame.Surface, entry: EntryView, lang: str, blocks: list[TextBlock]) -> None:
+    """The NIP keypad: the digits typed so far (grouped), a hint or the reason the last OK was refused, the keys."""
+    import pygame
+
+    w, h = surface.get_size()
+    unit = min(w, h)
+    surface.fill(IDLE_BG)
+    text_rect, keys = keypad_layout((w, h))
+    shown = texts.nip_digits(entry.digits) or "_"
+    note = texts.text(lang, entry.error) if entry.error else texts.text(lang, "entry_hint")
+    _stack(
+        surface,
+        text_rect,
+        [
+            _Item("title", texts.text(lang, "entry_title"), int(unit * 0.09), WHITE),
+            _Item("digits", shown, int(unit * 0.10), HIGHLIGHT),
+            _Item("count", f"{len(entry.digits)}/18", int(unit * 0.06), IDLE_DATE),
+            _Item("note", note, int(unit * 0.055), AMBER if entry.error else IDLE_DATE),
+        ],
+        blocks,
+    )
+    labels = {"back": texts.text(lang, "key_back"), "ok": texts.text(lang, "key_ok")}
+    labels["cancel"] = texts.text(lang, "key_cancel")
+    for key, rect in keys.items():
+        colour = KEY_OK if key == "ok" else KEY_CANCEL if key == "cancel" else KEY_BG
+        pygame.draw.rect(surface, colour, rect, border_radius=max(2, rect.height // 8))
+        label = _Item(f"key:{key}", labels.get(key, key), unit, WHITE)
+        _stack(surface, rect.inflate(-rect.width // 8, -rect.height // 5), [label], blocks)
 
 
 def text_fits(blocks: Sequence[TextBlock], size: tuple[int, int]) -> list[str]:
@@ -315,6 +466,7 @@ class PygameScreen:
         self,
         person: Callable[[str], Person | None],
         *,
+        inputs: queue.Queue[str] | None = None,
         size: tuple[int, int] = (800, 480),
         office: str = "",
         tz: str = "Asia/Makassar",
@@ -335,6 +487,7 @@ class PygameScreen:
                 "`pip install pygame`; or set display.backend to log"
             )
         self.person = person
+        self.inputs: queue.Queue[str] = inputs if inputs is not None else queue.Queue(maxsize=64)
         self.size = size
         self.office = office
         self.tz = tz
@@ -351,6 +504,7 @@ class PygameScreen:
         self._tracks: tuple[TrackView, ...] = ()
         self._outcome: Outcome | None = None
         self._outcome_at = 0.0
+        self._view = TerminalView()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._closed = False
@@ -369,10 +523,17 @@ class PygameScreen:
             if outcome is not None:
                 self._outcome, self._outcome_at = outcome, at
 
+    def update(self, view: TerminalView) -> None:
+        """Keep the terminal's state; opening the NIP entry ends a result being held."""
+        with self._lock:
+            if view.entry is not None and self._view.entry is None:
+                self._outcome = None
+            self._view = view
+
     def state(self) -> ScreenState:
         """What the screen shows now (the render thread's view; also handy for tests)."""
         with self._lock:
-            frame, tracks, outcome, at = self._frame, self._tracks, self._outcome, self._outcome_at
+            frame, tracks, outcome, at, view = self._frame, self._tracks, self._outcome, self._outcome_at, self._view
         if outcome is not None and self._clock() - at >= self.hold_s:
             outcome = None
         person = self.person(outcome.nip) if outcome is not None and outcome.nip else None
@@ -385,6 +546,7 @@ class PygameScreen:
             tracks=tracks,
             outcome=outcome,
             person=person,
+            view=view,
         )
 
     def wait_ready(self, timeout: float = 5.0) -> bool:
@@ -413,10 +575,14 @@ class PygameScreen:
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
+                state = self.state()
                 for event in pygame.event.get():
                     if event.type == pygame.QUIT:
                         log.info("screen: window close ignored (the kiosk stops with its service)")
-                render(surface, self.state())
+                    name = input_for(event, state.view, self.size)
+                    if name is not None:
+                        self._put(name)
+                render(surface, state)
                 pygame.display.flip()
                 self.frames_drawn += 1
                 self._stop.wait(max(0.0, period - (time.monotonic() - started)))
@@ -428,6 +594,16 @@ class PygameScreen:
             _local.fonts = None
             pygame.display.quit()
 
+    def _put(self, name: str) -> None:
+        """Hand a touch or key to the main loop; a full queue drops the oldest (the person is tapping ahead)."""
+        while True:
+            try:
+                self.inputs.put_nowait(name)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.inputs.get_nowait()
+
     def close(self) -> None:
         """Stop the render thread, wait for it and close the display; calling it again does nothing."""
         if self._closed:
@@ -438,7 +614,43 @@ class PygameScreen:
             self._thread.join(timeout=5.0)
 
 
-_PRIORITY = {"recorded": 0, "already": 1, "outside_hours": 2, "cannot_record": 3, "not_recognised": 4}
+_KEY_NAMES = {"backspace": "back", "delete": "back", "return": "ok", "enter": "ok", "escape": "cancel"}
+_FUNCTION_KEYS = {"f1": "key_masuk", "f2": "key_pulang", "f3": "key_fallback"}
+
+
+def input_for(event: Any, view: TerminalView, size: tuple[int, int]) -> str | None:
+    """The input name for a pygame event: a key of the NIP keypad when it is open, ``touch`` for a tap elsewhere;
+    from a keyboard or USB keypad: digits, Backspace, Enter, Escape, and F1/F2/F3 for the Masuk, Pulang and NIP
+    keys. None for anything else."""
+    import pygame
+
+    pos: tuple[int, int] | None = None
+    if event.type == pygame.FINGERDOWN:
+        pos = (int(event.x * size[0]), int(event.y * size[1]))
+    elif event.type == pygame.MOUSEBUTTONDOWN and not getattr(event, "touch", False):  # SDL mirrors touches
+        pos = event.pos
+    if pos is not None:
+        if view.entry is None:
+            return "touch"
+        _, keys = keypad_layout(size)
+        return next((k for k, rect in keys.items() if rect.collidepoint(pos)), None)
+    if event.type == pygame.KEYDOWN:
+        name = pygame.key.name(event.key).strip("[]")  # the numeric keypad's keys are "[5]", "enter", ...
+        if name.isdigit() and len(name) == 1:
+            return name
+        return _KEY_NAMES.get(name) or _FUNCTION_KEYS.get(name)
+    return None
+
+
+_PRIORITY = {
+    "recorded": 0,
+    "pending_review": 0,
+    "already": 1,
+    "outside_hours": 2,
+    "limited": 3,
+    "cannot_record": 3,
+    "not_recognised": 4,
+}
 
 
 def _headline(outcomes: Sequence[Outcome]) -> Outcome | None:
@@ -471,23 +683,36 @@ def sample_states(language: str = "id", tz: str = "Asia/Makassar") -> dict[str, 
         TrackView(2, Box(200, 600, 300, 520), False, None, "searching", ()),
     )
     base = ScreenState(now=now, office=office, tz=tz, language=language)
+    online = TerminalView(network="online", fallback=True)
     nip = person.nip
 
-    def result(o: Outcome) -> ScreenState:
-        return ScreenState(now=now, office=office, tz=tz, language=language, outcome=o, person=person)
+    def result(o: Outcome, who: Person | None = person) -> ScreenState:
+        return replace(base, outcome=o, person=who, view=online)
+
+    def problem(name: str) -> ScreenState:
+        return replace(base, view=replace(online, problems=(name,)))
 
     return {
-        "idle": base,
-        "live": ScreenState(now=now, office=office, tz=tz, language=language, frame=picture, tracks=tracks),
+        "idle": replace(base, view=online),
+        "idle_offline": replace(
+            base, view=TerminalView(network="offline", pending=37, problems=("clock",), chosen_kind="pulang")
+        ),
+        "live": replace(base, frame=picture, tracks=tracks, view=online),
         "recorded": result(Outcome("recorded", "Presensi tercatat", nip=nip, kind="masuk", at=now)),
         "already": result(
             Outcome("already", "Sudah tercatat pukul 07:21", nip=nip, kind="masuk", at=now.replace(minute=21))
         ),
-        "not_recognised": ScreenState(
-            now=now, office=office, tz=tz, language=language, outcome=Outcome("not_recognised", "Wajah tidak dikenali")
-        ),
+        "not_recognised": result(Outcome("not_recognised", "Wajah tidak dikenali"), None),
         "outside_hours": result(Outcome("outside_hours", "Di luar jam presensi", nip=nip, at=now)),
         "cannot_record": result(Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=nip)),
+        "entry": replace(base, view=replace(online, entry=EntryView("19850714201001"))),
+        "entry_error": replace(base, view=replace(online, entry=EntryView("1985071420100", "nip_length"))),
+        "pending_review": result(Outcome("pending_review", "Menunggu verifikasi", nip=nip, kind="masuk", at=now)),
+        "limited": result(Outcome("limited", "Batas presensi manual tercapai", nip=nip), None),
+        "problem_camera": problem("camera"),
+        "problem_gallery": problem("gallery"),
+        "problem_storage": problem("storage"),
+        "asleep": replace(base, view=replace(online, asleep=True)),
     }
 
 

@@ -73,6 +73,32 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "nip": "NIP {nip}",
         "masuk": "MASUK",
         "pulang": "PULANG",
+        "not_recognised_fallback": "Sentuh layar untuk presensi manual dengan NIP",
+        "pending_review": "Menunggu verifikasi",
+        "pending_review_hint": "Foto Anda dikirim ke petugas untuk diperiksa",
+        "limited": "Batas presensi manual tercapai",
+        "limited_hint": "Hubungi petugas kepegawaian",
+        "entry_title": "Masukkan NIP Anda",
+        "entry_hint": "Foto Anda akan diambil untuk verifikasi",
+        "nip_length": "NIP harus 18 angka",
+        "nip_invalid": "NIP tidak valid, periksa kembali",
+        "key_back": "HAPUS",
+        "key_ok": "OK",
+        "key_cancel": "BATAL",
+        "chosen": "{kind} dipilih: silakan lihat ke kamera",
+        "online": "Tersambung ke server",
+        "offline": "Tidak tersambung ke server",
+        "pending": "{count} presensi menunggu dikirim",
+        "clock": "Jam belum sinkron",
+        "problem_camera": "Kamera tidak berfungsi",
+        "problem_camera_detail": "Presensi wajah tidak dapat dilakukan",
+        "problem_gallery": "Data wajah belum tersedia",
+        "problem_gallery_detail": "Presensi wajah belum dapat dilakukan",
+        "problem_storage": "Penyimpanan penuh",
+        "problem_storage_detail": "Presensi tidak dapat dicatat",
+        "problem_hint": "Hubungi petugas TI",
+        "problem_fallback": "Sentuh layar untuk presensi manual dengan NIP",
+        "asleep": "Mendekatlah untuk presensi",
     },
     "en": {
         "look": "Please look at the camera",
@@ -91,6 +117,32 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "nip": "NIP {nip}",
         "masuk": "IN",
         "pulang": "OUT",
+        "not_recognised_fallback": "Touch the screen to enter your NIP instead",
+        "pending_review": "Waiting for verification",
+        "pending_review_hint": "Your photo was sent to the staff for review",
+        "limited": "Manual entry limit reached",
+        "limited_hint": "Please ask the personnel staff",
+        "entry_title": "Enter your NIP",
+        "entry_hint": "Your photo will be taken for verification",
+        "nip_length": "A NIP has 18 digits",
+        "nip_invalid": "This NIP is not valid, please check it",
+        "key_back": "DEL",
+        "key_ok": "OK",
+        "key_cancel": "CANCEL",
+        "chosen": "{kind} chosen: please look at the camera",
+        "online": "Connected to the server",
+        "offline": "Not connected to the server",
+        "pending": "{count} records waiting to be sent",
+        "clock": "Clock not synchronised",
+        "problem_camera": "The camera is not working",
+        "problem_camera_detail": "Face attendance is not possible",
+        "problem_gallery": "No face data yet",
+        "problem_gallery_detail": "Face attendance is not possible yet",
+        "problem_storage": "Storage is full",
+        "problem_storage_detail": "Attendance cannot be recorded",
+        "problem_hint": "Please call IT staff",
+        "problem_fallback": "Touch the screen to enter your NIP instead",
+        "asleep": "Come closer to clock in",
     },
 }
 
@@ -98,7 +150,7 @@ PROBLEM_ORDER: Final = ("too_dark", "too_small", "not_frontal", "blurry")
 """Which guidance line wins when a face has several problems (the first one that applies)."""
 
 
-def text(language: str, key: str, **fields: str) -> str:
+def text(language: str, key: str, **fields: object) -> str:
     """The catalogue text ``key`` in ``language`` (falling back to Indonesian, then to the key itself)."""
     table = TEXTS.get(language, TEXTS["id"])
     template = table.get(key) or TEXTS["id"].get(key) or key
@@ -136,3 +188,21 @@ def guidance(language: str, problems: tuple[str, ...]) -> str | None:
         if p in problems:
             return text(language, p)
     return None
+
+
+def nip_digits(digits: str) -> str:
+    """A typed NIP grouped as it is printed: ``19850714 201001 2 003`` (birth date, start of service, sex, number)."""
+    groups = (digits[:8], digits[8:14], digits[14:15], digits[15:18])
+    return " ".join(g for g in groups if g)
+
+
+def status_lines(language: str, network: str, pending: int, clock_unsynced: bool) -> list[str]:
+    """The idle screen's small print, a line each: server connection, events waiting, and a clock warning."""
+    parts = []
+    if network in ("online", "offline"):
+        parts.append(text(language, network))
+        if pending:
+            parts.append(text(language, "pending", count=pending))
+    if clock_unsynced:
+        parts.append(text(language, "clock"))
+    return parts

@@ -177,6 +177,11 @@ class Publisher:
         """Tell the worker that something was appended; returns at once."""
         self._wake.set()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up now (the screen shows it)."""
+        return self._connected
+
     def status(self) -> dict[str, Any]:
         """Connection flag, outbox counts, counters and the last error (for the device status message)."""
         try:

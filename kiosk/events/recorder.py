@@ -28,8 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVIDENCE_WIDTH = 160  # pixels: enough for HR to recognise a face, small enough to keep 150,000 of them
+MANUAL_EVIDENCE_WIDTH = 320  # a manual entry's photo shows the person and their surroundings, not only a face
 
-Status = Literal["recorded", "already", "outside_hours", "not_recognised", "cannot_record"]
+Status = Literal[
+    "recorded", "already", "outside_hours", "not_recognised", "cannot_record", "pending_review", "limited"
+]
+"""``pending_review``: a manual entry went to HR; ``limited``: a manual entry was refused by the rate limits."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,36 @@ class Recorder:
                 )
             )
 
-    def record(self, decision: Decision, rgb: np.ndarray) -> Outcome:
-        """Decide the punch for one decision and store its event; the returned outcome is what to show."""
+    def record(self, decision: Decision, rgb: np.ndarray, kind: str | None = None) -> Outcome:
+        """Decide the punch for one decision and store its event; the returned outcome is what to show.
+
+        ``kind`` is a kind chosen with the Masuk or Pulang key: it replaces the schedule's kind inside the
+        attendance windows (leaving early is a ``pulang`` in the morning), never outside them or on a holiday.
+        """
         try:
-            return self._record(decision, rgb)
+            return self._record(decision, rgb, kind)
         except OutboxFull as exc:
             log.error("cannot record the decision for %s: %s", decision.nip or "an unknown face", exc)
             return Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=decision.nip)
 
-    def _record(self, decision: Decision, rgb: np.ndarray) -> Outcome:
+    def manual(self, nip: str, kind: str | None, rgb: np.ndarray, box: list[int] | None) -> Outcome:
+        """Store a typed NIP as a ``manual_entry`` review event with a photo (the face ``box`` when one was in view,
+        else the whole picture): HR decides; it never counts as a face attendance."""
+        h, w = rgb.shape[:2]
+        evidence = face_jpeg(rgb, box or [0, w, h, 0], self.cfg.events.evidence_max_bytes, MANUAL_EVIDENCE_WIDTH)
+        try:
+            stamp = self._stamp()
+            body = schema.build_review(
+                stamp, reason="manual_entry", decision=schema.manual_decision(), nip=nip, kind=kind, evidence=evidence
+            )
+            seq = self._append(body, evidence)
+        except OutboxFull as exc:
+            log.error("cannot record the manual entry for %s: %s", nip, exc)
+            return Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=nip)
+        local = local_time(stamp.utc, self.cfg.device.timezone)
+        return Outcome("pending_review", "Menunggu verifikasi", nip=nip, kind=kind, at=local, seq=seq)
+
+    def _record(self, decision: Decision, rgb: np.ndarray, chosen: str | None) -> Outcome:
         stamp = self._stamp()
         evidence = face_jpeg(rgb, decision.box.as_list(), self.cfg.events.evidence_max_bytes)
         made = schema.face_decision(decision)
@@ -93,6 +118,7 @@ class Recorder:
         kind = punch_kind(self.cfg.schedule, local)
         if kind is None:
             return Outcome("outside_hours", OUTSIDE_HOURS, nip=decision.nip, at=local)
+        kind = chosen or kind
         repeat = self._guard.check(decision.nip, kind, local)
         if repeat is not None:
             return Outcome("already", repeat.message, nip=decision.nip, kind=kind, at=repeat.first)
@@ -152,16 +178,17 @@ class Recorder:
         return stamp
 
 
-def face_jpeg(rgb: np.ndarray, box: list[int], max_bytes: int) -> bytes | None:
-    """A small JPEG of the face (the box grown by a third), at most ``max_bytes``; None if it cannot fit."""
+def face_jpeg(rgb: np.ndarray, box: list[int], max_bytes: int, width: int = EVIDENCE_WIDTH) -> bytes | None:
+    """A small JPEG of the face (the box grown by a third, at most ``width`` wide), at most ``max_bytes``;
+    None if it cannot fit."""
     top, right, bottom, left = box
     h, w = rgb.shape[:2]
     pad_x, pad_y = (right - left) // 3, (bottom - top) // 3
     crop = rgb[max(0, top - pad_y) : min(h, bottom + pad_y), max(0, left - pad_x) : min(w, right + pad_x)]
     if crop.size == 0:
         return None
-    if crop.shape[1] > EVIDENCE_WIDTH:
-        size = (EVIDENCE_WIDTH, max(1, round(crop.shape[0] * EVIDENCE_WIDTH / crop.shape[1])))
+    if crop.shape[1] > width:
+        size = (width, max(1, round(crop.shape[0] * width / crop.shape[1])))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
     for quality in (85, 70, 50, 30):

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 #: Every event name :meth:`Pins.events` can yield.
 EVENTS = ("key_masuk", "key_pulang", "key_fallback", "motion", "no_motion", "tamper_open", "tamper_closed")
 
-GOOD = frozenset({"recorded", "already"})
-BAD = frozenset({"not_recognised", "cannot_record", "outside_hours"})
+GOOD = frozenset({"recorded", "already", "pending_review"})
+BAD = frozenset({"not_recognised", "cannot_record", "outside_hours", "limited"})
 
 # A tone pattern: (frequency in Hz, or None for silence; seconds).
 Pattern = tuple[tuple[float | None, float], ...]
@@ -48,10 +48,11 @@ MAX_BCM = 27
 
 
 def pattern_for(status: str) -> Pattern:
-    """The tone pattern for an outcome status: one high beep, two beeps for a repeat, one long low tone else."""
+    """The tone pattern for an outcome status: one high beep, two beeps for a repeat or a manual entry sent for
+    review, one long low tone else."""
     if status == "recorded":
         return PATTERNS["recorded"]
-    if status == "already":
+    if status in ("already", "pending_review"):
         return PATTERNS["already"]
     return PATTERNS["failure"]
 

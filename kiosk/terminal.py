@@ -1,0 +1,413 @@
+"""The terminal between two frames: problems, the NIP fallback, the punch keys, presence, and what the screen shows.
+
+:class:`Terminal` is the main loop's half of the kiosk. Inputs from the screen (touch, keyboard) and from the GPIO
+parts (keys, PIR, case switch) arrive on queues and are taken here, on the frame loop's thread, so no callback ever
+touches the recognizer, the outbox or the screen state. The smaller classes are pure state with the time passed in,
+so that tests drive them without clocks or threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Literal
+
+from kiosk.events.punch import local_time, punch_kind
+from kiosk.fsutil import free_bytes
+
+if TYPE_CHECKING:
+    from kiosk.camera import Frame
+    from kiosk.config import KioskConfig
+    from kiosk.display import Screen
+    from kiosk.events.outbox import Outbox
+    from kiosk.events.recorder import Outcome, Recorder
+    from kiosk.hardware import Pins
+    from kiosk.recognizer.gallery import Gallery
+    from kiosk.recognizer.pipeline import Decision, FrameResult, Pipeline
+
+log = logging.getLogger("kiosk.terminal")
+
+Problem = Literal["camera", "gallery", "storage", "clock"]
+BLOCKING: frozenset[str] = frozenset({"camera", "gallery", "storage"})
+"""Problems that stop face attendance (the screen says so); ``clock`` only warns: punches are still recorded and
+corrected centrally from the time anchor."""
+
+ENTRY_KEYS = frozenset("0123456789") | {"back", "ok", "cancel"}
+STORAGE_RESERVE_BYTES = 20_000_000
+"""Below this much free space the terminal says it cannot record before anyone tries (the outbox refuses too)."""
+VIEW_REFRESH_S = 1.0  # outbox counts and free space are read at most this often
+GALLERY_RETRY_S = 10.0  # a missing or damaged gallery file is looked at again this often
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """The NIP being typed, and why the last OK was refused (a catalogue key) if it was."""
+
+    digits: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TerminalView:
+    """What the screen shows besides the camera: network, queue, problems, sleep, the chosen kind, the NIP entry."""
+
+    network: Literal["off", "online", "offline"] = "off"
+    pending: int = 0  # events waiting to be acknowledged by the central server
+    problems: tuple[str, ...] = ()
+    asleep: bool = False
+    chosen_kind: str | None = None  # a Masuk/Pulang key pressed for the next face
+    entry: EntryView | None = None
+    fallback: bool = False  # NIP entry is offered (touch the screen, or the fallback key)
+
+    @property
+    def blocking(self) -> str | None:
+        """The first problem that stops attendance, or None."""
+        return next((p for p in self.problems if p in BLOCKING), None)
+
+
+def nip_problem(nip: str) -> str | None:
+    """Why ``nip`` cannot be a civil servant's NIP (a catalogue key), or None.
+
+    A NIP is 18 digits: date of birth (YYYYMMDD), start of service (YYYYMM), sex (1 or 2) and a number; checking the
+    dates catches most typing slips before an event is made.
+    """
+    if len(nip) != 18 or not nip.isdigit():
+        return "nip_length"
+    try:
+        date(int(nip[:4]), int(nip[4:6]), int(nip[6:8]))
+    except ValueError:
+        return "nip_invalid"
+    if not 1 <= int(nip[12:14]) <= 12 or nip[14] not in "12":
+        return "nip_invalid"
+    return None
+
+
+class NipEntry:
+    """Typing a NIP on the keypad: digits, delete, cancel, OK; ``expired`` after ``timeout_s`` without a key."""
+
+    def __init__(self, timeout_s: float, now: float) -> None:
+        self.timeout_s = timeout_s
+        self.digits = ""
+        self.error: str | None = None
+        self._last = now
+
+    def press(self, key: str, now: float) -> Literal["submit", "cancel"] | None:
+        """Apply one key (``0``-``9``, ``back``, ``ok``, ``cancel``); says when the entry is submitted or closed."""
+        self._last = now
+        if key == "cancel":
+            return "cancel"
+        if key == "back":
+            self.digits, self.error = self.digits[:-1], None
+        elif key == "ok":
+            self.error = nip_problem(self.digits)
+            return "submit" if self.error is None else None
+        elif key.isdigit() and len(key) == 1 and len(self.digits) < 18:
+            self.digits, self.error = self.digits + key, None
+        return None
+
+    def expired(self, now: float) -> bool:
+        return now - self._last >= self.timeout_s
+
+    def view(self) -> EntryView:
+        return EntryView(self.digits, self.error)
+
+
+class FallbackLimiter:
+    """Caps manual entries: ``per_person_per_day`` for one NIP on one local date, ``per_hour`` for the kiosk."""
+
+    def __init__(self, per_person_per_day: int, per_hour: int) -> None:
+        self.per_person_per_day = per_person_per_day
+        self.per_hour = per_hour
+        self._day: date | None = None
+        self._by_nip: dict[str, int] = {}
+        self._recent: deque[float] = deque()
+
+    def allow(self, nip: str, local_day: date, now: float) -> bool:
+        """Whether one more entry is allowed; an allowed entry is counted."""
+        if local_day != self._day:
+            self._day, self._by_nip = local_day, {}
+        while self._recent and now - self._recent[0] >= 3600.0:
+            self._recent.popleft()
+        if self._by_nip.get(nip, 0) >= self.per_person_per_day or len(self._recent) >= self.per_hour:
+            return False
+        self._by_nip[nip] = self._by_nip.get(nip, 0) + 1
+        self._recent.append(now)
+        return True
+
+
+class Presence:
+    """Whether someone is at the terminal: awake for ``awake_s`` after the last motion or touch.
+
+    Without a PIR sensor the terminal is always awake (nothing would ever wake it).
+    """
+
+    def __init__(self, has_sensor: bool, awake_s: float, now: float) -> None:
+        self.has_sensor = has_sensor
+        self.awake_s = awake_s
+        self._seen = now
+
+    def seen(self, now: float) -> None:
+        self._seen = now
+
+    def awake(self, now: float) -> bool:
+        return not self.has_sensor or now - self._seen < self.awake_s
+
+
+class KindChoice:
+    """The punch kind chosen with the Masuk or Pulang key, valid for ``hold_s`` or until a punch uses it."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self._kind: str | None = None
+        self._until = 0.0
+
+    def choose(self, kind: str, now: float) -> None:
+        self._kind, self._until = kind, now + self.hold_s
+
+    def current(self, now: float) -> str | None:
+        if self._kind is not None and now >= self._until:
+            self._kind = None
+        return self._kind
+
+    def clear(self) -> None:
+        self._kind = None
+
+
+class Terminal:
+    """Runs one frame (or one idle tick) of the terminal: inputs, recognition, recording, signals, the screen."""
+
+    def __init__(
+        self,
+        cfg: KioskConfig,
+        pipeline: Pipeline,
+        recorder: Recorder,
+        outbox: Outbox,
+        screen: Screen,
+        pins: Pins,
+        *,
+        inputs: queue.Queue[str],
+        wake: Callable[[], None] = lambda: None,
+        network: Callable[[], Literal["off", "online", "offline"]] = lambda: "off",
+        clock_synced: Callable[[], bool | None] = lambda: None,
+        load_gallery: Callable[[], Gallery] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.recorder = recorder
+        self.outbox = outbox
+        self.screen = screen
+        self.pins = pins
+        self.inputs = inputs  # the screen's touches and keys; the pins have their own queue
+        self._wake = wake
+        self._network = network
+        self._clock_synced = clock_synced
+        self._monotonic = monotonic
+        self._now = now
+        start = monotonic()
+        self.presence = Presence(cfg.hardware.enabled and cfg.hardware.pir is not None, cfg.display.awake_s, start)
+        self.kind_choice = KindChoice(cfg.hardware.kind_key_s)
+        self.limiter = FallbackLimiter(cfg.fallback.per_person_per_day, cfg.fallback.per_hour)
+        self.entry: NipEntry | None = None
+        self._load_gallery = load_gallery
+        self._gallery_tried_at = start
+        self.problems: dict[str, bool] = {}
+        self.set_problem("gallery", len(pipeline.gallery) == 0)
+        self._storage_refused = False
+        self._view = TerminalView()
+        self._refreshed_at = -VIEW_REFRESH_S
+        self._pending = 0
+        self._storage_low = False
+        self._last_frame: Frame | None = None
+        self._last_result: FrameResult | None = None
+        self.frames = 0  # camera frames seen; the pipeline counts the ones it processed
+
+    # --- the frame loop ---------------------------------------------------------------------------------------
+
+    def frame(self, frame: Frame) -> None:
+        """One camera frame: inputs first, then recognition unless asleep, blocked or typing a NIP."""
+        from kiosk.recognizer.pipeline import FrameResult
+
+        now = self._monotonic()
+        self.set_problem("camera", False)
+        self.frames += 1
+        self._last_frame = frame
+        self._take_inputs(now)
+        if self.problems.get("gallery") and now - self._gallery_tried_at >= GALLERY_RETRY_S:
+            self._gallery_tried_at = now
+            self.reload_gallery()
+        view = self._refresh(now)
+        if view.asleep or view.blocking or self.entry is not None:
+            result = FrameResult([], [])
+        else:
+            result = self.pipeline.process(frame)
+        self._last_result = result
+        outcomes = [self._record(d, frame) for d in result.decisions]
+        if any(o.seq is not None for o in outcomes):
+            self._wake()
+        if outcomes:
+            self._refresh(now)  # a recorded punch used up the kind chosen with a key
+        self.screen.show(frame, result, outcomes)
+        for outcome in outcomes:
+            self.pins.signal(outcome.status)
+
+    def tick(self) -> None:
+        """A moment without a frame (the camera is failing or being reopened): inputs and the screen go on."""
+        now = self._monotonic()
+        self._take_inputs(now)
+        self._refresh(now)
+
+    def set_problem(self, name: str, present: bool) -> None:
+        """Raise or clear a problem (logged when it changes); the screen shows it at the next refresh."""
+        if self.problems.get(name, False) != present:
+            (log.error if present else log.info)("problem %s %s", name, "present" if present else "solved")
+        self.problems[name] = present
+
+    def reload_gallery(self) -> None:
+        """Load the gallery file again (central pushed one, or it was missing); a bad file keeps the running one."""
+        from kiosk.errors import KioskError
+
+        if self._load_gallery is None:
+            return
+        try:
+            new = self._load_gallery()
+        except KioskError as exc:
+            log.error("gallery not loaded, keeping version %d: %s", self.pipeline.gallery.version, exc)
+            return
+        log.info("gallery loaded: version %d -> %d, %d people", self.pipeline.gallery.version, new.version, len(new))
+        self.pipeline.gallery = new
+        self.set_problem("gallery", len(new) == 0)
+
+    # --- decisions and manual entries ---------------------------------------------------------------------------
+
+    def _record(self, decision: Decision, frame: Frame) -> Outcome:
+        now = self._monotonic()
+        outcome = self.recorder.record(decision, frame.rgb, kind=self.kind_choice.current(now))
+        if outcome.status == "recorded":
+            self.kind_choice.clear()
+        self._note_storage(outcome)
+        return outcome
+
+    def _submit_entry(self, nip: str, now: float) -> None:
+        """The typed NIP: a review event with an evidence photo for HR, unless the limits are reached."""
+        from kiosk.events.recorder import Outcome
+        from kiosk.recognizer.pipeline import FrameResult
+
+        self.entry = None
+        frame = self._last_frame
+        local = local_time(self._now(), self.cfg.device.timezone)
+        if frame is None or self.problems.get("camera"):
+            outcome = Outcome("cannot_record", "Kamera bermasalah: presensi manual tidak dapat dicatat", nip=nip)
+        elif not self.limiter.allow(nip, local.date(), now):
+            log.warning("manual entry for NIP %s refused: the limit is reached", nip)
+            outcome = Outcome("limited", "Batas presensi manual tercapai", nip=nip)
+        else:
+            kind = self.kind_choice.current(now) or punch_kind(self.cfg.schedule, local)
+            outcome = self.recorder.manual(nip, kind, frame.rgb, self._served_box())
+            self.kind_choice.clear()
+            self._note_storage(outcome)
+            if outcome.seq is not None:
+                log.info("manual entry for NIP %s stored for review (seq %d)", nip, outcome.seq)
+                self._wake()
+        if frame is not None:
+            self.screen.show(frame, FrameResult([], []), [outcome])
+        self.pins.signal(outcome.status)
+
+    def _served_box(self) -> list[int] | None:
+        result = self._last_result
+        served = next((t for t in result.tracks if t.served), None) if result else None
+        return served.box.as_list() if served else None
+
+    def _note_storage(self, outcome: Outcome) -> None:
+        if outcome.status == "cannot_record":
+            self._storage_refused = True
+        elif outcome.seq is not None:
+            self._storage_refused = False
+
+    # --- inputs -----------------------------------------------------------------------------------------------
+
+    def _take_inputs(self, now: float) -> None:
+        for source in (self.pins.events(), self.inputs):
+            while True:
+                try:
+                    name = source.get_nowait()
+                except queue.Empty:
+                    break
+                self._input(name, now)
+        if self.entry is not None and self.entry.expired(now):
+            log.info("NIP entry closed after %.0f s without a key", self.entry.timeout_s)
+            self.entry = None
+
+    def _input(self, name: str, now: float) -> None:
+        if name == "tamper_open":
+            log.warning("the case was opened")
+            self.recorder.alarm("tamper", "case opened")
+            return
+        if name in ("motion", "touch") or name in ENTRY_KEYS:
+            self.presence.seen(now)
+        if name in ("tamper_closed", "no_motion", "motion"):
+            log.debug("input %s", name)
+            return
+        if name in ("key_masuk", "key_pulang"):
+            kind = name.removeprefix("key_")
+            self.presence.seen(now)
+            self.kind_choice.choose(kind, now)
+            log.info("punch kind %s chosen with its key", kind)
+            return
+        if self.entry is None:
+            if name in ("key_fallback", "touch") or name.isdigit():
+                self._open_entry(now, first=name if name.isdigit() else "")
+            return
+        if name in ENTRY_KEYS:
+            done = self.entry.press(name, now)
+            if done == "cancel":
+                self.entry = None
+            elif done == "submit":
+                self._submit_entry(self.entry.digits, now)
+        elif name == "key_fallback":
+            self.entry = None  # the fallback key toggles the entry
+
+    def _open_entry(self, now: float, first: str) -> None:
+        view = self._refresh(now)
+        if not self.cfg.fallback.enabled or "camera" in view.problems or "storage" in view.problems:
+            return
+        self.presence.seen(now)
+        self.entry = NipEntry(self.cfg.fallback.entry_timeout_s, now)
+        if first:
+            self.entry.press(first, now)
+        log.info("NIP entry opened")
+
+    # --- what the screen shows ----------------------------------------------------------------------------------
+
+    def _refresh(self, now: float) -> TerminalView:
+        """Recompute the view (outbox counts and free space at most once a second) and hand a change to the screen."""
+        if now - self._refreshed_at >= VIEW_REFRESH_S:
+            self._refreshed_at = now
+            counts = self.outbox.counts()
+            self._pending = counts["pending"] + counts["published"]
+            self._storage_low = (
+                self._pending >= self.cfg.events.max_events
+                or free_bytes(self.outbox.path.parent) < STORAGE_RESERVE_BYTES
+            )
+            self.set_problem("clock", self._clock_synced() is False)
+        self.set_problem("storage", self._storage_low or self._storage_refused)
+        view = replace(
+            self._view,
+            network=self._network(),
+            pending=self._pending,
+            problems=tuple(p for p in ("camera", "storage", "gallery", "clock") if self.problems.get(p)),
+            asleep=not self.presence.awake(now),
+            chosen_kind=self.kind_choice.current(now),
+            entry=self.entry.view() if self.entry is not None else None,
+            fallback=self.cfg.fallback.enabled,
+        )
+        if view != self._view:
+            self._view = view
+            self.screen.update(view)
+        return view

@@ -228,6 +228,9 @@ class DisplayConfig:
     language: Literal["id", "en"] = _f("id", "Language of the screen texts (Bahasa Indonesia by default).")
     hold_s: float = _f(4.0, "How long a result (recorded, not recognised, ...) stays on the screen.", lo=1, hi=30)
     fullscreen: bool = _f(True, "Fill the screen (the kiosk); false opens a window, for a desktop.")
+    snapshot_dir: Path | None = _f(
+        None, "pygame: also save a PNG of the screen here whenever it changes (a demo without a display)."
+    )
     awake_s: float = _f(
         60.0,
         "With a PIR: the screen stays lit and the recognizer awake this long after the last motion.",

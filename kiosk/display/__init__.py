@@ -99,4 +99,5 @@ def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None], inputs
         language=display.language,
         hold_s=display.hold_s,
         fullscreen=display.fullscreen,
+        snapshot_dir=display.snapshot_dir,
     )

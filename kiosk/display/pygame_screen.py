@@ -81,6 +81,7 @@ SCREENS: tuple[str, ...] = (
     "asleep",
 )
 """Every screen :func:`screenshots` renders (see :func:`sample_states`)."""
+MAX_SNAPSHOTS = 500  # display.snapshot_dir is for demos: a day's run must not fill the disk
 KEYPAD: tuple[tuple[str, ...], ...] = (("1", "2", "3"), ("4", "5", "6"), ("7", "8", "9"), ("back", "0", "ok"))
 
 
@@ -475,6 +476,7 @@ class PygameScreen:
         fullscreen: bool = False,
         fps: float = 15.0,
         hold_s: float = 4.0,
+        snapshot_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -496,6 +498,8 @@ class PygameScreen:
         self.fullscreen = fullscreen
         self.fps = fps
         self.hold_s = hold_s
+        self.snapshot_dir = snapshot_dir
+        self.snapshots = 0
         self._clock = clock
         self._now = now
         self._zone = ZoneInfo(tz)
@@ -516,6 +520,8 @@ class PygameScreen:
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
         """Keep the newest frame and result (dropping older ones); an outcome is held for ``hold_s``."""
         outcome = _headline(outcomes)
+        if outcome is not None:
+            log.info("screen: %s %s (%s)", outcome.status, outcome.nip or "", outcome.message)
         at = self._clock()
         with self._lock:
             self._frame = frame.rgb
@@ -572,6 +578,7 @@ class PygameScreen:
             return
         self._ready.set()
         period = 1.0 / self.fps
+        shown: tuple[object, ...] = ()
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -585,6 +592,9 @@ class PygameScreen:
                 render(surface, state)
                 pygame.display.flip()
                 self.frames_drawn += 1
+                if self.snapshot_dir is not None and (state.screen, state.outcome, state.view) != shown:
+                    shown = (state.screen, state.outcome, state.view)
+                    self._snapshot(surface, state.screen)
                 self._stop.wait(max(0.0, period - (time.monotonic() - started)))
         except Exception as e:
             self.error = e
@@ -593,6 +603,21 @@ class PygameScreen:
             # Only the display: pygame.quit() would also quit the font module under fonts other threads hold.
             _local.fonts = None
             pygame.display.quit()
+
+    def _snapshot(self, surface: pygame.Surface, screen: str) -> None:
+        """Save what the screen shows now as ``<snapshot_dir>/NNNN-<screen>.png`` (at most MAX_SNAPSHOTS)."""
+        import pygame
+
+        assert self.snapshot_dir is not None
+        if self.snapshots >= MAX_SNAPSHOTS:
+            return
+        self.snapshots += 1
+        try:
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            pygame.image.save(surface, str(self.snapshot_dir / f"{self.snapshots:04d}-{screen}.png"))
+        except (OSError, pygame.error) as exc:
+            log.error("screen: cannot save a snapshot in %s: %s", self.snapshot_dir, exc)
+            self.snapshot_dir = None
 
     def _put(self, name: str) -> None:
         """Hand a touch or key to the main loop; a full queue drops the oldest (the person is tapping ahead)."""

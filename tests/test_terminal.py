@@ -341,3 +341,50 @@ def test_outcomes_without_a_face_decision_are_logged(caplog: pytest.LogCaptureFi
                     [Outcome("pending_review", "Menunggu verifikasi", nip=LIN)])
         screen.update(replace(TerminalView(), problems=("camera",)))
     assert f"manual entry {LIN}: Menunggu verifikasi" in caplog.text and "screen: camera" in caplog.text
+
+
+def test_gpio_parts_on_mock_pins_drive_the_terminal(hamilton_gallery: Path, tmp_path: Path) -> None:
+    import time
+
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from kiosk.hardware import open_pins
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = factory
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery),
+                      hardware=HardwareConfig(enabled=True, pir=23))
+    r = Rig(tmp_path, cfg, Gallery.load(hamilton_gallery))
+    pins = open_pins(led_green=17, led_red=27, key_fallback=13, pir=23)
+    r.terminal.pins = pins
+
+    def settle(n: int) -> None:
+        end = time.monotonic() + 2.0
+        while pins.events().qsize() < n and time.monotonic() < end:
+            time.sleep(0.005)
+
+    try:
+        r.mono += cfg.display.awake_s
+        r.frame()
+        assert r.screen.views[-1].asleep and r.pipeline.stats.frames == 0
+        factory.pin(23).drive_high()  # someone walks up
+        settle(1)
+        r.frame()
+        assert not r.screen.views[-1].asleep and r.pipeline.stats.frames == 1
+        factory.pin(13).drive_low()  # the fallback key
+        settle(1)
+        r.frame()
+        factory.pin(13).drive_high()
+        assert r.screen.views[-1].entry is not None
+        r.frame(*LIN, "ok")
+        assert [e["reason"] for e in r.events()] == ["manual_entry"]
+        end = time.monotonic() + 2.0
+        while factory.pin(17).state != 1 and time.monotonic() < end:
+            time.sleep(0.005)
+        assert factory.pin(17).state == 1 and factory.pin(27).state == 0, "green for an entry sent for review"
+    finally:
+        pins.close()
+        r.outbox.close()
+        factory.reset()
+        Device.pin_factory = None

@@ -29,6 +29,11 @@ log = logging.getLogger("kiosk")
 PRUNE_EVERY_S = 3600.0  # retention is counted in days; once an hour is plenty
 CAMERA_RETRY_MIN_S = 1.0
 CAMERA_RETRY_MAX_S = 30.0
+CAMERA_READY_GRACE_S = 45.0
+"""A camera still failing this long after start: READY=1 anyway, with the problem in STATUS=, well inside the unit's
+TimeoutStartSec (90 s). Otherwise systemd would kill and restart a kiosk waiting for its camera until the start
+limit, leaving a dark screen; this way it keeps reopening the camera, says so on the screen and in its status
+events, and heals by itself when the camera comes back."""
 
 
 def load_gallery(cfg: RecognizerConfig) -> Gallery:
@@ -68,9 +73,15 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
     from kiosk.events import clock
     from kiosk.events.outbox import Outbox
     from kiosk.events.recorder import Recorder
+    from kiosk.logs import set_device_id
+    from kiosk.service import open_notifier
     from kiosk.terminal import Terminal
 
+    set_device_id(cfg.device.id)
     with contextlib.ExitStack() as parts:
+        notifier = open_notifier()
+        parts.callback(notifier.close)
+        notifier.status("loading the gallery and the models")
         pipeline = Pipeline(_first_gallery(cfg.recognizer), cfg.recognizer)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
         outbox = parts.enter_context(
@@ -111,14 +122,33 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
             clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer),
         )  # fmt: skip
+        parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
+        notifier.status("opening the camera")
 
         pruned_at = status_at = time.monotonic()
         status_frames = 0
+        ready = False
         outbox.prune()
 
+        started = time.monotonic()
+
+        def on_idle() -> None:
+            nonlocal ready
+            terminal.tick()
+            notifier.watchdog()  # the loop is alive, waiting to reopen the camera
+            text = f"camera failing, retrying; {terminal.describe()}"
+            if not ready and time.monotonic() - started >= CAMERA_READY_GRACE_S:
+                ready = True
+                notifier.ready(text)
+            notifier.status(text)
+
         def on_frame(frame: Frame) -> None:
-            nonlocal pruned_at, status_at, status_frames
+            nonlocal pruned_at, status_at, status_frames, ready
+            if not ready:  # the gallery, the models and the camera are loaded: the first frame is here
+                ready = True
+                notifier.ready(terminal.describe())
+            notifier.watchdog()  # from the frame loop: a hung camera or recognizer stops it
             if reload_requested.is_set():
                 reload_requested.clear()
                 terminal.reload_gallery()
@@ -132,12 +162,13 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             if now - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
                 pruned_at = now
                 outbox.prune()
+            notifier.status(terminal.describe())  # sent only when the text changes
 
         live = cfg.camera.source != "replay"  # a live camera is reopened; a clip that fails is a config error
         camera_loop(
             lambda: open_source(cfg.camera, lores_width=_lores_width(cfg)),
             on_frame,
-            terminal.tick,
+            on_idle,
             lambda: terminal.set_problem("camera", True),
             stop,
             retry=live,

@@ -228,6 +228,21 @@ class Terminal:
         self._last_result: FrameResult | None = None
         self.frames = 0  # camera frames seen; the pipeline counts the ones it processed
 
+    @property
+    def view(self) -> TerminalView:
+        """What the screen was last told."""
+        return self._view
+
+    def describe(self) -> str:
+        """One line on the terminal's state, for systemd's STATUS= (``systemctl status kiosk``)."""
+        view = self._view
+        parts = [f"{len(self.pipeline.gallery)} people", f"{view.pending} events unsent", f"server {view.network}"]
+        if view.problems:
+            parts.append("problems: " + ", ".join(view.problems))
+        if view.asleep:
+            parts.append("asleep")
+        return "; ".join(parts)
+
     # --- the frame loop ---------------------------------------------------------------------------------------
 
     def frame(self, frame: Frame) -> None:

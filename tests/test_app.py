@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,92 @@ def test_run_with_gpio_parts_on_mock_pins(hamilton_gallery: Path, tmp_path: Path
         assert main(["run", "--config", str(config)]) == 2
     finally:
         Device.pin_factory = None
+
+
+class NotifySocket:
+    """A real AF_UNIX datagram socket standing in for systemd's $NOTIFY_SOCKET, read on its own thread as systemd
+    does (the kernel queues only a few unread datagrams before the sender waits)."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="test-notify", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    def drain(self) -> list[str]:
+        """Everything received so far (waits for the queue to be read after the sender finished)."""
+        time.sleep(0.2)
+        return list(self.messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(2.0)
+        self.sock.close()
+
+
+def test_the_daemon_tells_systemd_ready_watchdog_status_and_stopping(hamilton_gallery: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    systemd = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000")  # 2 ms: every frame may ping
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    config = replay_config(tmp_path, hamilton_gallery, "kiosk-notify", "")
+    assert main(["run", "--config", str(config)]) == 0
+    said = systemd.drain()
+    systemd.close()
+    ready = [i for i, m in enumerate(said) if "READY=1" in m]
+    assert len(ready) == 1 and "STATUS=2 people; 0 events unsent; server off" in said[ready[0]]
+    opening = said.index("STATUS=opening the camera")
+    watchdog = [i for i, m in enumerate(said) if m == "WATCHDOG=1"]
+    assert opening < ready[0] < watchdog[0] and len(watchdog) > 100  # a ping per frame of the 275
+    assert said[-1] == "STOPPING=1"
+    assert any(m.startswith("STATUS=") and "events unsent" in m and "READY" not in m for m in said[ready[0]:])
+
+
+def test_a_camera_that_fails_at_start_keeps_the_service_alive_and_ready_after_a_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kiosk import app
+    from kiosk.config import load_config
+
+    systemd = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setattr(app, "CAMERA_RETRY_MIN_S", 0.05)
+    monkeypatch.setattr(app, "CAMERA_READY_GRACE_S", 0.5)
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[device]\nstate_dir = "{tmp_path}"\n[camera]\nsource = "v4l2"\n'
+                      f'device = "{tmp_path}/video99"\ncapture_timeout_s = 0.2\n'
+                      f'[recognizer]\ngallery = "{tmp_path}/none.kgal"\n')
+    stop = threading.Event()
+    runner = threading.Thread(target=app.run, args=(load_config(config), stop), name="test-kiosk")
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20.0
+        while not any("READY=1" in m for m in systemd.messages) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(10.0)
+    said = systemd.drain()
+    systemd.close()
+    assert not runner.is_alive()
+    (ready,) = [i for i, m in enumerate(said) if "READY=1" in m]
+    assert "STATUS=camera failing, retrying" in said[ready] and "problems: camera, gallery" in said[ready]
+    assert "WATCHDOG=1" in said[:ready], "alive before READY: the watchdog is fed while the camera is retried"
+    assert said[-1] == "STOPPING=1"

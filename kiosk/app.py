@@ -6,11 +6,12 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk")
 
+_NIP = re.compile(r"[0-9]{18}")
 PRUNE_EVERY_S = 3600.0  # retention is counted in days; once an hour is plenty
 CAMERA_RETRY_MIN_S = 1.0
 CAMERA_RETRY_MAX_S = 30.0
@@ -39,6 +41,40 @@ events, and heals by itself when the camera comes back."""
 def load_gallery(cfg: RecognizerConfig) -> Gallery:
     """Open the configured gallery, verifying it with the HMAC key when one is configured."""
     return Gallery.load(cfg.gallery, cfg.gallery_key())
+
+
+def save_gallery(cfg: RecognizerConfig, gallery: Gallery) -> None:
+    """Write the configured gallery file atomically, with the HMAC key when one is configured."""
+    gallery.save(cfg.gallery, cfg.gallery_key())
+
+
+def gallery_actions(
+    pipeline: Pipeline, commands: queue.Queue[tuple[str, tuple[str, ...]]]
+) -> dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
+    """Central's signed commands on the gallery, checked on the MQTT thread and carried out by the frame loop
+    between two frames: ``reload_gallery``, and ``remove_people`` with ``nips`` and the ``gallery_version``
+    central saw (a captured removal replayed after a person was enrolled again finds a newer gallery: refused)."""
+
+    def queue_it(action: str, nips: tuple[str, ...] = ()) -> dict[str, Any]:
+        try:
+            commands.put_nowait((action, nips))
+        except queue.Full:
+            raise ValueError("the kiosk is still busy with earlier gallery commands; try again") from None
+        return {"queued": True, "gallery_version": pipeline.gallery.version}
+
+    def remove_people(cmd: Mapping[str, Any]) -> dict[str, Any]:
+        nips, version = cmd.get("nips"), cmd.get("gallery_version")
+        if not isinstance(nips, list) or not nips or not all(isinstance(n, str) and _NIP.match(n) for n in nips):
+            raise ValueError("'nips' must be a non-empty list of 18-digit NIPs")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise ValueError("'gallery_version' (the version central removed them from) is missing")
+        if pipeline.gallery.version > version:
+            raise ValueError(
+                f"stale removal: the gallery here is at version {pipeline.gallery.version}, newer than {version}"
+            )
+        return queue_it("remove", tuple(nips))
+
+    return {"reload_gallery": lambda cmd: queue_it("reload"), "remove_people": remove_people}
 
 
 def stream(
@@ -95,13 +131,8 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         watcher = clock.ClockWatcher().start()
         parts.callback(watcher.close)
         recorder = Recorder(cfg, outbox, read_clock=watcher.state)
-        reload_requested = threading.Event()
-
-        def request_reload() -> dict[str, object]:
-            reload_requested.set()  # the frame loop swaps the gallery between two frames
-            return {"queued": True, "gallery_version": pipeline.gallery.version}
-
-        publisher = _start_publisher(cfg, outbox, parts, {"reload_gallery": request_reload})
+        commands: queue.Queue[tuple[str, tuple[str, ...]]] = queue.Queue(maxsize=16)  # for the frame loop
+        publisher = _start_publisher(cfg, outbox, parts, gallery_actions(pipeline, commands))
         pins = _open_pins(cfg)
         parts.callback(pins.close)
         inputs: queue.Queue[str] = queue.Queue(maxsize=64)
@@ -121,6 +152,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         terminal = Terminal(
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
             clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer),
+            save_gallery=lambda g: save_gallery(cfg.recognizer, g), commands=commands,
         )  # fmt: skip
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
@@ -149,9 +181,6 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
                 ready = True
                 notifier.ready(terminal.describe())
             notifier.watchdog()  # from the frame loop: a hung camera or recognizer stops it
-            if reload_requested.is_set():
-                reload_requested.clear()
-                terminal.reload_gallery()
             terminal.frame(frame)
             now = time.monotonic()
             status_frames += 1
@@ -266,7 +295,10 @@ def _open_pins(cfg: KioskConfig) -> Pins:
 
 
 def _start_publisher(
-    cfg: KioskConfig, outbox: Outbox, parts: contextlib.ExitStack, actions: dict[str, Callable[[], dict[str, object]]]
+    cfg: KioskConfig,
+    outbox: Outbox,
+    parts: contextlib.ExitStack,
+    actions: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]],
 ) -> Publisher | None:
     """Start the MQTT publisher when enabled (events are signed with the device key, ``actions`` are commands
     that change the device, accepted only when signed by the central key)."""

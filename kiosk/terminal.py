@@ -195,6 +195,8 @@ class Terminal:
         network: Callable[[], Literal["off", "online", "offline"]] = lambda: "off",
         clock_synced: Callable[[], bool | None] = lambda: None,
         load_gallery: Callable[[], Gallery] | None = None,
+        save_gallery: Callable[[Gallery], None] | None = None,
+        commands: queue.Queue[tuple[str, tuple[str, ...]]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -216,6 +218,8 @@ class Terminal:
         self.limiter = FallbackLimiter(cfg.fallback.per_person_per_day, cfg.fallback.per_hour)
         self.entry: NipEntry | None = None
         self._load_gallery = load_gallery
+        self._save_gallery = save_gallery
+        self.commands = commands if commands is not None else queue.Queue()  # central's, from the MQTT thread
         self._gallery_tried_at = start
         self.problems: dict[str, bool] = {}
         self.set_problem("gallery", len(pipeline.gallery) == 0)
@@ -254,6 +258,7 @@ class Terminal:
         self.frames += 1
         self._last_frame = frame
         self._take_inputs(now)
+        self._take_commands()
         if self.problems.get("gallery") and now - self._gallery_tried_at >= GALLERY_RETRY_S:
             self._gallery_tried_at = now
             self.reload_gallery()
@@ -276,6 +281,7 @@ class Terminal:
         """A moment without a frame (the camera is failing or being reopened): inputs and the screen go on."""
         now = self._monotonic()
         self._take_inputs(now)
+        self._take_commands()
         self._refresh(now)
 
     def set_problem(self, name: str, present: bool) -> None:
@@ -298,6 +304,41 @@ class Terminal:
         log.info("gallery loaded: version %d -> %d, %d people", self.pipeline.gallery.version, new.version, len(new))
         self.pipeline.gallery = new
         self.set_problem("gallery", len(new) == 0)
+
+    def remove_people(self, nips: tuple[str, ...]) -> None:
+        """Delete people from the gallery file and from recognition (central removed them: the personal-data law
+        requires it to reach every device); the file is written before the running gallery changes."""
+        from kiosk.errors import KioskError
+        from kiosk.recognizer.gallery import Gallery
+
+        old = self.pipeline.gallery
+        gone = set(nips)
+        kept = Gallery([p for p in old.people if p.nip not in gone], version=old.version, model=old.model)
+        if len(kept) == len(old):
+            log.info("removal of %d NIP(s): none is enrolled here", len(gone))
+            return
+        if self._save_gallery is None:
+            log.error("removal of %d NIP(s) refused: this kiosk cannot write its gallery", len(gone))
+            return
+        try:
+            self._save_gallery(kept)
+        except (OSError, KioskError) as exc:
+            log.error("removal of %d NIP(s) failed, the gallery is unchanged: %s", len(gone), exc)
+            return
+        self.pipeline.gallery = kept
+        log.info("removed %d people; gallery version %d -> %d", len(old) - len(kept), old.version, kept.version)
+        self.set_problem("gallery", len(kept) == 0)
+
+    def _take_commands(self) -> None:
+        while True:
+            try:
+                action, nips = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if action == "reload":
+                self.reload_gallery()
+            elif action == "remove":
+                self.remove_people(nips)
 
     # --- decisions and manual entries ---------------------------------------------------------------------------
 

@@ -275,7 +275,7 @@ def test_commands_that_change_the_device_must_be_signed_by_the_central_key(
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    actions = {"reload_gallery": lambda: reloads.append(1) or {"queued": True}}
+    actions = {"reload_gallery": lambda cmd: reloads.append(1) or {"queued": True}}
     keys = {signing.key_id_of(central): central.public_key()}
     with Publisher(outbox, config(broker), DEVICE, actions=actions, central_keys=keys):
         wait_for(lambda: sub.on("status/online"), "online")

@@ -137,6 +137,7 @@ class Rig:
             cfg, self.pipeline, self.recorder, self.outbox, self.screen, self.pins, inputs=self.inputs,
             wake=self.wake, monotonic=lambda: self.mono, now=lambda: MONDAY_0721_WITA,
             load_gallery=(lambda: Gallery.load(cfg.recognizer.gallery)) if load is None else (lambda: load),
+            save_gallery=lambda g: g.save(cfg.recognizer.gallery),
         )
 
     def wake(self) -> None:
@@ -388,3 +389,37 @@ def test_gpio_parts_on_mock_pins_drive_the_terminal(hamilton_gallery: Path, tmp_
         r.outbox.close()
         factory.reset()
         Device.pin_factory = None
+
+
+def test_central_removes_people_from_the_file_and_from_recognition(hamilton_gallery: Path, tmp_path: Path) -> None:
+    from conftest import ALEX
+
+    path = tmp_path / "g.kgal"
+    shutil.copy(hamilton_gallery, path)
+    r = Rig(tmp_path, KioskConfig(recognizer=RecognizerConfig(gallery=path)), Gallery.load(path))
+    actions = app.gallery_actions(r.pipeline, r.terminal.commands)
+    version = r.pipeline.gallery.version
+    for bad in ({"nips": ["12345"], "gallery_version": version}, {"nips": [], "gallery_version": version},
+                {"nips": [LIN]}, {"nips": [LIN], "gallery_version": True}):
+        with pytest.raises(ValueError):
+            actions["remove_people"](bad)
+    assert actions["remove_people"]({"nips": [LIN], "gallery_version": version}) == {
+        "queued": True, "gallery_version": version}
+    assert r.pipeline.gallery.get(LIN) is not None, "carried out by the frame loop, not the MQTT thread"
+    r.frame()
+    on_disk = Gallery.load(path)
+    assert r.pipeline.gallery.nips == on_disk.nips == [ALEX] and on_disk.version == version + 1
+    with pytest.raises(ValueError, match="stale removal"):  # the same command captured and replayed later
+        actions["remove_people"]({"nips": [ALEX], "gallery_version": version})
+    assert actions["reload_gallery"]({})["queued"]
+    r.frame()
+    assert r.pipeline.gallery.nips == [ALEX]
+    r.outbox.close()
+
+
+def test_a_removal_that_cannot_be_written_changes_nothing(hamilton_gallery: Path, tmp_path: Path) -> None:
+    r = Rig(tmp_path, KioskConfig(recognizer=RecognizerConfig(gallery=tmp_path / "gone" / "g.kgal")),
+            Gallery.load(hamilton_gallery))
+    r.terminal.remove_people((LIN,))
+    assert r.pipeline.gallery.get(LIN) is not None, "the file could not be written: recognition unchanged"
+    r.outbox.close()

@@ -109,7 +109,7 @@ class Publisher:
         status_every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         seal: Callable[[bytes, int], bytes] | None = None,
-        actions: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+        actions: Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]] | None = None,
         central_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         if window < 1 or republish_after_s <= 0:
@@ -484,7 +484,7 @@ class Publisher:
                     raise ValueError(
                         f"{cmd!r} changes the device and must be signed by the central key: {exc}"
                     ) from exc
-                result.update(self._actions[cmd]())
+                result.update(self._actions[cmd](data))  # an action raises ValueError for bad parameters
             elif cmd != "ping":
                 known = ", ".join(["ping", "status", "resend", *self._actions])
                 raise ValueError(f"unknown command {cmd!r} (known: {known})")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from kiosk import atrest
 from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
@@ -21,6 +22,7 @@ from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
 
 if TYPE_CHECKING:
+    from kiosk.atrest import DataCipher
     from kiosk.events.mqtt import Publisher
     from kiosk.events.outbox import Outbox
     from kiosk.hardware import Pins
@@ -38,14 +40,15 @@ limit, leaving a dark screen; this way it keeps reopening the camera, says so on
 events, and heals by itself when the camera comes back."""
 
 
-def load_gallery(cfg: RecognizerConfig) -> Gallery:
-    """Open the configured gallery, verifying it with the HMAC key when one is configured."""
-    return Gallery.load(cfg.gallery, cfg.gallery_key())
+def load_gallery(cfg: RecognizerConfig, cipher: DataCipher | None = None) -> Gallery:
+    """Open the configured gallery, verifying it with the HMAC key when one is configured and decrypting it with
+    the device's data key when it has one."""
+    return Gallery.load(cfg.gallery, cfg.gallery_key(), cipher=cipher)
 
 
-def save_gallery(cfg: RecognizerConfig, gallery: Gallery) -> None:
-    """Write the configured gallery file atomically, with the HMAC key when one is configured."""
-    gallery.save(cfg.gallery, cfg.gallery_key())
+def save_gallery(cfg: RecognizerConfig, gallery: Gallery, cipher: DataCipher | None = None) -> None:
+    """Write the configured gallery file atomically, with the HMAC key and the data key when configured."""
+    gallery.save(cfg.gallery, cfg.gallery_key(), cipher=cipher)
 
 
 def gallery_actions(
@@ -118,7 +121,10 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         notifier = open_notifier()
         parts.callback(notifier.close)
         notifier.status("loading the gallery and the models")
-        pipeline = Pipeline(_first_gallery(cfg.recognizer), cfg.recognizer)
+        cipher = atrest.open_cipher(cfg.device)  # a missing or wrong key stops the start: nothing is readable
+        sealed = "in the clear" if cipher is None else f"sealed, key {cipher.key_id} ({cipher.source})"
+        log.info("data at rest: %s", sealed)
+        pipeline = Pipeline(_first_gallery(cfg.recognizer, cipher), cfg.recognizer)
         cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
         outbox = parts.enter_context(
             Outbox.open(
@@ -126,6 +132,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
                 max_events=cfg.events.max_events,
                 max_bytes=cfg.events.max_bytes,
                 retention_s=cfg.events.retention_days * 86400,
+                cipher=cipher,
             )
         )
         watcher = clock.ClockWatcher().start()
@@ -151,8 +158,8 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         wake = publisher.wake if publisher is not None else lambda: None
         terminal = Terminal(
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
-            clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer),
-            save_gallery=lambda g: save_gallery(cfg.recognizer, g), commands=commands,
+            clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer, cipher),
+            save_gallery=lambda g: save_gallery(cfg.recognizer, g, cipher), commands=commands,
         )  # fmt: skip
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
@@ -258,11 +265,11 @@ def camera_loop(
             source.close()
 
 
-def _first_gallery(cfg: RecognizerConfig) -> Gallery:
+def _first_gallery(cfg: RecognizerConfig, cipher: DataCipher | None) -> Gallery:
     """The gallery to start with: a missing or damaged file gives an empty one, and the screen says that face data
     is missing (the terminal looks for the file again) instead of the service failing in a restart loop."""
     try:
-        gallery = load_gallery(cfg)
+        gallery = load_gallery(cfg, cipher)
     except KioskError as exc:
         log.error("no gallery: %s", exc)
         return Gallery()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import resource
 import sys
@@ -16,10 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk import __version__
 from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config
 from kiosk.errors import KioskError
+from kiosk.logs import setup_logging
+
+if TYPE_CHECKING:
+    from kiosk.atrest import DataCipher
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     try:
         return int(args.func(args))
     except KioskError as exc:
@@ -51,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)"
     )
     run.set_defaults(func=_cmd_run)
+
+    shots = sub.add_parser("screens", help="render every terminal screen at each supported size to PNG files")
+    shots.add_argument("--out", type=Path, required=True, help="folder for <screen>-<w>x<h>.png")
+    shots.add_argument("--language", default="id", choices=["id", "en"])
+    shots.add_argument("--size", action="append", type=_size, help="WxH, e.g. 800x480 (repeatable; default: all)")
+    shots.set_defaults(func=_cmd_screens)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -100,12 +110,44 @@ def _parser() -> argparse.ArgumentParser:
             g.add_argument("nips", nargs="+")
         _add_config(g)
         g.set_defaults(func=_cmd_gallery, gallery_command=name)
+    seal = gal_sub.add_parser(
+        "seal", help="encrypt a plaintext gallery with this device's data key (device.data_key)"
+    )
+    seal.add_argument("--config", type=Path, required=True, help="the device's kiosk.toml (data key, gallery key)")
+    seal.add_argument("input", type=Path, help="the plaintext gallery (from `kiosk enroll` or central)")
+    seal.add_argument("output", type=Path, help="the sealed gallery to write (replaced atomically)")
+    seal.set_defaults(func=_cmd_gallery_seal)
     return p
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``800x480`` -> (800, 480), for ``--size``."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 800x480") from None
+    if not (320 <= w <= 7680 and 240 <= h <= 7680):
+        raise argparse.ArgumentTypeError(f"{text!r}: width 320-7680 and height 240-7680, please")
+    return w, h
+
+
+def _cmd_screens(args: argparse.Namespace) -> int:
+    """Screenshots of every screen from synthetic content (SDL's dummy driver: no display needed)."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    from kiosk.display.pygame_screen import DEFAULT_SIZES, screenshots
+
+    report = screenshots(args.out, args.size or DEFAULT_SIZES, language=args.language)
+    for path, problems in report.items():
+        print(f"{path}: {'; '.join(problems) or 'ok'}")
+    return EXIT_REJECTED if any(report.values()) else EXIT_OK
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--config", type=Path, help="take recognizer settings (thresholds, geometry, key) from here"
+        "--config",
+        type=Path,
+        help="take recognizer settings (thresholds, geometry, gallery key) and the data key from here",
     )
 
 
@@ -134,9 +176,10 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     cfg = _recognizer(args)
     key = cfg.gallery_key()
+    cipher = _data_cipher(args)
     roster = enrolment.read_roster(args.roster)
     # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
-    gallery = Gallery.load(args.gallery, key) if args.gallery.exists() else Gallery()
+    gallery = Gallery.load(args.gallery, key, cipher=cipher) if args.gallery.exists() else Gallery()
     results = enrolment.enroll(
         roster,
         args.photos,
@@ -146,7 +189,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         allow_similar=args.allow_similar,
         progress=_progress_bar(),
     )
-    gallery.save(args.gallery, key)
+    gallery.save(args.gallery, key, cipher=cipher)
     rejected = 0
     for r in results:
         bad = [ph for ph in r.photos if ph.reason]
@@ -213,7 +256,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from kiosk.recognizer.matching import match
 
     cfg = _recognizer(args)
-    gallery = Gallery.load(args.gallery, cfg.gallery_key())
+    gallery = Gallery.load(args.gallery, cfg.gallery_key(), cipher=_data_cipher(args))
     status = EXIT_OK
     for image in args.images:
         try:
@@ -249,7 +292,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from kiosk.recognizer.pipeline import Pipeline
 
     cfg = _recognizer(args)
-    gallery = Gallery.load(args.gallery, cfg.gallery_key())
+    gallery = Gallery.load(args.gallery, cfg.gallery_key(), cipher=_data_cipher(args))
     pipeline = Pipeline(gallery, cfg)
     cpu0, wall0 = time.process_time(), time.monotonic()
 
@@ -282,12 +325,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_cipher(args: argparse.Namespace) -> DataCipher | None:
+    """The device data key's cipher from ``--config`` (None without one, or with device.data_key = "none")."""
+    from kiosk import atrest
+
+    return atrest.open_cipher(load_config(args.config).device) if args.config else None
+
+
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from kiosk.recognizer.gallery import Gallery
 
     cfg = _recognizer(args)
     key = cfg.gallery_key()
-    gallery = Gallery.load(args.gallery, key)
+    cipher = _data_cipher(args)
+    gallery = Gallery.load(args.gallery, key, cipher=cipher)
     if args.gallery_command == "list":
         print(
             f"# gallery {args.gallery}: version {gallery.version}, model {gallery.model}, {len(gallery)} people"
@@ -306,10 +357,30 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
                 print(json.dumps(found.summary(), ensure_ascii=False))
         return status
     missing = gallery.remove(args.nips)
-    gallery.save(args.gallery, key)
+    gallery.save(args.gallery, key, cipher=cipher)
     for nip in missing:
         print(f"kiosk gallery remove: {nip} was not enrolled", file=sys.stderr)
     print(
         f"removed {len(args.nips) - len(missing)}; gallery version {gallery.version}, {len(gallery)} people"
     )
     return EXIT_REJECTED if missing else EXIT_OK
+
+
+def _cmd_gallery_seal(args: argparse.Namespace) -> int:
+    from kiosk import atrest
+    from kiosk.recognizer.gallery import seal_gallery
+
+    cfg = load_config(args.config)
+    cipher = atrest.open_cipher(cfg.device)
+    if cipher is None:
+        print(
+            f'kiosk gallery seal: {args.config} sets device.data_key = "none": there is no key to seal with',
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    gallery = seal_gallery(args.input, args.output, cipher, cfg.recognizer.gallery_key())
+    print(
+        f"sealed {args.input} -> {args.output}: version {gallery.version}, {len(gallery)} people, "
+        f"data key id {cipher.key_id} ({cipher.source})"
+    )
+    return EXIT_OK

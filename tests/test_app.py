@@ -186,3 +186,32 @@ def test_a_camera_that_fails_at_start_keeps_the_service_alive_and_ready_after_a_
     assert "STATUS=camera failing, retrying" in said[ready] and "problems: camera, gallery" in said[ready]
     assert "WATCHDOG=1" in said[:ready], "alive before READY: the watchdog is fed while the camera is retried"
     assert said[-1] == "STOPPING=1"
+
+
+def test_run_on_a_sealed_gallery_with_the_device_data_key(hamilton_gallery: Path, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    key = tmp_path / "data.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    sealed = tmp_path / "sealed.kgal"
+    config = replay_config(tmp_path, sealed, "kiosk-sealed", "")
+    config.write_text(config.read_text().replace("[camera]", f'data_key = "file"\ndata_key_file = "{key}"\n[camera]'))
+    assert main(["gallery", "seal", "--config", str(config), str(hamilton_gallery), str(sealed)]) == 0
+    assert b"Lin-Manuel" not in sealed.read_bytes()
+    with caplog.at_level(logging.INFO):
+        assert main(["run", "--config", str(config)]) == 0
+    assert "data at rest: sealed, key" in caplog.text
+    assert "problem gallery" not in caplog.text
+    db = sqlite3.connect(tmp_path / "outbox.sqlite")
+    photos = [row[0] for row in db.execute("SELECT jpeg FROM evidence")]
+    kinds = [row[0] for row in db.execute("SELECT kind FROM events")]
+    db.close()
+    assert "Lin-Manuel Miranda (198002022006021002" in caplog.text, "recognised through the sealed gallery"
+    assert "review" in kinds, "the unknown face's event, with its photo"
+    assert photos and not any(b"\xff\xd8\xff" in p for p in photos), "evidence photos are sealed on disk"
+    key.write_bytes(os.urandom(32))  # another device's key: nothing opens, nothing is overwritten
+    before = sealed.read_bytes()
+    assert main(["run", "--config", str(config)]) == 2
+    assert sealed.read_bytes() == before

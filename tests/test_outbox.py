@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.atrest import DataCipher
 from kiosk.errors import KioskError
-from kiosk.events.outbox import STATES, Outbox, OutboxError, OutboxEvent, OutboxFull
+from kiosk.events import outbox as outbox_module
+from kiosk.events.outbox import SCHEMA_VERSION, STATES, Outbox, OutboxError, OutboxEvent, OutboxFull
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -89,7 +91,8 @@ def test_pragmas_wal_and_synchronous_full(db: Path) -> None:
     with open_outbox(db) as ob:
         assert ob._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert ob._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1
+        assert ob._conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_duplicate_event_id_returns_the_stored_event(db: Path) -> None:
@@ -301,15 +304,15 @@ def test_newer_schema_version_is_refused_and_left_in_place(db: Path) -> None:
     with open_outbox(db) as ob:
         ob.append("a", "attendance", b"x")
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     before = db.read_bytes()
-    with pytest.raises(OutboxError, match="schema version 2, newer"):
+    with pytest.raises(OutboxError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
         open_outbox(db)
     assert db.read_bytes() == before  # left as it was, nothing moved aside
     assert not [p for p in db.parent.iterdir() if ".corrupt-" in p.name]
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.close()
     with open_outbox(db) as ob:  # and the lock was released
         assert ob.get("a") is not None and ob.recovered_from is None
@@ -370,3 +373,91 @@ def test_threads_share_one_outbox(db: Path) -> None:
         assert sum(ob.counts().values()) == 75
         all_seqs = [r[0] for r in ob._conn.execute("SELECT seq FROM events ORDER BY seq")]
         assert all_seqs == list(range(1, 76))
+
+
+# --- personal data at rest --------------------------------------------------------------------------------------
+
+DATA_KEY = bytes(range(200, 232))
+
+
+def test_deleted_evidence_leaves_the_database_file(db: Path, clock: Clock) -> None:
+    """Acknowledged and expired photos are overwritten (secure_delete), not left in free pages of the file."""
+    with open_outbox(db, clock, retention_s=DAY) as ob:
+        acked = ob.append("acked", "attendance", b"1", JPEG)
+        ob.append("expired", "attendance", b"2", JPEG)
+        ob.acknowledge([acked.seq])
+        clock.t += 2 * DAY
+        ob.prune()
+        assert ob.counts()["pending"] == 1
+    assert bytes(range(256)) not in db.read_bytes()
+
+
+def test_evidence_is_sealed_in_the_database_and_opened_by_evidence(db: Path) -> None:
+    cipher = DataCipher(DATA_KEY, "test")
+    with open_outbox(db, cipher=cipher) as ob:
+        first = ob.append("ev-1", "attendance", b'{"nip":"1"}', JPEG)
+        second = ob.append("ev-2", "attendance", b'{"nip":"2"}', JPEG)
+        ob.append("ev-3", "attendance", b'{"nip":"3"}')
+        assert ob.evidence(first.seq) == JPEG and ob.evidence(second.seq) == JPEG
+        assert ob.pending()[0].payload == b'{"nip":"1"}' and ob.pending()[0].has_evidence
+    conn = sqlite3.connect(db)
+    stored = dict(conn.execute("SELECT seq, jpeg FROM evidence").fetchall())
+    conn.close()
+    assert set(stored) == {first.seq, second.seq}
+    assert all(not blob.startswith(b"\xff\xd8") and bytes(range(256)) not in blob for blob in stored.values())
+    assert b"\xff\xd8\xff\xe0" not in db.read_bytes() and bytes(range(256)) not in db.read_bytes()
+
+
+def test_a_sealed_photo_moved_to_another_event_is_refused(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cipher = DataCipher(DATA_KEY, "test")
+    with open_outbox(db, cipher=cipher) as ob:
+        first = ob.append("ev-1", "attendance", b"1", JPEG)
+        second = ob.append("ev-2", "attendance", b"2", JPEG + b"other")
+        blobs = dict(ob._conn.execute("SELECT seq, jpeg FROM evidence").fetchall())
+        swapped = [(blobs[second.seq], first.seq), (blobs[first.seq], second.seq)]
+        ob._conn.executemany("UPDATE evidence SET jpeg = ? WHERE seq = ?", swapped)  # as someone editing the file
+        assert ob.evidence(first.seq) is None and ob.evidence(second.seq) is None
+        assert ob.get(first.seq) is not None  # the event itself stays and is still published
+    assert f"the evidence photo of event {first.seq} is unusable" in caplog.text
+
+
+def test_wrong_or_missing_key_is_refused_and_nothing_is_changed(db: Path, clock: Clock) -> None:
+    cipher = DataCipher(DATA_KEY, "test")
+    with open_outbox(db, clock, cipher=cipher, retention_s=DAY) as ob:
+        acked = ob.append("acked", "attendance", b"1", JPEG)
+        ob.append("pending", "attendance", b"2", JPEG)
+        ob.acknowledge([acked.seq])
+    before = db.read_bytes()
+    clock.t += 10 * DAY  # everything acknowledged is past retention: a prune would delete it
+    other = DataCipher(bytes(reversed(DATA_KEY)), "the other key")
+    with pytest.raises(OutboxError, match=rf"was encrypted with another data key \(key id {cipher.key_id};"):
+        open_outbox(db, clock, cipher=other, retention_s=DAY)
+    with pytest.raises(OutboxError, match=rf"key id {cipher.key_id}\), but no data key is configured"):
+        open_outbox(db, clock, retention_s=DAY)
+    assert db.read_bytes() == before
+    with open_outbox(db, clock, cipher=cipher, retention_s=DAY) as ob:  # the right key: all there, lock released
+        assert ob.counts() == {"pending": 1, "published": 0, "acknowledged": 1}
+        assert ob.evidence(2) == JPEG
+
+
+def test_version_1_outbox_opens_and_its_clear_evidence_is_sealed_with_a_key(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)  # an outbox as the previous release wrote it
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(outbox_module._SCHEMA)
+    conn.execute(
+        "INSERT INTO events (seq, event_id, kind, payload, created_at) VALUES (1, 'old', 'attendance', 'p', 1)"
+    )
+    conn.execute("INSERT INTO evidence (seq, created_at, jpeg) VALUES (1, 1, ?)", (JPEG,))
+    conn.execute("UPDATE seq_state SET last_seq = 1")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+    with open_outbox(db) as ob:  # no key: opens as before, migrated
+        assert ob.evidence(1) == JPEG and ob.append("new", "attendance", b"q").seq == 2
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    cipher = DataCipher(DATA_KEY, "test")
+    with open_outbox(db, cipher=cipher) as ob:  # the first open with a key seals what was stored in the clear
+        assert ob.evidence(1) == JPEG
+        ob.append("third", "attendance", b"r", JPEG)
+        assert ob.evidence(3) == JPEG
+    assert bytes(range(256)) not in db.read_bytes()

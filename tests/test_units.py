@@ -149,6 +149,7 @@ def test_devices_closed_but_camera_screen_gpio_and_input() -> None:
         "char-drm rw",
         "char-gpiochip rw",
         "char-input r",
+        "/dev/vcio rw",  # the OTP data key (device.data_key = "otp")
     ]
     assert not values("PrivateDevices")  # would hide the camera
 

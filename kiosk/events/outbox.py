@@ -5,7 +5,9 @@ An event is committed (WAL, ``synchronous=FULL``) before :meth:`Outbox.append` r
 after pruning or after a corrupt database was moved aside: numbers are handed out from blocks whose end is first
 written durably to a small side file ``<name>.seq`` (see docs/outbox.md). States move
 pending -> published -> acknowledged; evidence (a small JPEG) is deleted once acknowledged or when retention ends,
-events only once acknowledged and past retention.
+events only once acknowledged and past retention. Opened with a :class:`~kiosk.atrest.DataCipher`, the evidence is
+stored encrypted (bound to its event's seq) and the database records the key's id, so a wrong key is refused at open.
+Deleted rows are overwritten (``secure_delete``), so a deleted photo does not linger in free pages of the file.
 
 One connection, guarded by a lock, serves every thread of the process; a second process is refused (``<name>.lock``).
 """
@@ -28,12 +30,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
+from kiosk.atrest import OVERHEAD, DataCipher, SealError
 from kiosk.errors import KioskError
 from kiosk.fsutil import free_bytes, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SEQ_FILE_FORMAT = 1
 MAX_SEQ = 2**63 - 1  # SQLite INTEGER is a signed 64-bit number
 STATES = ("pending", "published", "acknowledged")
@@ -41,7 +44,7 @@ _ROW_OVERHEAD = 512  # bytes an event costs beyond its strings and blobs (row he
 _PRUNE_CHUNK = 500  # rows deleted per transaction, so the frame loop never waits long for the lock
 _CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
-_SCHEMA = f"""
+_SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -68,7 +71,18 @@ CREATE TABLE IF NOT EXISTS seq_state (
     reserved_end INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO seq_state (id, last_seq, reserved_end) VALUES (1, 0, 0);
-PRAGMA user_version = {SCHEMA_VERSION};
+PRAGMA user_version = 1;
+COMMIT;
+"""
+
+# Version 2: the id of the data key that seals the evidence (no row: evidence is stored in the clear).
+_TO_VERSION_2 = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS data_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key_id TEXT NOT NULL
+);
+PRAGMA user_version = 2;
 COMMIT;
 """
 
@@ -126,6 +140,7 @@ class Outbox:
         clock: Callable[[], float],
         seq_block: int,
         recovered_from: Path | None,
+        cipher: DataCipher | None,
     ) -> None:
         self.path = path
         self.seq_path = _companion(path, ".seq")
@@ -138,6 +153,7 @@ class Outbox:
         self._lock_fd = lock_fd
         self._clock = clock
         self._block = seq_block
+        self._cipher = cipher
         self._lock = threading.RLock()
         self._closed = False
         self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -158,11 +174,16 @@ class Outbox:
         retention_s: float = 30 * 86400,
         clock: Callable[[], float] = time.time,
         seq_block: int = 1000,
+        cipher: DataCipher | None = None,
     ) -> Outbox:
         """Open (or create) the outbox at ``path``; a corrupt database is moved aside and a new one created.
 
         ``recovered_from`` is then the moved-aside file, so the caller can raise an alarm. A database of a newer
         schema, a database locked by another process, or an I/O error is an :class:`OutboxError`.
+
+        With ``cipher`` evidence is sealed at rest (evidence stored in the clear earlier is sealed now); an outbox
+        sealed with another key, or opened without a key after it was sealed, is an :class:`OutboxError` and the
+        file is left untouched.
         """
         if max_events < 1 or max_bytes < 1 or retention_s <= 0 or seq_block < 1:
             raise ValueError("max_events, max_bytes, retention_s and seq_block must be positive")
@@ -186,6 +207,7 @@ class Outbox:
                 except _Corrupt as again:
                     raise OutboxError(f"cannot create a new outbox at {path}: {again}") from None
             try:
+                _bind_data_key(conn, path, cipher)
                 return cls(
                     path,
                     conn,
@@ -196,6 +218,7 @@ class Outbox:
                     clock=clock,
                     seq_block=seq_block,
                     recovered_from=recovered_from,
+                    cipher=cipher,
                 )
             except BaseException:
                 conn.close()
@@ -252,10 +275,14 @@ class Outbox:
                 if existing.kind != kind or existing.payload != payload:
                     log.warning("outbox: event %s appended again with different content; kept the first", event_id)
                 return existing
-            self._check_capacity(len(event_id) + len(kind) + len(payload) + len(evidence or b""))
+            sealing = OVERHEAD if self._cipher is not None and evidence is not None else 0
+            self._check_capacity(len(event_id) + len(kind) + len(payload) + len(evidence or b"") + sealing)
             seq = self._next
             self._reserve(seq)
             now = self._clock()
+            stored_evidence = evidence
+            if evidence is not None and self._cipher is not None:
+                stored_evidence = self._cipher.seal("evidence", evidence, _seq_context(seq))
             try:
                 with self._transaction():
                     self._conn.execute(
@@ -264,7 +291,8 @@ class Outbox:
                     )
                     if evidence is not None:
                         self._conn.execute(
-                            "INSERT INTO evidence (seq, created_at, jpeg) VALUES (?, ?, ?)", (seq, now, evidence)
+                            "INSERT INTO evidence (seq, created_at, jpeg) VALUES (?, ?, ?)",
+                            (seq, now, stored_evidence),
                         )
                     self._conn.execute(
                         "UPDATE seq_state SET last_seq = ?, reserved_end = ? WHERE id = 1", (seq, self._reserved)
@@ -416,11 +444,18 @@ class Outbox:
             return self._get_locked(key)
 
     def evidence(self, seq: int) -> bytes | None:
-        """The evidence image of event ``seq``, or None (none given, already acknowledged, or past retention)."""
+        """The evidence image of event ``seq`` (decrypted), or None: none given, already acknowledged, past
+        retention, or (logged as an error) a sealed image that fails authentication."""
         with self._lock:
             self._check_open()
             row = self._conn.execute("SELECT jpeg FROM evidence WHERE seq = ?", (_as_seq(seq),)).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None or self._cipher is None:
+            return None if row is None else bytes(row[0])
+        try:
+            return self._cipher.open("evidence", bytes(row[0]), _seq_context(seq))
+        except SealError as exc:
+            log.error("outbox %s: the evidence photo of event %d is unusable: %s", self.path, seq, exc)
+            return None
 
     def counts(self) -> dict[str, int]:
         """Number of events in each state (every state is present)."""
@@ -526,6 +561,53 @@ def _as_seq(seq: int) -> int:
     return seq
 
 
+def _seq_context(seq: int) -> bytes:
+    """Associated data that binds a sealed evidence photo to its event."""
+    return seq.to_bytes(8, "big")
+
+
+def _bind_data_key(conn: sqlite3.Connection, path: Path, cipher: DataCipher | None) -> None:
+    """Check that ``cipher`` is the key the outbox was sealed with; seal clear evidence at the first open with a key.
+
+    Refusals raise before anything is written, so a wrong key never changes or deletes anything.
+    """
+    row = conn.execute("SELECT key_id FROM data_key").fetchone()
+    stored = None if row is None else str(row[0])
+    untouched = "the file was left untouched"
+    if cipher is None:
+        if stored is not None:
+            raise OutboxError(
+                f"the outbox {path} keeps its evidence photos encrypted with a data key (key id {stored}), but "
+                f"no data key is configured: set device.data_key as before; {untouched}"
+            )
+        return
+    if stored is not None:
+        if stored != cipher.key_id:
+            raise OutboxError(
+                f"the outbox {path} was encrypted with another data key (key id {stored}; the key from "
+                f"{cipher.source} has id {cipher.key_id}): restore the key it was made with; {untouched}"
+            )
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute("SELECT seq, jpeg FROM evidence").fetchall()
+            conn.executemany(
+                "UPDATE evidence SET jpeg = ? WHERE seq = ?",
+                [(cipher.seal("evidence", bytes(jpeg), _seq_context(seq)), seq) for seq, jpeg in rows],
+            )
+            conn.execute("INSERT INTO data_key (id, key_id) VALUES (1, ?)", (cipher.key_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the clear copies leave the database file now
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot seal the evidence in the outbox {path}: {exc}") from exc
+    log.info("outbox %s: evidence is now sealed with data key %s (%d photo(s) sealed)", path, cipher.key_id, len(rows))
+
+
 def _companion(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
@@ -595,10 +677,13 @@ def _connect(path: Path) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise OutboxError(f"the outbox {path} cannot use write-ahead logging (journal mode {mode})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA secure_delete = ON")  # deleted evidence is overwritten, not left in free pages
         if version == 0:
             conn.executescript(_SCHEMA)
             if not existed:
                 fsync_dir(path.parent)  # make the new file's name durable too
+        if version < 2:
+            conn.executescript(_TO_VERSION_2)
         return conn
     except sqlite3.DatabaseError as exc:
         conn.close()

@@ -6,6 +6,14 @@ Layout (all integers little-endian)::
     | templates: float32[T, 128] | owner: uint32[T] (index into header["people"])
     | 32-byte digest of everything before it (SHA-256, or HMAC-SHA-256 when a key is used)
 
+On a device with a data key (``device.data_key``, see docs/privacy.md) the file on disk is that whole file, sealed::
+
+    b"KGAS" | u16 sealed-format version | u16 flags (0) | 8-byte key id
+    | nonce (12) | AES-256-GCM ciphertext of the plaintext gallery file | tag (16)
+
+with the first 16 bytes as associated data, so the file holds no template, name or NIP in the clear. The plaintext
+inside keeps its checksum or HMAC signature, which is verified after decryption as before.
+
 Templates of one person are contiguous, so per-person minima are one ``np.minimum.reduceat``. Photos are never
 stored. Files are written to a temporary neighbour, fsynced and renamed, so a crash never leaves half a gallery.
 """
@@ -24,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.atrest import DataCipher, SealError
 from kiosk.errors import GalleryError
 from kiosk.fsutil import write_atomic
 from kiosk.models import MODEL_ID
@@ -34,6 +43,10 @@ FLAG_HMAC = 1
 DIM = 128
 _PREAMBLE = struct.Struct("<4sHHQ")
 _DIGEST_LEN = 32
+SEALED_MAGIC = b"KGAS"
+SEALED_VERSION = 1
+_SEALED_HEAD = struct.Struct("<4sHH8s")
+_RESTORE = "restore it from a backup or re-run `kiosk enroll` into a new file"
 
 
 @dataclass(frozen=True)
@@ -116,8 +129,8 @@ class Gallery:
         per_person = np.minimum.reduceat(sq, self.starts)
         return np.sqrt(np.maximum(per_person, 0.0))
 
-    def save(self, path: Path, key: bytes | None = None) -> None:
-        """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    def save(self, path: Path, key: bytes | None = None, *, cipher: DataCipher | None = None) -> None:
+        """Write atomically (temp file, fsync, rename, fsync the folder); sealed with ``cipher`` when given."""
         self.version += 1
         header = {
             "format": FORMAT_VERSION,
@@ -139,27 +152,25 @@ class Gallery:
                 owner.tobytes(),
             ]
         )
-        path = Path(path)
-        try:
-            write_atomic(path, body + _digest(body, key))
-        except OSError as exc:
-            raise GalleryError(  # noqa: B904 - the OS error is quoted in the message
-                f"cannot write gallery {path}: {exc.strerror or exc}; the previous file is intact"
-            )
+        data = body + _digest(body, key)
+        _write(Path(path), data if cipher is None else _seal(data, cipher))
 
     @classmethod
-    def load(cls, path: Path, key: bytes | None = None) -> Gallery:
-        """Read and verify a gallery; every defect is a GalleryError that names the file and what to do."""
+    def load(cls, path: Path, key: bytes | None = None, *, cipher: DataCipher | None = None) -> Gallery:
+        """Read and verify a gallery; every defect is a GalleryError that names the file and what to do.
+
+        With ``cipher`` (the device has a data key) the file must be sealed with that key; a plaintext file is
+        refused. Without it a sealed file is refused.
+        """
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise GalleryError(f"gallery {path} does not exist: enrol people with `kiosk enroll`") from None
-        except OSError as exc:
-            raise GalleryError(f"cannot read gallery {path}: {exc.strerror or exc}") from None
-        restore = "restore it from a backup or re-run `kiosk enroll` into a new file"
+        return cls._parse(path, _unseal(path, _read(path), cipher), key)
+
+    @classmethod
+    def _parse(cls, path: Path | str, data: bytes, key: bytes | None) -> Gallery:
+        """A gallery from the bytes of a plaintext gallery file (``path`` names it in errors), verified with its
+        checksum or HMAC ``key``."""
         if len(data) < _PREAMBLE.size + _DIGEST_LEN or data[:4] != MAGIC:
-            raise GalleryError(f"{path} is not a kiosk gallery (bad magic or too short): {restore}")
+            raise GalleryError(f"{path} is not a kiosk gallery (bad magic or too short): {_RESTORE}")
         _, fmt, flags, head_len = _PREAMBLE.unpack_from(data)
         if fmt != FORMAT_VERSION:
             raise GalleryError(f"{path} has gallery format {fmt}; this kiosk reads format {FORMAT_VERSION}")
@@ -168,7 +179,7 @@ class Gallery:
             raise GalleryError(f"{path} is signed with a key: set recognizer.gallery_key_file")
         if not hmac.compare_digest(digest, _digest(body, key if flags & FLAG_HMAC else None)):
             what = "signature" if flags & FLAG_HMAC else "checksum"
-            raise GalleryError(f"{path} fails its {what} (truncated, corrupted or tampered with): {restore}")
+            raise GalleryError(f"{path} fails its {what} (truncated, corrupted or tampered with): {_RESTORE}")
         try:
             header = json.loads(body[_PREAMBLE.size : _PREAMBLE.size + head_len])
             meta = header["people"]
@@ -180,14 +191,14 @@ class Gallery:
             if off + total * (DIM * 4 + 4) != len(body):
                 raise ValueError("size does not match the header")
         except (ValueError, KeyError, TypeError) as exc:
-            raise GalleryError(f"{path} is malformed ({exc}): {restore}") from None
+            raise GalleryError(f"{path} is malformed ({exc}): {_RESTORE}") from None
         if header.get("model") != MODEL_ID:
             raise GalleryError(
                 f"{path} holds templates of model {header.get('model')!r}, but this kiosk encodes with "
                 f"{MODEL_ID!r}: re-enrol the people with `kiosk enroll`"
             )
         if not np.array_equal(owner, np.repeat(np.arange(len(counts), dtype="<u4"), counts)):
-            raise GalleryError(f"{path} is malformed (templates out of order): {restore}")
+            raise GalleryError(f"{path} is malformed (templates out of order): {_RESTORE}")
         starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
         people = [
             Person(
@@ -201,6 +212,92 @@ class Gallery:
             for i, m in enumerate(meta)
         ]
         return cls(people=people, version=int(header["version"]))
+
+
+def seal_gallery(src: Path, dst: Path, cipher: DataCipher, key: bytes | None = None) -> Gallery:
+    """Encrypt the plaintext gallery file ``src`` into ``dst`` for this device (``dst`` may be ``src``)."""
+    src = Path(src)
+    return store_sealed(_read(src), dst, cipher, key, origin=str(src))
+
+
+def store_sealed(
+    data: bytes, dst: Path, cipher: DataCipher, key: bytes | None = None, *, origin: str = "the received gallery"
+) -> Gallery:
+    """Verify the bytes of a plaintext gallery file (as received from central) and write them to ``dst`` sealed, so
+    no plaintext copy touches the disk; ``dst`` is replaced atomically, and only by a gallery that verified."""
+    gallery, sealed = seal_bytes(data, cipher, key, origin=origin)
+    _write(Path(dst), sealed)
+    return gallery
+
+
+def seal_bytes(
+    data: bytes, cipher: DataCipher, key: bytes | None = None, *, origin: str = "the gallery"
+) -> tuple[Gallery, bytes]:
+    """The gallery in ``data`` (a plaintext gallery file) and the bytes of its sealed file, for a device image.
+
+    The data is verified first (checksum, or HMAC with ``key``) and sealed byte for byte, so its version and
+    signature are kept. ``origin`` names the data in errors.
+    """
+    if data[:4] == SEALED_MAGIC:
+        raise GalleryError(f"{origin} is already sealed with a device data key: give the plaintext gallery")
+    return Gallery._parse(origin, data, key), _seal(data, cipher)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise GalleryError(f"gallery {path} does not exist: enrol people with `kiosk enroll`") from None
+    except OSError as exc:
+        raise GalleryError(f"cannot read gallery {path}: {exc.strerror or exc}") from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise GalleryError(  # noqa: B904 - the OS error is quoted in the message
+            f"cannot write gallery {path}: {exc.strerror or exc}; the previous file is intact"
+        )
+
+
+def _seal(data: bytes, cipher: DataCipher) -> bytes:
+    head = _SEALED_HEAD.pack(SEALED_MAGIC, SEALED_VERSION, 0, bytes.fromhex(cipher.key_id))
+    return head + cipher.seal("gallery", data, head)
+
+
+def _unseal(path: Path, data: bytes, cipher: DataCipher | None) -> bytes:
+    """The plaintext gallery file in ``data``: opened with ``cipher`` when sealed; refuses a mismatch either way."""
+    if data[:4] != SEALED_MAGIC:
+        if cipher is not None and data[:4] == MAGIC:
+            raise GalleryError(
+                f"{path} is a plaintext gallery, but this device keeps the gallery encrypted (device.data_key): "
+                "seal it with `kiosk gallery seal --config FILE IN OUT`, then remove the plaintext copy"
+            )
+        return data  # a plaintext gallery, or something that is not a gallery (reported by _parse)
+    if len(data) < _SEALED_HEAD.size:
+        raise GalleryError(f"{path} is a truncated sealed gallery: {_RESTORE}")
+    _, version, _, key_id = _SEALED_HEAD.unpack_from(data)
+    if version != SEALED_VERSION:
+        raise GalleryError(f"{path} has sealed-gallery format {version}; this kiosk reads format {SEALED_VERSION}")
+    if cipher is None:
+        raise GalleryError(
+            f"{path} is encrypted with a device data key (key id {key_id.hex()}): set device.data_key "
+            "(and data_key_file) as on the device, and pass --config"
+        )
+    if key_id.hex() != cipher.key_id:
+        raise GalleryError(
+            f"{path} was encrypted with another data key (key id {key_id.hex()}; this device's key, from "
+            f"{cipher.source}, has id {cipher.key_id}): it was copied from another kiosk or the key changed; "
+            "seal the plaintext gallery from central for this device with `kiosk gallery seal`"
+        )
+    head = data[: _SEALED_HEAD.size]
+    try:
+        return cipher.open("gallery", data[_SEALED_HEAD.size :], head)
+    except SealError:
+        raise GalleryError(
+            f"{path} fails its authentication (truncated, corrupted or tampered with): {_RESTORE}"
+        ) from None
 
 
 def _digest(body: bytes, key: bytes | None) -> bytes:

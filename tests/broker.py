@@ -69,6 +69,7 @@ class Broker:
         require_certificate: bool = True,
         acl: str | None = None,
         port: int | None = None,
+        crl: Path | None = None,
     ) -> None:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,8 @@ class Broker:
             lines += [f"cafile {self.ca_file}", f"certfile {server_cert}", f"keyfile {server_key}"]
             if require_certificate:
                 lines += ["require_certificate true", "use_identity_as_username true"]
+            if crl is not None:  # the file must exist when the broker starts
+                lines.append(f"crlfile {crl}")
         if self.acl_path is not None:
             lines.append(f"acl_file {self.acl_path}")
         self.conf = self.dir / "mosquitto.conf"
@@ -201,7 +204,7 @@ class Broker:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))  # the image script refuses a CA about to expire
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -18,6 +18,7 @@ import lzma
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -55,6 +56,7 @@ TOOL_ENV = dict(
 
 BOOKWORM = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
 BULLSEYE = 'PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nID=debian\nVERSION_ID="11"\nVERSION_CODENAME=bullseye\n'
+TRIXIE = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'
 UBUNTU = 'PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\n'
 CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
 HEADER = "device_id,site,office,hostname,wifi_ssid,wifi_psk,broker"
@@ -78,6 +80,7 @@ def build_image(
     loader: str = "ld-linux-aarch64.so.1",
     rpi_issue: bool = True,
     desktop: bool = False,
+    python: str = "python3.11",
 ) -> Path:
     """A 68 MiB sparse disk image laid out like Raspberry Pi OS (FAT32 boot at 4 MiB, ext4 root after it)."""
     root = path.with_suffix(".rootfs")
@@ -96,7 +99,7 @@ def build_image(
     (root / "etc/os-release").symlink_to("../usr/lib/os-release")  # as on Debian and Raspberry Pi OS
     (root / "lib").symlink_to("usr/lib")  # merged /usr
     (root / "usr/lib" / loader).write_bytes(b"\x7fELF")
-    (root / "usr/bin/python3.11").write_bytes(b"\x7fELF")
+    (root / "usr/bin" / python).write_bytes(b"\x7fELF")
     if rpi_issue:
         (root / "etc/rpi-issue").write_text("Raspberry Pi reference 2025-05-13\n")
     if desktop:
@@ -643,3 +646,91 @@ def test_device_certificate_logs_in_to_mosquitto_as_the_device(tmp_path: Path) -
             client.loop_stop()
     assert acks[own.mid] in (0, 16)  # accepted (16: no subscribers yet): the certificate's CN is the user kiosk-a
     assert acks[other.mid] == 135  # not authorized: kiosk-a cannot publish as kiosk-b
+
+
+def test_a_trixie_image_is_provisioned_with_a_python_3_13_wheelhouse(kit: dict[str, Path], tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios-trixie-arm64-lite.img", os_release=TRIXIE, python="python3.13")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    kiosk_wheel = next(kit["wheelhouse"].glob("kiosk-*.whl"))
+    shutil.copy(kiosk_wheel, wheelhouse)
+    make_wheel(wheelhouse, "pip", "py3-none-any")
+    needed = kiosk_requirements(kiosk_wheel)
+    for requirement in needed[:-1]:  # the last one missing: refused, naming it
+        version = next(v for v in ("999.0", "1.0") if requirement.specifier.contains(v))
+        make_wheel(wheelhouse, requirement.name, "cp313-cp313-manylinux_2_28_aarch64", version)
+    devices = tmp_path / "devices.csv"
+    devices.write_text("\n".join([HEADER + ",timezone", DEVICES[0]]) + "\n")
+    out = tmp_path / "out"
+    argv = [str(MAKE_IMAGES), *args(kit, out, image=image, wheelhouse=wheelhouse, devices=devices)]
+    refused = subprocess.run(argv, capture_output=True, text=True)
+    assert refused.returncode == 2 and needed[-1].name in refused.stderr and not out.exists()
+    version = next(v for v in ("999.0", "1.0") if needed[-1].specifier.contains(v))
+    make_wheel(wheelhouse, needed[-1].name, "cp313-cp313-manylinux_2_28_aarch64", version)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "trixie" in done.stdout + done.stderr
+    device = device_ids()[0]
+    made = out / "devices" / device / f"{device}.img"
+    assert ext4_read(made, "/etc/hostname") == f"{device}\n".encode()
+    wants = "/etc/systemd/system/multi-user.target.wants/kiosk-firstboot.service"
+    assert 'Fast link dest: "/etc/systemd/system/kiosk-firstboot.service"' in ext4(made, f"stat {wants}")
+    key = fat_read(made, "/kiosk/device.key")
+    assert key is not None and key == (out / "devices" / device / "secrets" / "device.key").read_bytes()
+    assert fat_read(out / "base" / "base.img", "/kiosk/device.key") is None, "no private key in the shared base"
+
+
+def test_a_revoked_kiosk_is_refused_by_the_broker_and_gets_a_new_identity(tmp_path: Path) -> None:
+    """revoke: the stolen device's certificate on the CA's CRL (Mosquitto's crlfile), its keys destroyed."""
+    import json
+
+    from kiosk.provision.__main__ import main as provision
+
+    crl = tmp_path / "out" / "crl.pem"
+    broker = Broker(tmp_path / "broker", tls=True, crl=crl)
+    authority = Authority(broker._ca_cert, broker._ca_key, broker.ca_file.read_bytes(), None)
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir()
+    (ca_dir / "ca.crt").write_bytes(broker.ca_file.read_bytes())
+    (ca_dir / "ca.key").write_bytes(broker._ca_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    out = tmp_path / "out"
+    stolen, kept = (device_secrets(out / "devices" / d, d, authority, 30, keep=True) for d in ("kiosk-a", "kiosk-b"))
+    (out / "devices" / "kiosk-a" / "kiosk-a.img").write_bytes(b"image with keys")
+    pems = {d: (out / "devices" / d / "mqtt.crt", out / "devices" / d / "secrets" / "mqtt.key")
+            for d in ("kiosk-a", "kiosk-b")}
+    saved = {d: (tmp_path / f"{d}.crt", tmp_path / f"{d}.key") for d in pems}  # what the thief has
+    for d, (cert, key) in pems.items():
+        shutil.copy(cert, saved[d][0])
+        shutil.copy(key, saved[d][1])
+
+    assert provision(["revoke", "--ca-dir", str(ca_dir), "--out", str(out), "kiosk-x"]) == 2, "unknown device"
+    assert not crl.exists()
+    assert provision(["revoke", "--ca-dir", str(ca_dir), "--out", str(out), "kiosk-a"]) == 0
+    (record,) = json.loads((out / "revoked.json").read_text())
+    assert record["device_id"] == "kiosk-a" and record["key_id"] == stolen.key_id
+    assert not (out / "devices/kiosk-a/secrets").exists() and not (out / "devices/kiosk-a/kiosk-a.img").exists()
+    assert (out / "devices/kiosk-b/secrets/device.key").read_bytes() == kept.device_key
+
+    def connects(device: str) -> bool:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(broker.ca_file), certfile=str(saved[device][0]), keyfile=str(saved[device][1]))
+        try:
+            client.connect(broker.host, broker.port)
+        except (OSError, ssl.SSLError):
+            return False
+        try:
+            rc = client.loop(timeout=2.0)
+            while rc == 0 and not client.is_connected():
+                rc = client.loop(timeout=0.5)
+            return client.is_connected()
+        finally:
+            client.disconnect()
+
+    with broker:
+        assert connects("kiosk-b")
+        assert not connects("kiosk-a"), "the stolen certificate is on the CRL"
+    fresh = device_secrets(out / "devices" / "kiosk-a", "kiosk-a", authority, 30, keep=True)
+    assert fresh.key_id != stolen.key_id, "the replacement device gets a new identity"
+    assert provision(["revoke", "--ca-dir", str(ca_dir), "--out", str(out)]) == 0  # a fresh CRL, same content
+    assert len(json.loads((out / "revoked.json").read_text())) == 1

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kiosk.provision import ProvisionError
+from kiosk.provision.credentials import load_authority, read_passphrase
 from kiosk.provision.images import DEFAULT_NTP, RELEASES, Options, make_images
+from kiosk.provision.revoke import revoke
 from kiosk.provision.wheelhouse import check_wheelhouse
 
 
@@ -32,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     images.add_argument("--cert-days", type=int, default=1825, help="MQTT certificate validity (default 1825)")
     images.add_argument("--ca-passphrase-file", type=Path, help="file holding the CA key's passphrase")
     images.add_argument("--dry-run", action="store_true", help="check everything, list what would be written")
+    rev = sub.add_parser("revoke", help="revoke stolen or lost kiosks: a CRL for the broker, key ids for central")
+    rev.add_argument("--ca-dir", type=Path, required=True, help="folder with ca.crt and ca.key")
+    rev.add_argument("--out", type=Path, required=True, help="the output folder the devices' images were made in")
+    rev.add_argument("--ca-passphrase-file", type=Path, help="file holding the CA key's passphrase")
+    rev.add_argument("devices", nargs="*", metavar="DEVICE_ID", help="none: only sign a fresh CRL")
     wheels = sub.add_parser("check-wheelhouse", help="check that a wheelhouse installs the kiosk offline")
     wheels.add_argument("folder", type=Path)
     wheels.add_argument("--os", choices=sorted(RELEASES), default="bookworm")
@@ -40,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-wheelhouse":
             found = check_wheelhouse(args.folder, RELEASES[args.os])
             print(f"OK: {args.folder}: {len(found)} wheels install the kiosk on Raspberry Pi OS {args.os} (aarch64)")
+            return 0
+        if args.command == "revoke":
+            authority = load_authority(args.ca_dir, read_passphrase(args.ca_passphrase_file))
+            for line in revoke(args.out, authority, args.devices):
+                print(line)
             return 0
         defaults = Options(Path(), Path(), Path(), Path(), Path(), Path())
         opts = Options(

@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     # dlib keeps busy (bench/gallery_scale.py measured 0.27 ms with one thread, 12 ms with the default).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # `kiosk central --help`: the options are central's own
+    if extra and args.command != "central":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     setup_logging(args.log_level)
     try:
         return int(args.func(args))
@@ -55,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)"
     )
     run.set_defaults(func=_cmd_run)
+
+    central = sub.add_parser(
+        "central", add_help=False, help="the central ledger: serve, load, recap (docs/central.md; central --help)"
+    )
+    central.add_argument("rest", nargs=argparse.REMAINDER)
+    central.set_defaults(func=_cmd_central)
 
     shots = sub.add_parser("screens", help="render every terminal screen at each supported size to PNG files")
     shots.add_argument("--out", type=Path, required=True, help="folder for <screen>-<w>x<h>.png")
@@ -118,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     seal.add_argument("output", type=Path, help="the sealed gallery to write (replaced atomically)")
     seal.set_defaults(func=_cmd_gallery_seal)
     return p
+
+
+def _cmd_central(args: argparse.Namespace) -> int:
+    """``kiosk central ...``: the central server's own command line (kiosk/central/cli.py)."""
+    from kiosk.central.cli import main as central_main
+
+    return central_main([*args.extra, *args.rest])
 
 
 def _size(text: str) -> tuple[int, int]:

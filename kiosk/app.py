@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -18,7 +20,7 @@ from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
 from kiosk.errors import CameraError, ConfigError, KioskError
-from kiosk.recognizer.gallery import Gallery
+from kiosk.recognizer.gallery import Gallery, store_received
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
 
 if TYPE_CHECKING:
@@ -46,24 +48,45 @@ def load_gallery(cfg: RecognizerConfig, cipher: DataCipher | None = None) -> Gal
     return Gallery.load(cfg.gallery, cfg.gallery_key(), cipher=cipher)
 
 
-def save_gallery(cfg: RecognizerConfig, gallery: Gallery, cipher: DataCipher | None = None) -> None:
-    """Write the configured gallery file atomically, with the HMAC key and the data key when configured."""
-    gallery.save(cfg.gallery, cfg.gallery_key(), cipher=cipher)
+def store_gallery(cfg: RecognizerConfig, data: bytes, cipher: DataCipher | None = None) -> Gallery:
+    """Verify a gallery file's bytes and write them as the configured gallery, atomically and with its version kept
+    (versions are central's), sealed with the data key when the device has one."""
+    return store_received(data, cfg.gallery, cfg.gallery_key(), cipher)
 
 
 def gallery_actions(
-    pipeline: Pipeline, commands: queue.Queue[tuple[str, tuple[str, ...]]]
+    pipeline: Pipeline, commands: queue.Queue[tuple[str, Any]]
 ) -> dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
     """Central's signed commands on the gallery, checked on the MQTT thread and carried out by the frame loop
-    between two frames: ``reload_gallery``, and ``remove_people`` with ``nips`` and the ``gallery_version``
-    central saw (a captured removal replayed after a person was enrolled again finds a newer gallery: refused)."""
+    between two frames: ``reload_gallery``; ``install_gallery`` with a gallery file of a newer ``version``
+    (``gallery_b64``, its ``sha256``); and ``remove_people`` with ``nips`` and the ``gallery_version`` central saw
+    (a captured removal replayed after a person was enrolled again finds a newer gallery: refused)."""
 
-    def queue_it(action: str, nips: tuple[str, ...] = ()) -> dict[str, Any]:
+    def queue_it(action: str, argument: Any = None) -> dict[str, Any]:
         try:
-            commands.put_nowait((action, nips))
+            commands.put_nowait((action, argument))
         except queue.Full:
             raise ValueError("the kiosk is still busy with earlier gallery commands; try again") from None
         return {"queued": True, "gallery_version": pipeline.gallery.version}
+
+    def install_gallery(cmd: Mapping[str, Any]) -> dict[str, Any]:
+        version, encoded, digest = cmd.get("version"), cmd.get("gallery_b64"), cmd.get("sha256")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError("'version' (a positive integer) is missing")
+        if not isinstance(encoded, str) or not isinstance(digest, str):
+            raise ValueError("'gallery_b64' and 'sha256' (strings) are missing")
+        running = pipeline.gallery.version
+        if version == running:  # a retained push comes again at every reconnect
+            return {"installed": False, "gallery_version": running}
+        if version < running:
+            raise ValueError(f"stale gallery: version {version} is older than the running version {running}")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise ValueError("'gallery_b64' is not base64") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError("the gallery does not match its sha256")
+        return queue_it("install", data)
 
     def remove_people(cmd: Mapping[str, Any]) -> dict[str, Any]:
         nips, version = cmd.get("nips"), cmd.get("gallery_version")
@@ -77,7 +100,11 @@ def gallery_actions(
             )
         return queue_it("remove", tuple(nips))
 
-    return {"reload_gallery": lambda cmd: queue_it("reload"), "remove_people": remove_people}
+    return {
+        "reload_gallery": lambda cmd: queue_it("reload"),
+        "install_gallery": install_gallery,
+        "remove_people": remove_people,
+    }
 
 
 def stream(
@@ -138,7 +165,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         watcher = clock.ClockWatcher().start()
         parts.callback(watcher.close)
         recorder = Recorder(cfg, outbox, read_clock=watcher.state)
-        commands: queue.Queue[tuple[str, tuple[str, ...]]] = queue.Queue(maxsize=16)  # for the frame loop
+        commands: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=16)  # for the frame loop
         publisher = _start_publisher(cfg, outbox, parts, gallery_actions(pipeline, commands))
         pins = _open_pins(cfg)
         parts.callback(pins.close)
@@ -159,7 +186,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         terminal = Terminal(
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
             clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer, cipher),
-            save_gallery=lambda g: save_gallery(cfg.recognizer, g, cipher), commands=commands,
+            store_gallery=lambda data: store_gallery(cfg.recognizer, data, cipher), commands=commands,
         )  # fmt: skip
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)

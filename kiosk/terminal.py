@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk.events.punch import local_time, punch_kind
 from kiosk.fsutil import free_bytes
@@ -195,8 +195,8 @@ class Terminal:
         network: Callable[[], Literal["off", "online", "offline"]] = lambda: "off",
         clock_synced: Callable[[], bool | None] = lambda: None,
         load_gallery: Callable[[], Gallery] | None = None,
-        save_gallery: Callable[[Gallery], None] | None = None,
-        commands: queue.Queue[tuple[str, tuple[str, ...]]] | None = None,
+        store_gallery: Callable[[bytes], Gallery] | None = None,
+        commands: queue.Queue[tuple[str, Any]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -218,7 +218,7 @@ class Terminal:
         self.limiter = FallbackLimiter(cfg.fallback.per_person_per_day, cfg.fallback.per_hour)
         self.entry: NipEntry | None = None
         self._load_gallery = load_gallery
-        self._save_gallery = save_gallery
+        self._store_gallery = store_gallery  # verifies a gallery file's bytes and writes them (version kept)
         self.commands = commands if commands is not None else queue.Queue()  # central's, from the MQTT thread
         self._gallery_tried_at = start
         self.problems: dict[str, bool] = {}
@@ -307,8 +307,8 @@ class Terminal:
 
     def remove_people(self, nips: tuple[str, ...]) -> None:
         """Delete people from the gallery file and from recognition (central removed them: the personal-data law
-        requires it to reach every device); the file is written before the running gallery changes."""
-        from kiosk.errors import KioskError
+        requires it to reach every device); the file is written before the running gallery changes, with the same
+        version (versions are central's: its next push is newer)."""
         from kiosk.recognizer.gallery import Gallery
 
         old = self.pipeline.gallery
@@ -317,28 +317,44 @@ class Terminal:
         if len(kept) == len(old):
             log.info("removal of %d NIP(s): none is enrolled here", len(gone))
             return
-        if self._save_gallery is None:
-            log.error("removal of %d NIP(s) refused: this kiosk cannot write its gallery", len(gone))
-            return
+        if self._install(kept.to_bytes(self.cfg.recognizer.gallery_key()), f"removal of {len(gone)} NIP(s)"):
+            log.info("removed %d people; gallery version %d", len(old) - len(kept), kept.version)
+
+    def install_gallery(self, data: bytes) -> None:
+        """A gallery file pushed by central (its signature already checked): verified, written, then swapped in."""
+        old = self.pipeline.gallery
+        if self._install(data, "the pushed gallery"):
+            new = self.pipeline.gallery
+            log.info("gallery installed: version %d -> %d, %d people", old.version, new.version, len(new))
+
+    def _install(self, data: bytes, what: str) -> bool:
+        """Write ``data`` as the gallery file and run it; False (and nothing changed) when it cannot be."""
+        from kiosk.errors import KioskError
+
+        if self._store_gallery is None:
+            log.error("%s refused: this kiosk cannot write its gallery", what)
+            return False
         try:
-            self._save_gallery(kept)
+            gallery = self._store_gallery(data)
         except (OSError, KioskError) as exc:
-            log.error("removal of %d NIP(s) failed, the gallery is unchanged: %s", len(gone), exc)
-            return
-        self.pipeline.gallery = kept
-        log.info("removed %d people; gallery version %d -> %d", len(old) - len(kept), old.version, kept.version)
-        self.set_problem("gallery", len(kept) == 0)
+            log.error("%s failed, the gallery is unchanged: %s", what, exc)
+            return False
+        self.pipeline.gallery = gallery
+        self.set_problem("gallery", len(gallery) == 0)
+        return True
 
     def _take_commands(self) -> None:
         while True:
             try:
-                action, nips = self.commands.get_nowait()
+                action, argument = self.commands.get_nowait()
             except queue.Empty:
                 return
             if action == "reload":
                 self.reload_gallery()
+            elif action == "install":
+                self.install_gallery(argument)
             elif action == "remove":
-                self.remove_people(nips)
+                self.remove_people(argument)
 
     # --- decisions and manual entries ---------------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ class Rig:
             cfg, self.pipeline, self.recorder, self.outbox, self.screen, self.pins, inputs=self.inputs,
             wake=self.wake, monotonic=lambda: self.mono, now=lambda: MONDAY_0721_WITA,
             load_gallery=(lambda: Gallery.load(cfg.recognizer.gallery)) if load is None else (lambda: load),
-            save_gallery=lambda g: g.save(cfg.recognizer.gallery),
+            store_gallery=lambda data: app.store_gallery(cfg.recognizer, data),
         )
 
     def wake(self) -> None:
@@ -408,12 +408,36 @@ def test_central_removes_people_from_the_file_and_from_recognition(hamilton_gall
     assert r.pipeline.gallery.get(LIN) is not None, "carried out by the frame loop, not the MQTT thread"
     r.frame()
     on_disk = Gallery.load(path)
-    assert r.pipeline.gallery.nips == on_disk.nips == [ALEX] and on_disk.version == version + 1
-    with pytest.raises(ValueError, match="stale removal"):  # the same command captured and replayed later
-        actions["remove_people"]({"nips": [ALEX], "gallery_version": version})
+    assert r.pipeline.gallery.nips == on_disk.nips == [ALEX] and on_disk.version == version, "versions are central's"
     assert actions["reload_gallery"]({})["queued"]
     r.frame()
     assert r.pipeline.gallery.nips == [ALEX]
+
+    # central enrols Lin-Manuel again and pushes the office's gallery as version + 1
+    import base64
+    import hashlib
+
+    pushed = Gallery.load(hamilton_gallery)
+    pushed.version = version + 1
+    data = pushed.to_bytes()
+    push = {"version": version + 1, "gallery_b64": base64.b64encode(data).decode(),
+            "sha256": hashlib.sha256(data).hexdigest()}
+    for bad in ({**push, "sha256": "0" * 64}, {**push, "gallery_b64": "%%%"}, {**push, "version": 0}):
+        with pytest.raises(ValueError):
+            actions["install_gallery"](bad)
+    assert actions["install_gallery"](push)["queued"]
+    r.frame()
+    assert sorted(r.pipeline.gallery.nips) == sorted([ALEX, LIN]) and Gallery.load(path).version == version + 1
+    assert actions["install_gallery"](push) == {"installed": False, "gallery_version": version + 1}, "retained again"
+    with pytest.raises(ValueError, match="stale gallery"):
+        actions["install_gallery"]({**push, "version": version})
+    with pytest.raises(ValueError, match="stale removal"):  # the removal captured and replayed after re-enrolment
+        actions["remove_people"]({"nips": [LIN], "gallery_version": version})
+    damaged = {**push, "version": version + 2, "gallery_b64": base64.b64encode(data[:-1]).decode(),
+               "sha256": hashlib.sha256(data[:-1]).hexdigest()}
+    assert actions["install_gallery"](damaged)["queued"]
+    r.frame()
+    assert r.pipeline.gallery.version == version + 1, "a damaged file never replaces the running gallery"
     r.outbox.close()
 
 

@@ -130,8 +130,14 @@ class Gallery:
         return np.sqrt(np.maximum(per_person, 0.0))
 
     def save(self, path: Path, key: bytes | None = None, *, cipher: DataCipher | None = None) -> None:
-        """Write atomically (temp file, fsync, rename, fsync the folder); sealed with ``cipher`` when given."""
+        """Write atomically (temp file, fsync, rename, fsync the folder) as the next version; sealed with ``cipher``
+        when given."""
         self.version += 1
+        data = self.to_bytes(key)
+        _write(Path(path), data if cipher is None else _seal(data, cipher))
+
+    def to_bytes(self, key: bytes | None = None) -> bytes:
+        """The plaintext gallery file of this version: a checksum, or an HMAC with ``key``."""
         header = {
             "format": FORMAT_VERSION,
             "version": self.version,
@@ -152,8 +158,12 @@ class Gallery:
                 owner.tobytes(),
             ]
         )
-        data = body + _digest(body, key)
-        _write(Path(path), data if cipher is None else _seal(data, cipher))
+        return body + _digest(body, key)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, key: bytes | None = None, *, origin: str = "the gallery") -> Gallery:
+        """A gallery from the bytes of a plaintext gallery file, verified (``origin`` names it in errors)."""
+        return cls._parse(origin, data, key)
 
     @classmethod
     def load(cls, path: Path, key: bytes | None = None, *, cipher: DataCipher | None = None) -> Gallery:
@@ -218,6 +228,18 @@ def seal_gallery(src: Path, dst: Path, cipher: DataCipher, key: bytes | None = N
     """Encrypt the plaintext gallery file ``src`` into ``dst`` for this device (``dst`` may be ``src``)."""
     src = Path(src)
     return store_sealed(_read(src), dst, cipher, key, origin=str(src))
+
+
+def store_received(
+    data: bytes, dst: Path, key: bytes | None, cipher: DataCipher | None, *, origin: str = "the received gallery"
+) -> Gallery:
+    """Verify a plaintext gallery file received from central and write it to ``dst`` as it is (its version kept),
+    sealed when the device has a data key; ``dst`` is replaced atomically, and only by a gallery that verified."""
+    if cipher is not None:
+        return store_sealed(data, dst, cipher, key, origin=origin)
+    gallery = Gallery._parse(origin, data, key)
+    _write(Path(dst), data)
+    return gallery
 
 
 def store_sealed(

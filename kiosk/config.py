@@ -146,6 +146,30 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class LivenessConfig:
+    """Refusing a photo or a screen held up to the camera (docs/liveness.md)."""
+
+    level: Literal["off", "passive", "challenge"] = _f(
+        "challenge",
+        "off; passive (blink or head parallax, else suspected spoof); challenge (passive, then a random action "
+        "when the passive checks are inconclusive).",
+    )
+    passive_timeout_s: float = _f(
+        3.0, "Time the passive checks get before the challenge (or, at level passive, the refusal).", lo=0, hi=30
+    )
+    challenge_timeout_s: float = _f(5.0, "Time to perform the action asked for.", lo=0.5, hi=30)
+    blink_ratio: float = _f(
+        0.65, "A blink: the eye aspect ratio below this fraction of the person's open eyes.", lo=0.1, hi=0.95
+    )
+    reopen_ratio: float = _f(0.85, "The eyes count as open again above this fraction.", lo=0.1, hi=1)
+    parallax_live: float = _f(
+        0.045, "Homography residual (inter-ocular distances) that only a real, moving head shows.", lo=0.005, hi=1
+    )
+    parallax_frames: int = _f(3, "Frames that must show that residual.", lo=1, hi=100)
+    turn_yaw: float = _f(0.1, "Turn challenge: change of the nose's place between the jaw ends.", lo=0.02, hi=0.5)
+
+
+@dataclass(frozen=True)
 class RecognizerConfig:
     """The on-device recognizer."""
 
@@ -158,6 +182,7 @@ class RecognizerConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
     def gallery_key(self) -> bytes | None:
         """The gallery's HMAC key, read from ``gallery_key_file`` (None when no key is configured)."""
@@ -484,6 +509,11 @@ class _Parser:
                 agree,
                 f"must be at most {most} ({dec.agreement} > {dec.max_encodings}), or no one is ever accepted",
             )
+        live = cfg.recognizer.liveness
+        shut, reopen = "recognizer.liveness.blink_ratio", "recognizer.liveness.reopen_ratio"
+        if live.blink_ratio >= live.reopen_ratio and clean(shut, reopen):
+            self.report(shut, f"must be less than {reopen} ({live.blink_ratio} >= {live.reopen_ratio}): a blink closes "
+                        "the eyes below the first and opens them above the second")
         self.check_schedule(cfg.schedule)
 
     def check_schedule(self, schedule: ScheduleConfig) -> None:

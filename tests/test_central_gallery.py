@@ -114,3 +114,30 @@ def test_a_kiosk_that_connects_later_installs_the_pushed_gallery(tmp_path: Path)
         installed = app.store_gallery(cfg, data)
         assert installed.nips == [ALEX] and installed.version == 1
         assert Gallery.load(cfg.gallery).nips == [ALEX], "written where the kiosk loads it from"
+
+
+@pytest.mark.skipif(not available(), reason="mosquitto is not installed")
+def test_the_push_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kiosk.cli import main
+
+    private_pem, _ = signing.generate_key()
+    key = tmp_path / "central.key"
+    key.write_bytes(private_pem)
+    key.chmod(0o600)
+    gallery = tmp_path / "master.kgal"
+    master().save(gallery)
+    with Broker(tmp_path / "broker") as broker, database("sqlite", tmp_path) as url:
+        ledger_with_offices(url).close()
+        config = tmp_path / "central.toml"
+        config.write_text(f'[database]\nurl = "{url}"\n[broker]\nhost = "{broker.host}"\nport = {broker.port}\n')
+        push = ["central", "gallery", "push", "--config", str(config), "--gallery", str(gallery), "--key", str(key)]
+        assert main([*push, "--office", "nowhere"]) == 2
+        assert "no employee or kiosk of office(s) nowhere" in capsys.readouterr().err
+        assert main([*push, "--office", "bkpsdm"]) == 0
+        assert "bkpsdm: version 1, 1 people, to 1 kiosk(s)" in capsys.readouterr().out
+        assert main(["central", "gallery", "status", "--config", str(config)]) == 0
+        shown = capsys.readouterr().out.splitlines()
+        assert shown[0] == "kiosk-1\tbkpsdm\truns -\tlatest 1\tbehind"
+        assert shown[1].startswith("kiosk-2\tdinkes\truns -\tlatest -")
+        key.chmod(0o644)
+        assert main(push) == 2, "a central key open to others is refused"

@@ -12,7 +12,7 @@ from conftest import ALEX, EXAMPLES, LIN, OBAMA, TEST_IMAGES, enroll, link_photo
 
 from kiosk.camera import Frame
 from kiosk.cli import main
-from kiosk.config import GeometryConfig, QualityConfig, RecognizerConfig
+from kiosk.config import GeometryConfig, LivenessConfig, QualityConfig, RecognizerConfig
 from kiosk.imageio import read_rgb
 from kiosk.recognizer import geometry
 from kiosk.recognizer.faces import Box
@@ -82,7 +82,11 @@ def test_nearest_face_is_served_first_and_each_face_is_its_own_track(obama_biden
     small = np.asarray(__import__("cv2").resize(far, (300, int(300 * far.shape[0] / far.shape[1]))))[:400]
     canvas[: big.shape[0], 700 : 700 + big.shape[1]] = big
     canvas[200 : 200 + small.shape[0], 50:350] = small
-    cfg = RecognizerConfig(geometry=GeometryConfig(detect_width=1280), quality=QualityConfig(min_face_px=60))
+    cfg = RecognizerConfig(
+        geometry=GeometryConfig(detect_width=1280),
+        quality=QualityConfig(min_face_px=60),
+        liveness=LivenessConfig(level="off"),  # two photos pasted on a canvas are a spoof by construction
+    )
     pipeline = Pipeline(obama_biden, cfg)
     decisions = []
     for i in range(40):
@@ -128,3 +132,53 @@ def test_a_still_scene_lets_the_detector_rest(hamilton_gallery: Path, tmp_path: 
     # The whole frame is searched once at the start, then only every idle_scan_every_s (5 s, longer than this clip).
     assert summary["full_scans"] == 1
     assert summary["idle_frames"] == 59
+
+
+def _simulated_attacks():  # type: ignore[no-untyped-def]
+    """bench/liveness.py, where the simulated attacks are made."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import liveness
+
+    return liveness
+
+
+def test_a_printed_photo_of_an_enrolled_person_is_a_suspected_spoof(hamilton_gallery: Path) -> None:
+    import random
+
+    simulated = _simulated_attacks()
+    photo = simulated.head_and_shoulders(read_rgb(need(EXAMPLES / "lin-manuel-miranda.png")), 110.0)
+    frames = simulated.print_attack(photo, 75, np.random.default_rng(5))
+    cfg = RecognizerConfig(liveness=LivenessConfig(passive_timeout_s=1.0, challenge_timeout_s=1.0))
+    pipeline = Pipeline(Gallery.load(hamilton_gallery), cfg, rng=random.Random(2))
+    decisions, prompts = [], set()
+    for i, rgb in enumerate(frames):
+        result = pipeline.process(Frame(rgb, i, i / 30))
+        decisions += result.decisions
+        prompts |= {p for t in result.tracks for p in t.problems if p.startswith("challenge_")}
+    assert len(decisions) == 1, decisions
+    d = decisions[0]
+    assert d.nip == LIN and not d.live, "recognised, but not as a live person"
+    assert d.liveness is not None and d.liveness.result == "spoof" and d.liveness.challenge is not None
+    assert prompts == {f"challenge_{d.liveness.challenge}"}, "the screen asked for the challenge"
+    assert pipeline.stats.accepted == 0 and pipeline.stats.spoofs == 1 and pipeline.stats.challenges == 1
+
+
+def test_the_hamilton_clip_is_live_by_parallax_at_the_default_level(hamilton_gallery: Path) -> None:
+    import cv2
+
+    cap = cv2.VideoCapture(str(need(EXAMPLES / "short_hamilton_clip.mp4")))
+    pipeline = Pipeline(Gallery.load(hamilton_gallery), RecognizerConfig())
+    decisions, i = [], 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        decisions += pipeline.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i, i / 30)).decisions
+        i += 1
+    accepted = [d for d in decisions if d.nip]
+    assert [d.nip for d in accepted] == [LIN] and accepted[0].live
+    assert accepted[0].liveness is not None and accepted[0].liveness.method == "parallax"
+    assert accepted[0].liveness.extra_ms < 1000, "an honest, moving person waits well under a second more"
+    assert pipeline.stats.liveness_frames < pipeline.stats.frames, "68 landmarks only while a decision is open"

@@ -223,3 +223,47 @@ def test_a_kind_chosen_with_a_key_replaces_the_schedule_inside_the_windows_only(
     clocks.advance(16 * 3600)  # 23:21, outside every window
     late = recorder.record(decision(LIN), FACE, kind="pulang")
     assert late.status == "outside_hours" and late.seq is None
+
+
+def test_a_face_that_is_not_live_is_a_suspected_spoof_for_review_never_an_attendance(setup) -> None:  # type: ignore[no-untyped-def]
+    from kiosk.recognizer.liveness import LivenessVerdict
+
+    clocks, outbox, recorder = setup
+    spoof = LivenessVerdict("challenge", "spoof", "none", 0.0291, 0, "turn_left", 8000.0)
+    out = recorder.record(replace(decision(LIN), liveness=spoof), FACE)
+    assert (out.status, out.message, out.nip) == ("not_live", "Silakan coba lagi", None), "the screen names nobody"
+    (review,) = stored(outbox)
+    assert review["type"] == "review" and review["reason"] == "suspected_spoof"
+    assert review["person"] == {"nip": LIN} and review["kind"] == "masuk", "HR sees who was claimed, and the punch"
+    assert review["decision"]["liveness"] == {
+        "level": "challenge", "result": "spoof", "method": "none", "score": "0.0291", "blinks": 0,
+        "challenge": "turn_left", "extra_ms": 8000,
+    }
+    assert outbox.evidence(out.seq) is not None  # type: ignore[arg-type]
+    assert schema.validate(review, complete=False) == []
+    clocks.advance(60)
+    live = LivenessVerdict("challenge", "live", "parallax", 0.0912, 0, None, 233.6)
+    ok = recorder.record(replace(decision(LIN, track=2), liveness=live), FACE)
+    assert ok.status == "recorded", "a refused spoof does not count as the person's punch"
+    attendance = stored(outbox)[-1]
+    assert attendance["decision"]["liveness"]["method"] == "parallax"
+    assert attendance["decision"]["liveness"]["extra_ms"] == 234
+    forged = dict(attendance, decision=dict(attendance["decision"], liveness=review["decision"]["liveness"]))
+    assert any("an attendance needs a live face" in p for p in schema.validate(forged, complete=False))
+
+
+def test_every_stored_event_is_logged_with_its_journal_fields(setup, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from kiosk.logs import StructuredFields
+
+    _clocks, _outbox, recorder = setup
+    with caplog.at_level(logging.INFO, logger="kiosk.events.recorder"):
+        outcome = recorder.manual(LIN, "masuk", FACE, None)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("stored review")]
+    assert record.getMessage() == f"stored review manual_entry masuk seq {outcome.seq} for NIP {LIN}"
+    fields = StructuredFields("kiosk-test")
+    assert fields.filter(record)
+    journal = {name: getattr(record, name) for name in ("KIOSK_NIP", "KIOSK_SEQ", "KIOSK_KIND", "KIOSK_DEVICE_ID")}
+    assert journal == {"KIOSK_NIP": LIN, "KIOSK_SEQ": str(outcome.seq), "KIOSK_KIND": "masuk",
+                       "KIOSK_DEVICE_ID": "kiosk-test"}

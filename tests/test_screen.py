@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -38,7 +39,7 @@ from kiosk.recognizer.pipeline import FrameResult, TrackView
 from kiosk.terminal import EntryView, TerminalView
 
 WITA = ZoneInfo("Asia/Makassar")
-SCREEN_OF = {"idle_offline": "idle", "entry_error": "entry"} | {
+SCREEN_OF = {"idle_offline": "idle", "entry_error": "entry", "live_challenge": "live"} | {
     f"problem_{p}": "problem" for p in ("camera", "gallery", "storage")
 }
 
@@ -98,6 +99,9 @@ def test_idle_shows_wita_clock_and_indonesian_date() -> None:
         (("blurry",), "Tahan diam sebentar"),
         (("not_frontal",), "Lihat lurus ke kamera"),
         ((), "Mengenali wajah..."),
+        (("challenge_blink",), "Silakan berkedip"),
+        (("challenge_turn_left",), "Tolehkan kepala ke kiri"),
+        (("challenge_turn_right",), "Tolehkan kepala ke kanan"),
     ],
 )
 def test_live_guidance_line(problems: tuple[str, ...], line: str) -> None:
@@ -116,6 +120,8 @@ def test_result_panels_say_what_happened() -> None:
     assert recorded["time"] == "07:28 WITA"
     assert texts_of(render(pygame.Surface(size), states["already"]))["status"] == "Sudah tercatat pukul 07:21"
     assert texts_of(render(pygame.Surface(size), states["not_recognised"]))["status"] == "Wajah tidak dikenali"
+    not_live = texts_of(render(pygame.Surface(size), states["not_live"]))
+    assert not_live["status"] == "Silakan coba lagi" and "nip" not in not_live, "a suspected spoof names nobody"
     surface = pygame.Surface(size)
     render(surface, states["recorded"])
     assert surface.get_at((2, 2))[:3] == (0, 118, 52)  # green
@@ -304,3 +310,30 @@ def test_the_screen_hands_touches_to_the_main_loop_and_shows_the_entry() -> None
         assert screen.state().screen == "problem"
     finally:
         screen.close()
+
+
+def test_the_screens_command_writes_every_screen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kiosk.cli import main
+
+    assert main(["screens", "--out", str(tmp_path), "--size", "800x480", "--size", "480x800"]) == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted(f"{s}-{w}x{h}.png" for s in SCREENS for w, h in ((800, 480), (480, 800)))
+    assert pygame.image.load(str(tmp_path / "entry-480x800.png")).get_size() == (480, 800)
+    assert capsys.readouterr().out.count(": ok\n") == len(files)
+
+
+def test_snapshots_follow_what_the_screen_shows(tmp_path: Path) -> None:
+    screen = PygameScreen(lambda nip: None, size=(800, 480), driver="dummy", fps=50, snapshot_dir=tmp_path / "s")
+    try:
+        assert screen.wait_ready()
+        screen.show(Frame(rgb=grey(), index=0, t=0.0), FrameResult([], []),
+                    [Outcome("not_recognised", "Wajah tidak dikenali")])
+        shown = screen.frames_drawn
+        deadline = time.monotonic() + 5.0
+        while screen.frames_drawn < shown + 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        screen.close()
+    names = [p.name for p in sorted((tmp_path / "s").iterdir())]
+    assert names[-1].endswith("-not_recognised.png"), names
+    assert len(names) <= 2 < screen.frames_drawn, "one file per change (idle, then the result), not per frame"

@@ -1,9 +1,12 @@
 """The central server's commands: ``serve`` (the ledger subscriber), ``load`` (rules, roster, excused absences and
-the device registry into the database) and ``recap`` (daily and monthly recaps as CSV or HTML). See docs/central.md.
+the device registry into the database), ``recap`` (daily and monthly recaps as CSV or HTML), ``web`` (the HR review
+page) and ``user`` (its reviewer accounts). See docs/central.md.
 
     python -m kiosk.central serve --config central.toml
     python -m kiosk.central load --config central.toml
     python -m kiosk.central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
+    python -m kiosk.central user add siti --role reviewer --config central.toml   # password from the terminal
+    python -m kiosk.central web --config central.toml
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.central import distribute
 from kiosk.central import recap as recaps
 from kiosk.central.ingest import Ingestor, RegisteredDevice, sync_registry
 from kiosk.central.rules import (
@@ -30,9 +34,13 @@ from kiosk.central.rules import (
 )
 from kiosk.central.settings import CentralConfig, load_central_config
 from kiosk.central.store import Ledger
+from kiosk.central.web import auth
+from kiosk.config import read_secret
 from kiosk.errors import KioskError
+from kiosk.events import signing
 from kiosk.fsutil import write_atomic
 from kiosk.logs import setup_logging
+from kiosk.recognizer.gallery import Gallery
 
 if TYPE_CHECKING:
     from kiosk.central.subscriber import Subscriber
@@ -79,6 +87,42 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", type=Path, help="write to this file (refused if it exists) instead of stdout")
     rec.add_argument("--as-of", type=date.fromisoformat, help="count days up to this date (default: today)")
     rec.set_defaults(func=_cmd_recap)
+
+    web = sub.add_parser("web", help="the HR review page (login, review queue with photos, decisions)")
+    web.add_argument("--config", type=Path, required=True, help="central.toml (its [database] and [web])")
+    web.set_defaults(func=_cmd_web)
+
+    user = sub.add_parser("user", help="reviewer accounts of the HR review page")
+    users = user.add_subparsers(dest="user_command", required=True)
+    add = users.add_parser("add", help="a new reviewer; the password is read from the terminal or stdin")
+    add.add_argument("name", help="user name: a-z, 0-9, '.', '_', '-'")
+    add.add_argument("--role", choices=["reviewer", "admin"], default="reviewer",
+                     help="admin also sees the login audit (default: reviewer)")
+    add.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    add.set_defaults(func=_cmd_user_add)
+    passwd = users.add_parser("passwd", help="a new password for a reviewer (ends their sessions)")
+    passwd.add_argument("name")
+    passwd.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    passwd.set_defaults(func=_cmd_user_passwd)
+    disable = users.add_parser("disable", help="lock a reviewer out (ends their sessions; the audit stays)")
+    disable.add_argument("name")
+    disable.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    disable.set_defaults(func=_cmd_user_disable)
+    listing = users.add_parser("list", help="the reviewer accounts and their roles")
+    listing.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    listing.set_defaults(func=_cmd_user_list)
+    gal = sub.add_parser("gallery", help="distribute each office's gallery to its kiosks, and see what they run")
+    gal_sub = gal.add_subparsers(dest="gallery_command", required=True)
+    push = gal_sub.add_parser("push", help="sign each office's gallery and publish it to its kiosks (retained)")
+    push.add_argument("--config", type=Path, required=True, help="central.toml (database, broker)")
+    push.add_argument("--gallery", type=Path, required=True, help="the master gallery from `kiosk enroll`")
+    push.add_argument("--key", type=Path, required=True,
+                      help="the central Ed25519 private key (PEM, chmod 600, or credential:NAME) kiosks trust")
+    push.add_argument("--office", action="append", help="only this office (repeatable; default: every office)")
+    push.set_defaults(func=_cmd_gallery_push)
+    gstatus = gal_sub.add_parser("status", help="the gallery version each kiosk reports, against the latest pushed")
+    gstatus.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    gstatus.set_defaults(func=_cmd_gallery_status)
     return p
 
 
@@ -182,4 +226,105 @@ def _cmd_recap(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_atomic(args.out, text.encode("utf-8"))
+    return EXIT_OK
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from kiosk.app import stop_on_signals
+    from kiosk.central.web.app import serve_web
+
+    cfg = load_central_config(args.config)
+    with stop_on_signals() as stop:
+        return serve_web(cfg, stop)
+
+
+def read_new_password(prompt: str = "Password for the review page: ") -> str:
+    """A new password from the terminal (asked twice, not echoed) or the first line of stdin; never from argv."""
+    if sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != password:
+            raise KioskError("the two passwords differ; nothing was changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    problem = auth.password_problem(password)
+    if problem is not None:
+        raise KioskError(f"{problem}; nothing was changed")
+    return password
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    problem = auth.user_name_problem(args.name)
+    if problem is not None:
+        raise KioskError(problem)
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        if ledger.reviewer(args.name) is not None:
+            raise KioskError(f"reviewer {args.name!r} exists; use `kiosk central user passwd {args.name}` to change "
+                             "the password")
+        password_hash = auth.hash_password(read_new_password())
+        with ledger.transaction():
+            added = ledger.add_reviewer(args.name, args.role, password_hash, getpass.getuser())
+    if not added:
+        raise KioskError(f"reviewer {args.name!r} was added meanwhile by someone else; nothing was changed")
+    print(f"reviewer {args.name} added ({args.role})")
+    return EXIT_OK
+
+
+def _cmd_user_passwd(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        if ledger.reviewer(args.name) is None:
+            raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk central user add {args.name}`")
+        password_hash = auth.hash_password(read_new_password())
+        with ledger.transaction():
+            ledger.set_reviewer_password(args.name, password_hash)
+    print(f"password of {args.name} changed; their sessions are closed")
+    return EXIT_OK
+
+
+def _cmd_user_disable(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger, ledger.transaction():
+        if not ledger.disable_reviewer(args.name):
+            raise KioskError(f"no reviewer {args.name!r}")
+    print(f"reviewer {args.name} disabled; their sessions are closed")
+    return EXIT_OK
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        for reviewer in ledger.reviewers():
+            print("\t".join([reviewer.name, reviewer.role, *(["disabled"] if reviewer.disabled else [])]))
+    return EXIT_OK
+
+
+def _cmd_gallery_push(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    key = signing.private_key_from_pem(read_secret(args.key, key="--key"), str(args.key))
+    master = Gallery.load(args.gallery)
+    with Ledger(cfg.database.url) as ledger:
+        try:
+            plans = distribute.plan(ledger, master, args.office)
+        except ValueError as exc:
+            print(f"kiosk central: --office: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            with distribute.RetainedPublisher(cfg.broker) as out:
+                report = distribute.push(ledger, plans, key, out.publish, cfg.broker.topic_prefix)
+        except ConnectionError as exc:
+            print(f"kiosk central: {exc}; push again when the broker answers", file=sys.stderr)
+            return EXIT_USAGE
+    for line in report:
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_gallery_status(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        rows = distribute.status(ledger)
+    for device, office, running, latest in rows:
+        state = "current" if running is not None and latest is not None and int(running) >= latest else "behind"
+        print(f"{device}\t{office}\truns {running or '-'}\tlatest {latest or '-'}\t{state}")
     return EXIT_OK

@@ -1,6 +1,6 @@
 """The central server's configuration (``central.toml``): database, broker, ingest tuning, evidence retention, the
-rules files and the device registry. Loaded with the kiosk's own TOML loader (unknown keys, types and ranges are
-reported with their paths, all at once); see examples/central.toml and docs/central.md."""
+rules files, the device registry and the HR review page. Loaded with the kiosk's own TOML loader (unknown keys,
+types and ranges are reported with their paths, all at once); see examples/central.toml and docs/central.md."""
 
 from __future__ import annotations
 
@@ -82,6 +82,22 @@ class RegistryFilesConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The HR review page (`kiosk central web`). It speaks plain HTTP: put TLS in front of it (a reverse proxy)."""
+
+    host: str = _f("127.0.0.1", "Address to listen on (keep loopback behind a reverse proxy that adds TLS).")
+    port: int = _f(8080, "Port to listen on.", lo=1, hi=65535)
+    session_hours: float = _f(8.0, "A login lasts this long, then the reviewer logs in again.", lo=0.01, hi=720)
+    cookie_secure: bool = _f(True, "Mark the session cookie Secure (only sent over HTTPS); false only for plain "
+                                   "HTTP on loopback.")
+    max_failed_logins: int = _f(5, "Failed logins of one user name within lockout_min that lock it.", lo=1,
+                                hi=1000)
+    lockout_min: float = _f(15.0, "How long failures count, and how long a locked name stays locked.", lo=0.1,
+                                hi=1440)
+    page_size: int = _f(25, "Cases per page of the queue and of the decided list.", lo=1, hi=500)
+
+
+@dataclass(frozen=True)
 class DeviceEntry:
     """One kiosk of the registry: its id, its office and the public keys its events are signed with."""
 
@@ -103,6 +119,7 @@ class CentralConfig:
     evidence: EvidenceConfig = _f(EvidenceConfig(), "Evidence photos.")
     rules: RulesConfig = _f(RulesConfig(), "Rules files.")
     registry: RegistryFilesConfig = _f(RegistryFilesConfig(), "The device registry as provisioning writes it.")
+    web: WebConfig = _f(WebConfig(), "The HR review page.")
     devices: tuple[DeviceEntry, ...] = _f((), "More devices of the registry, written by hand.")
 
 

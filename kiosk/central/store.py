@@ -11,6 +11,7 @@ the epoch (UTC) in ``*_ms`` columns; text times are RFC 3339 UTC.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import threading
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 
 class LedgerError(KioskError):
     """The ledger's database cannot be opened or used (bad URL, unreachable server, newer schema)."""
+
+
+class DecisionRefused(KioskError):
+    """A review decision that cannot be made; ``why`` is ``missing`` (no such case), ``decided`` (already decided)
+    or ``roster`` (the NIP is not in the roster)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 # Each migration: (version, what it adds, statements). Never edit one that shipped: append a new one.
@@ -176,6 +186,41 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 created_at TEXT NOT NULL,
                 published_at TEXT,
                 PRIMARY KEY (office, version))""",
+        ),
+    ),
+    (
+        2,
+        "HR review page: reviewer accounts, web sessions, login audit, before/after of each decision",
+        (
+            # Reviewer accounts (`kiosk central user add`); password_hash is scrypt (kiosk/central/web/auth.py).
+            """CREATE TABLE reviewers (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
+                password_hash TEXT NOT NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created_by TEXT NOT NULL,
+                created_at TEXT NOT NULL)""",
+            # Logged-in browsers: only the SHA-256 of the cookie's token is kept, with the form (CSRF) token.
+            """CREATE TABLE web_sessions (
+                token_sha256 TEXT PRIMARY KEY,
+                user_name TEXT NOT NULL REFERENCES reviewers (name),
+                csrf TEXT NOT NULL,
+                remote TEXT NOT NULL,
+                created_ms BIGINT NOT NULL,
+                expires_ms BIGINT NOT NULL)""",
+            "CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)",
+            # Every login attempt and logout: who, from where, when, how it ended (failures drive the lock-out).
+            """CREATE TABLE login_audit (
+                id {id},
+                at TEXT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                user_name TEXT NOT NULL,
+                remote TEXT NOT NULL,
+                outcome TEXT NOT NULL)""",
+            "CREATE INDEX login_audit_user ON login_audit (user_name, at_ms)",
+            # A decision's case before and after it, as JSON (state, resolved NIP and kind, reviewer).
+            "ALTER TABLE review_audit ADD COLUMN before_state TEXT",
+            "ALTER TABLE review_audit ADD COLUMN after_state TEXT",
         ),
     ),
 )
@@ -488,8 +533,9 @@ class Ledger:
         """Note that ``seq`` is stored; moves contiguous_seq over every stored seq; (contiguous, highest)."""
         found = self.progress(device_id)
         contiguous, highest = (0, 0) if found is None else found[:2]
-        highest = max(highest, seq)
-        if seq == contiguous + 1:
+        if seq == contiguous + 1 and highest <= contiguous:
+            contiguous = seq  # in order, nothing stored above it: no run to walk (the common case)
+        elif seq == contiguous + 1:
             while True:
                 following = [int(r[0]) for r in self.rows(
                     "SELECT seq FROM events WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 500",
@@ -502,6 +548,7 @@ class Ledger:
                     contiguous, run = s, run + 1
                 if run < 500:
                     break
+        highest = max(highest, seq)
         if found is None:
             self.execute("INSERT INTO device_progress (device_id, site, contiguous_seq, highest_seq) "
                          "VALUES (?, ?, ?, ?)", (device_id, site, contiguous, highest))
@@ -537,10 +584,28 @@ class Ledger:
         self.execute("UPDATE device_progress SET resend_from = ?, resend_tries = ?, last_resend_ms = ? "
                      "WHERE device_id = ?", (from_seq, tries, now_ms, device_id))
 
-    def first_incomplete_seq(self, device_id: str) -> int | None:
-        """The lowest seq of a stored event still waiting for its photo (it must not be acknowledged yet)."""
-        row = self.one("SELECT MIN(seq) FROM events WHERE device_id = ? AND evidence_ok = 0", (device_id,))
-        return None if row is None or row[0] is None else int(row[0])
+    def ack_positions(self, device_ids: Iterable[str]) -> dict[str, tuple[int, int | None]]:
+        """Per device: (contiguous_seq, the lowest seq of a stored event still waiting for its photo, or None);
+        what its ``upto_seq`` ack may cover. Two queries for a whole batch's devices."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        contiguous = {str(r[0]): int(r[1]) for r in self.rows(
+            f"SELECT device_id, contiguous_seq FROM device_progress WHERE device_id IN ({marks})", ids)}
+        waiting = {str(r[0]): int(r[1]) for r in self.rows(
+            f"SELECT device_id, MIN(seq) FROM events WHERE evidence_ok = 0 AND device_id IN ({marks}) "
+            "GROUP BY device_id", ids)}
+        return {d: (contiguous.get(d, 0), waiting.get(d)) for d in ids}
+
+    def lock_devices(self, device_ids: Iterable[str]) -> None:
+        """Hold these devices' registry rows until the transaction ends, taken in one order (no deadlock): ledger
+        workers on a shared subscription then store one device's messages one transaction at a time (its
+        progress, its photo and event). PostgreSQL only; SQLite's ``BEGIN IMMEDIATE`` serialises every writer."""
+        ids = sorted(set(device_ids))
+        if ids and self.backend.name == "postgresql":
+            self.execute("SELECT device_id FROM devices WHERE device_id = ANY(?) ORDER BY device_id FOR UPDATE",
+                         (ids,))
 
     # ------------------------------------------------------------------ review queue, rejections, registry
 
@@ -554,6 +619,206 @@ class Ledger:
 
     def set_gallery_version(self, device_id: str, version: str | None) -> None:
         self.execute("UPDATE devices SET gallery_version = ? WHERE device_id = ?", (version, device_id))
+
+    # ------------------------------------------------------------------ HR review: reviewers, sessions, decisions
+
+    def add_reviewer(self, name: str, role: str, password_hash: str, created_by: str) -> bool:
+        """A new reviewer account; False (nothing changed) when the name is taken."""
+        cursor = self.execute(
+            "INSERT INTO reviewers (name, role, password_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (name, role, password_hash, created_by, utc_text()),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def set_reviewer_password(self, name: str, password_hash: str) -> bool:
+        """Replace a reviewer's password and end their sessions; False when there is no such reviewer."""
+        cursor = self.execute("UPDATE reviewers SET password_hash = ? WHERE name = ?", (password_hash, name))
+        self.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        return bool(cursor.rowcount == 1)
+
+    def disable_reviewer(self, name: str) -> bool:
+        """Lock a reviewer out for good (their audit stays) and end their sessions; False when there is none."""
+        cursor = self.execute("UPDATE reviewers SET disabled = 1 WHERE name = ?", (name,))
+        self.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        return bool(cursor.rowcount == 1)
+
+    def reviewer(self, name: str) -> Reviewer | None:
+        row = self.one("SELECT name, role, password_hash, disabled FROM reviewers WHERE name = ?", (name,))
+        return None if row is None else Reviewer(str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
+
+    def reviewers(self) -> list[Reviewer]:
+        return [Reviewer(str(r[0]), str(r[1]), str(r[2]), bool(r[3]))
+                for r in self.rows("SELECT name, role, password_hash, disabled FROM reviewers ORDER BY name")]
+
+    def note_login(self, user_name: str, remote: str, outcome: str, at_ms: int) -> None:
+        """Audit a login attempt or a logout (outcome: ok, bad_password, unknown_user, locked, disabled, logout)."""
+        self.execute("INSERT INTO login_audit (at, at_ms, user_name, remote, outcome) VALUES (?, ?, ?, ?, ?)",
+                     (format_utc(datetime.fromtimestamp(at_ms / 1000, UTC)), at_ms, user_name[:100], remote[:100],
+                      outcome))
+
+    def failed_logins(self, user_name: str, since_ms: int) -> list[int]:
+        """Times (ms) of the failed logins of this name since ``since_ms``, oldest first."""
+        return [int(r[0]) for r in self.rows(
+            "SELECT at_ms FROM login_audit WHERE user_name = ? AND at_ms >= ? "
+            "AND outcome IN ('bad_password', 'unknown_user') ORDER BY at_ms",
+            (user_name[:100], since_ms),
+        )]
+
+    def login_audit(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """The latest login attempts: (at, user name, remote address, outcome), newest first."""
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self.rows(
+            "SELECT at, user_name, remote, outcome FROM login_audit ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def open_session(self, token_sha256: str, user_name: str, csrf: str, remote: str, now_ms: int,
+                     expires_ms: int) -> None:
+        self.execute("DELETE FROM web_sessions WHERE expires_ms <= ?", (now_ms,))
+        self.execute("INSERT INTO web_sessions (token_sha256, user_name, csrf, remote, created_ms, expires_ms) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (token_sha256, user_name, csrf, remote[:100], now_ms, expires_ms))
+
+    def session(self, token_sha256: str, now_ms: int) -> tuple[Reviewer, str] | None:
+        """(reviewer, CSRF token) of a live session of an enabled reviewer, else None."""
+        row = self.one(
+            "SELECT r.name, r.role, r.password_hash, r.disabled, s.csrf FROM web_sessions s "
+            "JOIN reviewers r ON r.name = s.user_name WHERE s.token_sha256 = ? AND s.expires_ms > ? "
+            "AND r.disabled = 0",
+            (token_sha256, now_ms),
+        )
+        return None if row is None else (Reviewer(str(row[0]), str(row[1]), str(row[2]), bool(row[3])), str(row[4]))
+
+    def close_session(self, token_sha256: str) -> None:
+        self.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", (token_sha256,))
+
+    def office_zones(self) -> dict[str, str]:
+        """Office code -> IANA time zone, from the rules."""
+        return {str(r[0]): str(r[1]) for r in self.rows("SELECT code, timezone FROM offices ORDER BY code")}
+
+    def employee(self, nip: str) -> tuple[str, str] | None:
+        """(name, office) of a NIP of the roster."""
+        row = self.one("SELECT name, office FROM employees WHERE nip = ?", (nip,))
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    _CASE_SQL = (
+        "SELECT r.id, r.device_id, r.event_id, r.reason, r.state, r.resolved_nip, r.resolved_kind, r.decided_by, "
+        "r.decided_at, r.decision_reason, d.office, e.time_ms, e.time_source, e.device_utc, e.payload "
+        "FROM review_queue r JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
+        "LEFT JOIN devices d ON d.device_id = r.device_id"
+    )
+
+    def review_cases(self, *, decided: bool, office: str | None = None, reason: str | None = None,
+                     windows: Sequence[tuple[str, int, int]] | None = None, limit: int = 25,
+                     offset: int = 0) -> tuple[list[ReviewCase], int]:
+        """A page of review cases and how many match: open ones oldest first, or decided ones newest decision
+        first. ``windows`` keeps the cases of (office, start_ms, end_ms) triples (a local date per office)."""
+        where = ["r.state <> 'open'" if decided else "r.state = 'open'"]
+        params: list[Any] = []
+        if office:
+            where.append("d.office = ?")
+            params.append(office)
+        if reason:
+            where.append("r.reason = ?")
+            params.append(reason)
+        if windows is not None:
+            where.append("(" + (" OR ".join(["(d.office = ? AND e.time_ms >= ? AND e.time_ms < ?)"] * len(windows))
+                                or "1 = 0") + ")")
+            params.extend(value for window in windows for value in window)
+        condition = " WHERE " + " AND ".join(where)
+        order = " ORDER BY r.decided_at DESC, r.id DESC" if decided else " ORDER BY e.time_ms IS NULL, e.time_ms, r.id"
+        rows = self.rows(self._CASE_SQL + condition + order + " LIMIT ? OFFSET ?", (*params, limit, offset))
+        total = self.one("SELECT COUNT(*) FROM review_queue r JOIN events e ON e.device_id = r.device_id AND "
+                         "e.event_id = r.event_id LEFT JOIN devices d ON d.device_id = r.device_id" + condition, params)
+        return [_review_case(r) for r in rows], int(total[0]) if total else 0
+
+    def review_case(self, case_id: int) -> ReviewCase | None:
+        row = self.one(self._CASE_SQL + " WHERE r.id = ?", (case_id,))
+        return None if row is None else _review_case(row)
+
+    def decide_review(self, case_id: int, actor: str, accept: bool, reason: str, nip: str | None = None,
+                      kind: str | None = None) -> ReviewCase:
+        """Accept (as a punch of ``nip`` and ``kind``) or reject an open case, with the audit row, in one
+        transaction; DecisionRefused when the case is gone, already decided (checked in the same UPDATE, so two
+        reviewers at once cannot both decide) or the NIP is not in the roster."""
+        with self.transaction():
+            before = self.review_case(case_id)
+            if before is None:
+                raise DecisionRefused(f"review case {case_id} does not exist", "missing")
+            if accept and (nip is None or self.employee(nip) is None):
+                raise DecisionRefused(f"NIP {nip!r} is not in the roster: accept the case for an employee of it",
+                                      "roster")
+            state = "accepted" if accept else "rejected"
+            decided_at = utc_text()
+            cursor = self.execute(
+                "UPDATE review_queue SET state = ?, resolved_nip = ?, resolved_kind = ?, decided_by = ?, "
+                "decided_at = ?, decision_reason = ? WHERE id = ? AND state = 'open'",
+                (state, nip if accept else None, kind if accept else None, actor, decided_at, reason, case_id),
+            )
+            if cursor.rowcount != 1:
+                now = self.review_case(case_id)
+                who = f" by {now.decided_by} at {now.decided_at}" if now is not None else ""
+                raise DecisionRefused(f"review case {case_id} was already decided ({before.state}){who}; "
+                                      "nothing was changed", "decided")
+            after = self.review_case(case_id)
+            assert after is not None
+            self.execute(
+                "INSERT INTO review_audit (review_id, actor, action, reason, at, before_state, after_state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_id, actor, "accept" if accept else "reject", reason, decided_at, before.audit_json(),
+                 after.audit_json()),
+            )
+        return after
+
+    def review_history(self, case_id: int) -> list[tuple[str, str, str, str, str, str]]:
+        """The audit rows of a case: (at, actor, action, reason, before, after), oldest first."""
+        rows = self.rows("SELECT at, actor, action, reason, before_state, after_state FROM review_audit "
+                         "WHERE review_id = ? ORDER BY id", (case_id,))
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3] or ""), str(r[4] or ""), str(r[5] or "")) for r in rows]
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """An HR reviewer account of the review page."""
+
+    name: str
+    role: str  # reviewer | admin
+    password_hash: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class ReviewCase:
+    """A review case with what HR needs to decide it: the event's office, believed time and signed payload."""
+
+    id: int
+    device_id: str
+    event_id: str
+    reason: str
+    state: str
+    resolved_nip: str | None
+    resolved_kind: str | None
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+    office: str | None
+    time_ms: int | None
+    time_source: str
+    device_utc: str
+    payload: str
+
+    def audit_json(self) -> str:
+        """What a decision changes, for review_audit's before/after columns."""
+        return json.dumps({"state": self.state, "resolved_nip": self.resolved_nip,
+                           "resolved_kind": self.resolved_kind, "decided_by": self.decided_by}, sort_keys=True)
+
+
+def _review_case(row: Sequence[Any]) -> ReviewCase:
+    """A row of ``Ledger._CASE_SQL`` as a ReviewCase."""
+    text = [None if v is None else str(v) for v in row]
+    return ReviewCase(
+        id=int(row[0]), device_id=str(row[1]), event_id=str(row[2]), reason=str(row[3]), state=str(row[4]),
+        resolved_nip=text[5], resolved_kind=text[6], decided_by=text[7], decided_at=text[8],
+        decision_reason=text[9], office=text[10], time_ms=_opt_int(row[11]), time_source=str(row[12]),
+        device_utc=str(row[13]), payload=str(row[14]),
+    )
 
 
 def _opt_int(value: Any) -> int | None:

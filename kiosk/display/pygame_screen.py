@@ -66,9 +66,11 @@ SCREENS: tuple[str, ...] = (
     "idle",
     "idle_offline",
     "live",
+    "live_challenge",
     "recorded",
     "already",
     "not_recognised",
+    "not_live",
     "outside_hours",
     "cannot_record",
     "entry",
@@ -330,6 +332,12 @@ def _draw_result(
         items = [
             _Item("status", texts.text(lang, "not_recognised"), int(unit * 0.14), fg),
             _Item("hint", texts.text(lang, hint), int(unit * 0.075), fg),
+        ]
+    elif status == "not_live":  # neutral: a suspected spoof is for HR to judge, the screen accuses nobody
+        bg, fg = AMBER, BLACK
+        items = [
+            _Item("status", texts.text(lang, "not_live"), int(unit * 0.14), fg),
+            _Item("hint", texts.text(lang, "not_live_hint"), int(unit * 0.075), fg),
         ]
     elif status == "pending_review":
         bg, fg = BLUE, WHITE
@@ -675,6 +683,7 @@ _PRIORITY = {
     "limited": 3,
     "cannot_record": 3,
     "not_recognised": 4,
+    "not_live": 4,
 }
 
 
@@ -723,11 +732,15 @@ def sample_states(language: str = "id", tz: str = "Asia/Makassar") -> dict[str, 
             base, view=TerminalView(network="offline", pending=37, problems=("clock",), chosen_kind="pulang")
         ),
         "live": replace(base, frame=picture, tracks=tracks, view=online),
+        "live_challenge": replace(
+            base, frame=picture, tracks=(replace(tracks[0], problems=("challenge_turn_left",)), tracks[1]), view=online
+        ),
         "recorded": result(Outcome("recorded", "Presensi tercatat", nip=nip, kind="masuk", at=now)),
         "already": result(
             Outcome("already", "Sudah tercatat pukul 07:21", nip=nip, kind="masuk", at=now.replace(minute=21))
         ),
         "not_recognised": result(Outcome("not_recognised", "Wajah tidak dikenali"), None),
+        "not_live": result(Outcome("not_live", "Silakan coba lagi"), None),
         "outside_hours": result(Outcome("outside_hours", "Di luar jam presensi", nip=nip, at=now)),
         "cannot_record": result(Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=nip)),
         "entry": replace(base, view=replace(online, entry=EntryView("19850714201001"))),

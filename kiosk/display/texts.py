@@ -74,6 +74,11 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "masuk": "MASUK",
         "pulang": "PULANG",
         "not_recognised_fallback": "Sentuh layar untuk presensi manual dengan NIP",
+        "not_live": "Silakan coba lagi",
+        "not_live_hint": "Lihat ke kamera tanpa foto atau layar",
+        "challenge_blink": "Silakan berkedip",
+        "challenge_turn_left": "Tolehkan kepala ke kiri",
+        "challenge_turn_right": "Tolehkan kepala ke kanan",
         "pending_review": "Menunggu verifikasi",
         "pending_review_hint": "Foto Anda dikirim ke petugas untuk diperiksa",
         "limited": "Batas presensi manual tercapai",
@@ -118,6 +123,11 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "masuk": "IN",
         "pulang": "OUT",
         "not_recognised_fallback": "Touch the screen to enter your NIP instead",
+        "not_live": "Please try again",
+        "not_live_hint": "Look at the camera without a photo or a screen",
+        "challenge_blink": "Please blink",
+        "challenge_turn_left": "Turn your head to the left",
+        "challenge_turn_right": "Turn your head to the right",
         "pending_review": "Waiting for verification",
         "pending_review_hint": "Your photo was sent to the staff for review",
         "limited": "Manual entry limit reached",
@@ -146,8 +156,17 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
     },
 }
 
-PROBLEM_ORDER: Final = ("too_dark", "too_small", "not_frontal", "blurry")
-"""Which guidance line wins when a face has several problems (the first one that applies)."""
+PROBLEM_ORDER: Final = (
+    "challenge_blink",
+    "challenge_turn_left",
+    "challenge_turn_right",
+    "too_dark",
+    "too_small",
+    "not_frontal",
+    "blurry",
+)
+"""Which guidance line wins when a face has several problems (the first one that applies); a liveness challenge
+(the action the person is asked for) comes first."""
 
 
 def text(language: str, key: str, **fields: object) -> str:

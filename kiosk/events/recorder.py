@@ -31,9 +31,18 @@ EVIDENCE_WIDTH = 160  # pixels: enough for HR to recognise a face, small enough 
 MANUAL_EVIDENCE_WIDTH = 320  # a manual entry's photo shows the person and their surroundings, not only a face
 
 Status = Literal[
-    "recorded", "already", "outside_hours", "not_recognised", "cannot_record", "pending_review", "limited"
+    "recorded",
+    "already",
+    "outside_hours",
+    "not_recognised",
+    "not_live",
+    "cannot_record",
+    "pending_review",
+    "limited",
 ]
-"""``pending_review``: a manual entry went to HR; ``limited``: a manual entry was refused by the rate limits."""
+"""``pending_review``: a manual entry went to HR; ``limited``: a manual entry was refused by the rate limits;
+``not_live``: a known face that did not prove liveness (a suspected spoof went to HR, the screen stays neutral)."""
+NOT_LIVE_MESSAGE = "Silakan coba lagi"
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,12 @@ class Recorder:
             return Outcome("not_recognised", "Wajah tidak dikenali", seq=self._append(body, evidence))
         local = local_time(stamp.utc, self.cfg.device.timezone)
         kind = punch_kind(self.cfg.schedule, local)
+        if not decision.live:  # the claimed person and the punch HR may grant; the screen names nobody
+            log.warning("suspected spoof for NIP %s: %s", decision.nip, made["liveness"])
+            body = schema.build_review(
+                stamp, reason="suspected_spoof", decision=made, nip=decision.nip, kind=chosen or kind, evidence=evidence
+            )
+            return Outcome("not_live", NOT_LIVE_MESSAGE, seq=self._append(body, evidence))
         if kind is None:
             return Outcome("outside_hours", OUTSIDE_HOURS, nip=decision.nip, at=local)
         kind = chosen or kind
@@ -158,6 +173,15 @@ class Recorder:
 
     def _append(self, body: dict[str, Any], evidence: bytes | None = None) -> int:
         stored = self.outbox.append(body["event_id"], body["type"], schema.to_bytes(body), evidence)
+        nip, kind = (body.get("person") or {}).get("nip"), body.get("kind")
+        what = " ".join(str(w) for w in (body["type"], body.get("reason") or body.get("alarm"), kind) if w)
+        log.info(
+            "stored %s seq %d%s",
+            what,
+            stored.seq,
+            f" for NIP {nip}" if nip else "",
+            extra={"event_id": body["event_id"], "seq": stored.seq, "kind": kind, "nip": nip},  # journal fields
+        )
         return stored.seq
 
     def _stamp(self) -> schema.Stamp:

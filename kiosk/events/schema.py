@@ -42,6 +42,11 @@ TYPES = ("attendance", "review", "status", "time_anchor", "alarm")
 PUNCH_KINDS: tuple[str, ...] = typing.get_args(PunchKind)  # the kinds the schedule can assign (kiosk.config)
 REVIEW_REASONS = ("unknown_face", "manual_entry", "suspected_spoof")
 METHODS = ("face", "manual", "key")
+LIVENESS_LEVELS = ("passive", "challenge")
+LIVENESS_RESULTS = ("live", "spoof", "undecided")
+LIVENESS_METHODS = ("blink", "parallax", "challenge_blink", "challenge_turn_left", "challenge_turn_right", "none")
+CHALLENGES = ("blink", "turn_left", "turn_right")
+LIVENESS_DECIMALS = 4
 CLOCK_SOURCES = ("ntp", "rtc", "none", "unknown")
 KNOWN_ALARMS = ("outbox_recovered", "tamper", "clock_jump", "disk_low", "camera_lost", "gallery_invalid")
 
@@ -121,6 +126,25 @@ class DecisionLike(Protocol):
     def frames_used(self) -> int: ...
 
 
+class LivenessLike(Protocol):
+    """What :func:`liveness_field` reads of :class:`kiosk.recognizer.liveness.LivenessVerdict`."""
+
+    @property
+    def level(self) -> str: ...
+    @property
+    def result(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def blinks(self) -> int: ...
+    @property
+    def challenge(self) -> str | None: ...
+    @property
+    def extra_ms(self) -> float: ...
+
+
 def decimal_str(value: float | int | None, decimals: int) -> str | None:
     """``value`` as a fixed-decimal string ("0.4123"), half-even rounding; None stays None; no NaN/inf."""
     if value is None:
@@ -167,15 +191,30 @@ def evidence_ref(jpeg: bytes | None) -> dict[str, Any] | None:
     return {"sha256": hashlib.sha256(jpeg).hexdigest(), "bytes": len(jpeg)}
 
 
+def liveness_field(v: LivenessLike | None) -> dict[str, Any] | None:
+    """The ``decision.liveness`` field: the level, the result, what proved it and the parallax score; None when off."""
+    if v is None:
+        return None
+    return {
+        "level": v.level,
+        "result": v.result,
+        "method": v.method,
+        "score": decimal_str(v.score, LIVENESS_DECIMALS),
+        "blinks": int(v.blinks),
+        "challenge": v.challenge,
+        "extra_ms": round(v.extra_ms),
+    }
+
+
 def face_decision(decision: DecisionLike) -> dict[str, Any]:
-    """The ``decision`` field of a face recognition."""
+    """The ``decision`` field of a face recognition (``liveness`` from the decision's verdict when it has one)."""
     return {
         "method": "face",
         "best_nip": decision.best_nip,
         "distance": decimal_str(decision.distance, DISTANCE_DECIMALS),
         "margin": decimal_str(decision.margin, DISTANCE_DECIMALS),
         "frames": int(decision.frames_used),
-        "liveness": None,
+        "liveness": liveness_field(getattr(decision, "liveness", None)),
     }
 
 
@@ -528,8 +567,8 @@ def _check_person_decision(v: _V, event: Mapping[str, Any], etype: str) -> None:
                 v.decimal(f"$.decision.{key}", decision[key], DISTANCE_DECIMALS, signed=key == "margin")
         if "frames" in decision:
             v.integer("$.decision.frames", decision["frames"], 0, 10_000)
-        if "liveness" in decision and decision["liveness"] is not None:
-            v.report("$.decision.liveness", "must be null in schema version 1 (no liveness check yet)")
+        if decision.get("liveness") is not None:
+            _check_liveness(v, decision["liveness"], method, etype, event.get("reason"))
         best = decision.get("best_nip")
         if etype == "attendance" and method == "face" and nip is not None and best not in (nip, None):
             v.report("$.decision.best_nip", "differs from person.nip on a face attendance")
@@ -540,6 +579,32 @@ def _check_person_decision(v: _V, event: Mapping[str, Any], etype: str) -> None:
                 v.string("$.evidence.sha256", ev["sha256"], _SHA256_RE, "64 lowercase hex digits")
             if "bytes" in ev:
                 v.integer("$.evidence.bytes", ev["bytes"], 1, 10_000_000)
+
+
+def _check_liveness(v: _V, value: Any, method: Any, etype: str, reason: Any) -> None:
+    keys = ("level", "result", "method", "score", "blinks", "challenge", "extra_ms")
+    live = v.obj("$.decision.liveness", value, keys)
+    if live is None:
+        return
+    if method not in (None, "face"):
+        v.report("$.decision.liveness", "only a face decision has a liveness result")
+    if "level" in live:
+        v.choice("$.decision.liveness.level", live["level"], LIVENESS_LEVELS)
+    if "result" in live and v.choice("$.decision.liveness.result", live["result"], LIVENESS_RESULTS):
+        if etype == "attendance" and live["result"] != "live":
+            v.report("$.decision.liveness.result", "an attendance needs a live face")
+        if reason == "suspected_spoof" and live["result"] == "live":
+            v.report("$.decision.liveness.result", "a suspected spoof cannot be live")
+    if "method" in live:
+        v.choice("$.decision.liveness.method", live["method"], LIVENESS_METHODS)
+    if "score" in live:
+        v.decimal("$.decision.liveness.score", live["score"], LIVENESS_DECIMALS)
+    if "blinks" in live:
+        v.integer("$.decision.liveness.blinks", live["blinks"], 0, 10_000)
+    if live.get("challenge") is not None:
+        v.choice("$.decision.liveness.challenge", live["challenge"], CHALLENGES)
+    if "extra_ms" in live:
+        v.integer("$.decision.liveness.extra_ms", live["extra_ms"], 0, 3_600_000)
 
 
 # ---------------------------------------------------------------------------------------------------- wire form

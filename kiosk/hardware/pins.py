@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 EVENTS = ("key_masuk", "key_pulang", "key_fallback", "motion", "no_motion", "tamper_open", "tamper_closed")
 
 GOOD = frozenset({"recorded", "already", "pending_review"})
-BAD = frozenset({"not_recognised", "cannot_record", "outside_hours", "limited"})
+BAD = frozenset({"not_recognised", "not_live", "cannot_record", "outside_hours", "limited"})
 
 # A tone pattern: (frequency in Hz, or None for silence; seconds).
 Pattern = tuple[tuple[float | None, float], ...]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,6 +13,7 @@ import numpy as np
 from kiosk import models
 from kiosk.config import QualityConfig
 
+SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 
@@ -97,6 +100,18 @@ def still_upsample(image: np.ndarray) -> int:
 def landmarks(rgb: np.ndarray, box: Box) -> object:
     """dlib's 5-point landmarks (eye corners and nose) of the face in ``box``."""
     return models.shape_predictor_5()(rgb, box.dlib_rect())
+
+
+@cache
+def _shape_predictor_68() -> Any:
+    """dlib's 68-point landmark model (eyes, brows, nose, mouth, jaw), for the liveness checks."""
+    return models.dlib_module().shape_predictor(str(models.model_path(SHAPE_68)))
+
+
+def landmarks68(rgb: np.ndarray, box: Box) -> np.ndarray:
+    """dlib's 68-point landmarks of the face in ``box`` as a (68, 2) float array of pixel positions."""
+    shape = _shape_predictor_68()(rgb, box.dlib_rect())
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
 def chip(rgb: np.ndarray, shape: object) -> np.ndarray:

@@ -7,12 +7,18 @@ nobody tracked). The nearest in-range face is served first: it passes a quality 
 number of times, and its matches are voted on by the open-set rule. A track gets one decision (and a fresh
 attempt after ``retry_after_s`` if that decision was "unknown" and the person is still there).
 
+Liveness (``recognizer.liveness``, kiosk/recognizer/liveness.py): while the served track is undecided, its 68-point
+landmarks feed the passive checks. A person the rule accepts is decided only once the track is live; a track that
+stays unproven (or fails the challenge) is decided with a liveness result of ``spoof`` (or ``undecided`` if it
+leaves), which the recorder turns into a "suspected spoof" review. Unknown faces are decided at once.
+
 Durations inside the pipeline (idle scans, retries) are measured in source time (``Frame.t``), so a replay
 run flat out decides as it would in real time; only ``latency_ms`` uses the monotonic clock.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +28,11 @@ import numpy as np
 
 from kiosk.camera import Frame
 from kiosk.config import RecognizerConfig
+from kiosk.events import schema
 from kiosk.recognizer import faces, geometry
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.gallery import Gallery
+from kiosk.recognizer.liveness import LivenessCheck, LivenessVerdict
 from kiosk.recognizer.matching import Match, TrackVerdict, match
 from kiosk.recognizer.motion import MotionGate
 from kiosk.recognizer.tracker import Track, Tracker, suppress_overlaps
@@ -48,6 +56,12 @@ class Decision:
     latency_ms: float  # monotonic time from the track's first frame to the decision
     clip_latency_ms: float  # source time from the track's first frame to the decision frame
     box: Box
+    liveness: LivenessVerdict | None = None  # None when the level is off
+
+    @property
+    def live(self) -> bool:
+        """False only when liveness was checked and not proven."""
+        return self.liveness is None or self.liveness.live
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -61,6 +75,7 @@ class Decision:
             "frames_used": self.frames_used,
             "latency_ms": round(self.latency_ms, 1),
             "clip_latency_ms": round(self.clip_latency_ms, 1),
+            "liveness": schema.liveness_field(self.liveness),
         }
 
 
@@ -73,7 +88,7 @@ class TrackView:
     served: bool
     nip: str | None
     state: str  # "searching" | "accepted" | "unknown"
-    problems: tuple[str, ...]  # quality reasons from the last attempt ("too_small", "blurry", ...)
+    problems: tuple[str, ...]  # quality reasons ("too_small", "blurry", ...) or a challenge ("challenge_blink", ...)
 
 
 @dataclass
@@ -99,6 +114,9 @@ class PipelineStats:
     accepted: int = 0
     tracks: int = 0
     retries: int = 0
+    liveness_frames: int = 0  # frames whose 68-point landmarks fed the liveness checks
+    challenges: int = 0
+    spoofs: int = 0
     quality_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -112,17 +130,26 @@ class _Recognition:
         self.problems: tuple[str, ...] = ()
         self.decision: Decision | None = None
         self.decided_at = 0.0
+        self.liveness: LivenessCheck | None = None  # created at the track's first landmarks
+        self.accepted: str | None = None  # the NIP the rule accepted while liveness is still open
+        self.accepted_at = 0.0  # source time of that acceptance
 
 
 class Pipeline:
     """Recognizes the people in a stream of frames against one gallery."""
 
     def __init__(
-        self, gallery: Gallery, cfg: RecognizerConfig, *, clock: Callable[[], float] = time.monotonic
+        self,
+        gallery: Gallery,
+        cfg: RecognizerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.gallery = gallery
         self.cfg = cfg
         self.clock = clock
+        self.rng = rng or random.SystemRandom()  # challenges must not be predictable
         self.tracker = Tracker(cfg.tracker.min_iou, cfg.tracker.max_missed_frames)
         self.motion = MotionGate(cfg.tracker.motion_threshold)
         self.stats = PipelineStats()
@@ -177,7 +204,9 @@ class Pipeline:
         self.stats.tracks += len(born)
 
         decisions = [d for d in (self._close(t, frame) for t in ended) if d is not None]
+        self._watch(rgb, frame)
         decisions += self._serve(rgb, frame)
+        decisions += self._settle(frame)
         return FrameResult(self._views(), decisions)
 
     def _full_scan(self, frame: Frame) -> list[Box]:
@@ -215,11 +244,12 @@ class Pipeline:
         retry = self.cfg.decision.retry_after_s
         for track in self.tracker.tracks:
             rec = _rec(track)
-            if rec.decision and rec.decision.nip is None and retry and frame.t - rec.decided_at >= retry:
+            failed = rec.decision is not None and (rec.decision.nip is None or not rec.decision.live)
+            if failed and retry and frame.t - rec.decided_at >= retry:
                 track.extra["rec"] = _Recognition(TrackVerdict(self.cfg.decision))
                 self.stats.retries += 1
         candidates = sorted(
-            (t for t in self.tracker.tracks if t.missed == 0 and _rec(t).decision is None),
+            (t for t in self.tracker.tracks if t.missed == 0 and _rec(t).decision is None and not _rec(t).accepted),
             key=lambda t: -t.box.width,
         )
         for track in candidates:
@@ -248,14 +278,56 @@ class Pipeline:
             rec.verdict.add(match(self.gallery, descriptor), fused)
             self.stats.encodings += 1
             nip = rec.verdict.accepted_nip
+            if nip is not None and self.cfg.liveness.level != "off":
+                rec.accepted, rec.accepted_at = nip, frame.t  # decided by _settle once liveness is known
+                return []
             if nip is not None or rec.verdict.exhausted:
                 return [self._decide(track, frame, nip)]
             return []
         return []
 
+    def _watch(self, rgb: np.ndarray, frame: Frame) -> None:
+        """Feed the 68-point landmarks of the served track (the largest in-range undecided one) to its liveness."""
+        if self.cfg.liveness.level == "off":
+            return
+        served = max(
+            (
+                t
+                for t in self.tracker.tracks
+                if t.missed == 0 and t.box.width >= self._min_face and _rec(t).decision is None
+            ),
+            key=lambda t: t.box.width,
+            default=None,
+        )
+        if served is None:
+            return
+        rec = _rec(served)
+        if rec.liveness is None:
+            rec.liveness = LivenessCheck(self.cfg.liveness, frame.t, self.rng)
+        rec.liveness.observe(faces.landmarks68(rgb, served.box))
+        self.stats.liveness_frames += 1
+
+    def _settle(self, frame: Frame) -> list[Decision]:
+        """Decide the accepted tracks whose liveness is now known (live, or out of time)."""
+        decisions = []
+        for track in self.tracker.tracks:
+            rec = _rec(track)
+            if rec.accepted is None or rec.decision is not None:
+                continue
+            if rec.liveness is None:
+                rec.liveness = LivenessCheck(self.cfg.liveness, frame.t, self.rng)
+            had_challenge = rec.liveness.challenge is not None
+            if rec.liveness.result(frame.t) != "undecided":
+                decisions.append(self._decide(track, frame, rec.accepted))
+            elif not had_challenge and rec.liveness.challenge is not None:
+                self.stats.challenges += 1
+        return decisions
+
     def _close(self, track: Track, frame: Frame) -> Decision | None:
         """A track that left the view with encodings but no decision is decided as unknown."""
         rec = _rec(track)
+        if rec.decision is None and rec.accepted is not None:
+            return self._decide(track, frame, rec.accepted)  # left before proving liveness
         if rec.decision is None and rec.verdict.matches:
             return self._decide(track, frame, None)
         return None
@@ -263,6 +335,9 @@ class Pipeline:
     def _decide(self, track: Track, frame: Frame, nip: str | None) -> Decision:
         rec = _rec(track)
         best = rec.verdict.best or Match(None, float("inf"), None)
+        liveness = None
+        if rec.liveness is not None:
+            liveness = rec.liveness.verdict(frame.t, rec.accepted_at if rec.accepted else frame.t)
         decision = Decision(
             track=track.id,
             frame=frame.index,
@@ -275,10 +350,12 @@ class Pipeline:
             latency_ms=(self.clock() - track.first_seen) * 1000.0,
             clip_latency_ms=(frame.t - track.first_t) * 1000.0,
             box=track.box,
+            liveness=liveness,
         )
         rec.decision, rec.decided_at = decision, frame.t
         self.stats.decisions += 1
-        self.stats.accepted += nip is not None
+        self.stats.accepted += nip is not None and decision.live
+        self.stats.spoofs += nip is not None and not decision.live
         return decision
 
     def _views(self) -> list[TrackView]:
@@ -291,8 +368,12 @@ class Pipeline:
         for t in self.tracker.tracks:
             rec = _rec(t)
             d = rec.decision
-            state = "searching" if d is None else ("accepted" if d.nip else "unknown")
-            views.append(TrackView(t.id, t.box, t is served, d.nip if d else None, state, rec.problems))
+            accepted = d is not None and d.nip is not None and d.live
+            state = "searching" if d is None else ("accepted" if accepted else "unknown")
+            problems = rec.problems
+            if d is None and rec.liveness is not None and rec.liveness.challenge is not None:
+                problems = (f"challenge_{rec.liveness.challenge}",)
+            views.append(TrackView(t.id, t.box, t is served, d.nip if d and accepted else None, state, problems))
         return views
 
 

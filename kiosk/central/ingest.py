@@ -220,9 +220,14 @@ class Ingestor:
     # ------------------------------------------------------------------ batches
 
     def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[Outgoing]:
-        """Store a batch in one transaction; then the acks and resends to publish (only after the commit)."""
+        """Store a batch in one transaction; then the acks and resends to publish (only after the commit).
+
+        The batch's devices are locked first (``Ledger.lock_devices``), so that several workers on a shared
+        subscription store one device's messages one transaction at a time."""
         stored: list[_Stored] = []
         with self.ledger.transaction():
+            devices = {self._parse_topic_quietly(topic) for topic, _ in messages}
+            self.ledger.lock_devices(d for d in devices if d is not None and d in self.registry)
             for topic, payload in messages:
                 self.count("received")
                 try:
@@ -239,7 +244,11 @@ class Ingestor:
         now = self._now_ms()
         out: list[Outgoing] = []
         with self.ledger.transaction():
-            for device, site, first_missing, resend_from, tries, last_ms in self.ledger.devices_with_gaps():
+            gaps = self.ledger.devices_with_gaps()
+            if gaps:  # lock them like a batch does, then read again what another worker may have filled since
+                self.ledger.lock_devices(gap[0] for gap in gaps)
+                gaps = self.ledger.devices_with_gaps()
+            for device, site, first_missing, resend_from, tries, last_ms in gaps:
                 if resend_from != first_missing:  # a new gap: start its clock, ask after one interval
                     self.ledger.note_resend(device, first_missing, 0, now)
                     continue
@@ -415,10 +424,9 @@ class Ingestor:
         for item in stored:
             by_device.setdefault(item.device, []).append(item)
         out: list[Outgoing] = []
+        positions = self.ledger.ack_positions(by_device)
         for device, items in by_device.items():
-            progress = self.ledger.progress(device)
-            upto = progress[0] if progress else 0
-            incomplete = self.ledger.first_incomplete_seq(device)
+            upto, incomplete = positions[device]
             if incomplete is not None:
                 upto = min(upto, incomplete - 1)
             ready = [i for i in items if i.complete]

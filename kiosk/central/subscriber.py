@@ -19,14 +19,12 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.central.ingest import Ingestor, Outgoing
 from kiosk.central.settings import BrokerConfig, IngestConfig
-from kiosk.config import read_secret, secret_file
-from kiosk.events.mqtt import Topics
+from kiosk.events.mqtt import Topics, paho_client
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +34,9 @@ _TICK_S = 0.2  # the worker looks for gaps to resend at least this often
 
 
 def broker_client(b: BrokerConfig, client_id: str, *, persistent: bool) -> mqtt.Client:
-    """A paho client for the central broker (TLS, user name and password as configured); ``persistent`` keeps the
-    session while the client is away (the subscriber), otherwise it is a clean one (a one-off publisher)."""
-    v5 = b.protocol == "5"
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else not persistent,
-    )
-    client.reconnect_delay_set(
-        min_delay=b.reconnect_min_s,  # type: ignore[arg-type]
-        max_delay=max(b.reconnect_min_s, b.reconnect_max_s),  # type: ignore[arg-type]
-    )
-    if b.tls_ca_file is not None:
-        keyfile = None
-        if b.tls_key_file is not None:
-            read_secret(b.tls_key_file, key="broker.tls_key_file")  # refuses a key open to group or others
-            keyfile = str(secret_file(b.tls_key_file, key="broker.tls_key_file"))
-        client.tls_set(
-            ca_certs=str(b.tls_ca_file),
-            certfile=None if b.tls_cert_file is None else str(b.tls_cert_file),
-            keyfile=keyfile,
-        )
-    if b.username is not None:
-        password = None
-        if b.password_file is not None:
-            password = read_secret(b.password_file, key="broker.password_file").decode("utf-8").rstrip("\r\n")
-        client.username_pw_set(b.username, password)
-    return client
+    """A paho client for the central broker; ``persistent`` keeps the session while the client is away (the
+    subscriber), otherwise it is a clean one (a one-off publisher)."""
+    return paho_client(b, client_id, "broker", persistent=persistent)
 
 
 class Subscriber:

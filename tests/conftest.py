@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +69,15 @@ def gallery_copy(hamilton_gallery: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "gallery.kgal"
     shutil.copy(hamilton_gallery, dst)
     return dst
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """The first truthy value of ``pred()``, polled every 20 ms; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

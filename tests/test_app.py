@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, need
+from conftest import EXAMPLES, need, wait_for
 
 from kiosk.app import stop_on_signals
 from kiosk.cli import main
@@ -173,9 +173,7 @@ def test_a_camera_that_fails_at_start_keeps_the_service_alive_and_ready_after_a_
     runner = threading.Thread(target=app.run, args=(load_config(config), stop), name="test-kiosk")
     runner.start()
     try:
-        deadline = time.monotonic() + 20.0
-        while not any("READY=1" in m for m in systemd.messages) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: any("READY=1" in m for m in systemd.messages), "READY=1 after the grace", timeout=20.0)
     finally:
         stop.set()
         runner.join(10.0)

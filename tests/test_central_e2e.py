@@ -7,7 +7,6 @@ No wall-time assertions: every wait has a timeout and fails with what was seen s
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from broker import Broker, available
+from conftest import wait_for
 from test_central_support import ALEX, LIN, RULES, database, wita, write_key
 
 from kiosk.central import recap as recaps
@@ -35,17 +35,6 @@ pytestmark = pytest.mark.skipif(not available(), reason="mosquitto is not instal
 
 FACE = np.random.default_rng(0).integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
 BOOT = "5d1e0c2b-8a3f-4b6c-9d7e-0f1a2b3c4d5e"
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def decision(nip: str) -> Decision:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from broker import Broker, available
+from conftest import wait_for
 from test_central_support import ALEX, LIN, OBAMA, database, write_key
 
 from kiosk import app
@@ -106,9 +106,7 @@ def test_a_kiosk_that_connects_later_installs_the_pushed_gallery(tmp_path: Path)
             outbox, mqtt_cfg, "kiosk-1", seal=lambda payload, seq: signing.seal(payload, seq, device_key),
             actions=app.gallery_actions(pipeline, commands), central_keys=signing.load_public_keys([central_pub]),
         ).start():
-            deadline = time.monotonic() + 10.0
-            while commands.empty() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: not commands.empty(), "the retained install_gallery command")
             action, data = commands.get_nowait()
         assert action == "install"
         installed = app.store_gallery(cfg, data)

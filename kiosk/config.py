@@ -151,13 +151,16 @@ class LivenessConfig:
 
     level: Literal["off", "passive", "challenge"] = _f(
         "challenge",
-        "off; passive (blink or head parallax, else suspected spoof); challenge (passive, then a random action "
-        "when the passive checks are inconclusive).",
+        "off; passive (blink or head parallax with still surroundings, else suspected spoof); challenge (passive, "
+        "then random actions when the passive checks are inconclusive or the surroundings moved).",
     )
     passive_timeout_s: float = _f(
         3.0, "Time the passive checks get before the challenge (or, at level passive, the refusal).", lo=0, hi=30
     )
-    challenge_timeout_s: float = _f(5.0, "Time to perform the action asked for.", lo=0.5, hi=30)
+    challenge_timeout_s: float = _f(5.0, "Time to perform each action asked for.", lo=0.5, hi=30)
+    challenge_steps: int = _f(
+        2, "Random actions asked for in a row: each one a replayed clip must happen to do.", lo=1, hi=3
+    )
     blink_ratio: float = _f(
         0.65, "A blink: the eye aspect ratio below this fraction of the person's open eyes.", lo=0.1, hi=0.95
     )
@@ -167,6 +170,16 @@ class LivenessConfig:
     )
     parallax_frames: int = _f(3, "Frames that must show that residual.", lo=1, hi=100)
     turn_yaw: float = _f(0.1, "Turn challenge: change of the nose's place between the jaw ends.", lo=0.02, hi=0.5)
+    surroundings_motion: float = _f(
+        0.04,
+        "Motion of the face's surroundings from one frame to the next (inter-ocular distances) that a fixed camera's "
+        "still background does not show, and a picture held in a hand does.",
+        lo=0.005,
+        hi=1,
+    )
+    surroundings_frames: int = _f(
+        3, "Frames with moving surroundings after which only the challenge proves liveness.", lo=1, hi=100
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, need, wait_for
+from conftest import EXAMPLES, FILM_LIVENESS_TOML, need, wait_for
 
 from kiosk.app import stop_on_signals
 from kiosk.cli import main
@@ -22,7 +22,7 @@ def replay_config(tmp_path: Path, gallery: Path, device_id: str, tables: str) ->
     config.write_text(
         f'[device]\nid = "{device_id}"\nstate_dir = "{tmp_path}"\n'
         f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-        f'[recognizer]\ngallery = "{gallery}"\n' + tables
+        f'[recognizer]\ngallery = "{gallery}"\n{FILM_LIVENESS_TOML}' + tables
     )
     return config
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from broker import Broker, available
-from conftest import wait_for
+from conftest import FILM_LIVENESS_TOML, wait_for
 from test_central_support import ALEX, LIN, RULES, database, wita, write_key
 
 from kiosk.central import recap as recaps
@@ -245,7 +245,7 @@ def test_a_replayed_clip_becomes_a_recap_through_the_broker_and_postgresql(hamil
         kiosk_toml.write_text(
             f'[device]\nid = "kiosk-e2e"\nstate_dir = "{tmp_path / "state"}"\n'
             f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-            f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
+            f'[recognizer]\ngallery = "{hamilton_gallery}"\n{FILM_LIVENESS_TOML}'
             f'[[schedule.windows]]\ndays = {every_day}\nkind = "masuk"\nstart = 00:00:00\nend = 23:59:00\n'
             f'[events]\nsigning_key_file = "{key_file}"\n'
             f'[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.port}\nsite = "kantor"\n'

@@ -271,7 +271,8 @@ def test_the_case_page_shows_time_people_scores_and_the_photo(site: Site) -> Non
     spoof.update(event_id="019ad2a4-8c20-7d31-b1d3-7e2f5a4b3c62", seq=99, reason="suspected_spoof", kind="masuk",
                  person={"nip": ALEX}, evidence=None)
     spoof["decision"]["liveness"] = {"level": "challenge", "result": "spoof", "method": "none", "score": "0.0287",
-                                     "blinks": 0, "challenge": "turn_left", "extra_ms": 8000}
+                                     "blinks": 0, "challenge": "turn_left+blink", "extra_ms": 8000,
+                                     "moving_surroundings": 41}
     with site.ledger.transaction():  # stored the way the ingest stores a spoof case (events.md's example)
         site.ledger.insert_event(spoof, json.dumps(spoof), int(NOW * 1000), "device", True)
         site.ledger.enqueue_review("kiosk-1", spoof["event_id"], "suspected_spoof")

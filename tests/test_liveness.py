@@ -18,7 +18,7 @@ from conftest import EXAMPLES, need
 from kiosk.config import LivenessConfig
 from kiosk.imageio import read_rgb
 from kiosk.recognizer import faces
-from kiosk.recognizer.liveness import LivenessCheck, eye_aspect_ratio, head_yaw, planar_residual
+from kiosk.recognizer.liveness import LivenessCheck, Surroundings, eye_aspect_ratio, head_yaw, planar_residual
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import liveness as simulated  # bench/liveness.py: the simulated attacks
@@ -26,23 +26,37 @@ import liveness as simulated  # bench/liveness.py: the simulated attacks
 YALE = EXAMPLES.parent.parent / "yalefaces" / "yalefaces"
 FPS = 30.0
 SHORT = LivenessConfig(level="passive", passive_timeout_s=1.5)  # 45 frames: enough for a real head, fast to test
+Mark = tuple[np.ndarray, float | None]  # a frame's 68 landmarks and how far the face's surroundings moved
 
 
-def largest_face_landmarks(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """The 68 landmarks of the largest face of every frame that has one."""
-    marks = simulated.track_landmarks(frames)
+def largest_face_marks(frames: list[np.ndarray]) -> list[Mark]:
+    """The 68 landmarks of the largest face of every frame that has one, with its surroundings' motion."""
+    marks, _ = simulated.track_landmarks(frames)
     return [m for m in marks if m is not None]
 
 
-@pytest.fixture(scope="module")
-def lin_frames() -> list[np.ndarray]:
-    """Lin-Manuel Miranda's shot of the Hamilton clip (frames 82-139): he talks and turns his head to his right."""
-    return simulated.read_clip(need(EXAMPLES / "short_hamilton_clip.mp4"), 140)[82:140]
+def moving_share(marks: list[Mark]) -> float:
+    """The share of measured frames whose surroundings moved at least the configured amount."""
+    motions = [m for _, m in marks if m is not None]
+    assert len(motions) >= 10, "the surroundings were measured on enough frames"
+    return sum(m >= LivenessConfig().surroundings_motion for m in motions) / len(motions)
 
 
 @pytest.fixture(scope="module")
-def lin_marks(lin_frames: list[np.ndarray]) -> list[np.ndarray]:
-    return largest_face_landmarks(lin_frames)
+def hamilton() -> list[np.ndarray]:
+    return simulated.read_clip(need(EXAMPLES / "short_hamilton_clip.mp4"), 251)
+
+
+@pytest.fixture(scope="module")
+def lin_marks(hamilton: list[np.ndarray]) -> list[Mark]:
+    """Lin-Manuel Miranda's shot (frames 82-139): he talks and turns his head to his right, and the film's camera
+    pans with him."""
+    return largest_face_marks(hamilton[82:140])
+
+
+@pytest.fixture(scope="module")
+def lin_points(lin_marks: list[Mark]) -> list[np.ndarray]:
+    return [pts for pts, _ in lin_marks]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +67,21 @@ def lin_photo() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def attack_marks(lin_photo: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """Landmarks of Lin-Manuel Miranda's photo held up printed and on a phone (simulated), a little over 1.5 s each."""
+def attack_marks(lin_photo: np.ndarray, hamilton: list[np.ndarray]) -> dict[str, list[Mark]]:
+    """Lin-Manuel Miranda's photo held up printed, on a phone and propped on a stand, and his shot replayed on a
+    tablet held in a hand (simulated), a little over 1.5 s each."""
     n = int(FPS * SHORT.passive_timeout_s) + 2
+    clip = simulated.face_crop(hamilton[82:213])
+    makers = {
+        "print": lambda rng: simulated.print_attack(lin_photo, n, rng),
+        "phone": lambda rng: simulated.phone_attack(lin_photo, n, rng),
+        "print on a stand": lambda rng: simulated.print_attack(lin_photo, n, rng, still=True),
+        "replay": lambda rng: simulated.replay_attack(clip, n, rng),
+    }
     out = {}
-    for attack, make in (("print", simulated.print_attack), ("phone", simulated.phone_attack)):
-        marks = largest_face_landmarks(make(lin_photo, n, np.random.default_rng(3)))
-        assert len(marks) >= 0.9 * n, f"the simulated {attack} photo is seen as a face"
+    for attack, make in makers.items():
+        marks = largest_face_marks(make(np.random.default_rng(3)))
+        assert len(marks) >= 0.9 * n, f"the simulated {attack} is seen as a face"
         out[attack] = marks
     return out
 
@@ -71,17 +93,22 @@ def yale(subject: int, condition: str) -> np.ndarray:
     return faces.landmarks68(rgb, max(boxes, key=lambda b: b.width))
 
 
-def play(marks: list[np.ndarray], cfg: LivenessConfig, seed: int = 0) -> tuple[str, LivenessCheck, float]:
+def play(marks: list[Mark], cfg: LivenessConfig, seed: int = 0) -> tuple[str, LivenessCheck, float]:
     """Feed landmarks at 30 fps until the check decides; returns (result, check, seconds taken)."""
     check = LivenessCheck(cfg, 0.0, random.Random(seed))
     result, t = "undecided", 0.0
-    for i, pts in enumerate(marks):
+    for i, mark in enumerate(marks):
         t = i / FPS
-        check.observe(pts)
+        check.observe(*mark)
         result = check.result(t)
         if result != "undecided":
             break
     return result, check, t
+
+
+def still(points: list[np.ndarray]) -> list[Mark]:
+    """Landmarks with the surroundings unmeasured (as in front of a plain wall)."""
+    return [(pts, None) for pts in points]
 
 
 # ---------------------------------------------------------------------------------------------- the measures
@@ -94,8 +121,8 @@ def test_eye_aspect_ratio_falls_with_closed_eyes_on_yale() -> None:
         assert sleepy / normal < LivenessConfig().blink_ratio, f"subject {subject}: {sleepy:.3f} / {normal:.3f}"
 
 
-def test_a_plane_fits_a_homography_and_a_turning_head_does_not(lin_marks: list[np.ndarray]) -> None:
-    first, later = lin_marks[0], lin_marks[20]  # two thirds of a second apart, the head has turned
+def test_a_plane_fits_a_homography_and_a_turning_head_does_not(lin_points: list[np.ndarray]) -> None:
+    first, later = lin_points[0], lin_points[20]  # two thirds of a second apart, the head has turned
     h = cv2.getPerspectiveTransform(
         np.float32([[0, 0], [1, 0], [1, 1], [0, 1]]), np.float32([[3, 1], [1.1, 0.05], [1.05, 0.9], [0.02, 1.1]])
     )
@@ -104,65 +131,175 @@ def test_a_plane_fits_a_homography_and_a_turning_head_does_not(lin_marks: list[n
     assert planar_residual(first, later) > LivenessConfig().parallax_live
 
 
-def test_head_yaw_follows_lin_turning_to_his_right(lin_marks: list[np.ndarray]) -> None:
-    yaws = [head_yaw(m) for m in lin_marks]
+def test_head_yaw_follows_lin_turning_to_his_right(lin_points: list[np.ndarray]) -> None:
+    yaws = [head_yaw(m) for m in lin_points]
     assert yaws[0] > 0.1 and yaws[-1] < -0.2, "the nose moves towards the image's left: his own right"
+
+
+def test_surroundings_held_in_a_hand_move_and_a_still_background_does_not(
+    attack_marks: dict[str, list[Mark]], hamilton: list[np.ndarray], lin_marks: list[Mark]
+) -> None:
+    assert moving_share(attack_marks["print"]) > 0.8, "a photo held in a hand carries its surroundings along"
+    assert moving_share(attack_marks["phone"]) > 0.8
+    assert moving_share(attack_marks["replay"]) > 0.8
+    assert moving_share(attack_marks["print on a stand"]) == 0.0, "a photo on a stand moves nothing"
+    second_shot = largest_face_marks(hamilton[217:251])  # the clip's second shot: the camera holds still
+    assert moving_share(second_shot) == 0.0, "a real person before a still background"
+    assert moving_share(lin_marks) > 0.3, "a film's panning camera moves the background as a hand would"
+
+
+def test_the_surroundings_of_the_first_frame_and_after_a_gap_are_unknown(hamilton: list[np.ndarray]) -> None:
+    frames = hamilton[217:222]
+    marks, _ = simulated.track_landmarks(frames)
+    pts = [m[0] for m in marks if m is not None]
+    watch = Surroundings()
+    assert watch.motion(frames[0], pts[0], 0.0) is None, "nothing to compare with yet"
+    assert watch.motion(frames[1], pts[1], 1 / FPS) is not None
+    assert watch.motion(frames[2], pts[2], 1.0) is None, "a gap of a second starts afresh"
+    plain = np.full_like(frames[3], 128)
+    assert watch.motion(plain, pts[3], 1.0 + 1 / FPS) is None
+    assert watch.motion(plain, pts[4], 1.0 + 2 / FPS) is None, "a plain wall has no corners to follow"
 
 
 # ---------------------------------------------------------------------------------------------- the checks
 
 
-def test_a_real_head_is_live_by_parallax_within_a_second(lin_marks: list[np.ndarray]) -> None:
-    result, check, seconds = play(lin_marks, SHORT)
+def test_a_real_head_is_live_by_parallax_within_a_second(lin_points: list[np.ndarray]) -> None:
+    result, check, seconds = play(still(lin_points), SHORT)  # the head's own motion, as before a fixed camera
     assert result == "live" and check.verdict(seconds, 0.0).method == "parallax"
     assert seconds < 1.0
 
 
 def test_a_blink_is_counted_against_the_persons_own_open_eyes() -> None:
     normal, sleepy = yale(3, "normal"), yale(3, "sleepy")
-    result, check, _ = play([normal] * 8 + [sleepy] * 2 + [normal] * 2, SHORT)
+    result, check, _ = play(still([normal] * 8 + [sleepy] * 2 + [normal] * 2), SHORT)
     assert result == "live" and check.blinks == 1 and check.verdict(0.4, 0.0).method == "blink"
-    steady, still, _ = play([normal] * 60, SHORT)
-    assert steady == "spoof" and still.blinks == 0, "open eyes that never move prove nothing"
+    steady, check, _ = play(still([normal] * 60), SHORT)
+    assert steady == "spoof" and check.blinks == 0, "open eyes that never move prove nothing"
 
 
-@pytest.mark.parametrize("attack", ["print", "phone"])
-def test_a_photo_held_up_is_refused(attack: str, attack_marks: dict[str, list[np.ndarray]]) -> None:
-    result, check, _ = play(attack_marks[attack], SHORT)
+@pytest.mark.parametrize("attack", ["print", "phone", "print on a stand"])
+def test_a_photo_held_up_is_refused(attack: str, attack_marks: dict[str, list[Mark]]) -> None:
+    result, check, seconds = play(attack_marks[attack], SHORT)
     assert result == "spoof"
     assert check.parallax < SHORT.parallax_live and check.blinks == 0
+    if attack == "print on a stand":
+        assert seconds >= SHORT.passive_timeout_s, "nothing moved: refused when the passive time is up"
+    else:
+        assert check.surroundings_moved and seconds < 0.5, "refused as soon as the surroundings moved"
+
+
+def test_a_replayed_clip_in_a_hand_passes_parallax_but_its_moving_surroundings_bring_the_challenge(
+    attack_marks: dict[str, list[Mark]],
+) -> None:
+    replay = attack_marks["replay"]
+    blind = replace(SHORT, surroundings_motion=1.0)  # the surroundings check never fires
+    result, check, _ = play(replay, blind)
+    assert result == "live" and check.verdict(0, 0).method == "parallax", "a replayed head has real parallax"
+    cfg = replace(SHORT, level="challenge")
+    check = LivenessCheck(cfg, 0.0, random.Random(0))
+    for i, mark in enumerate(replay[:15]):
+        check.observe(*mark)
+        if check.result(i / FPS) != "undecided" or check.challenge:
+            break
+    assert check.challenge is not None and i < 10, "asked at once, parallax or not"
+    assert check.verdict(i / FPS, 0.0).method == "none", "not live until the challenge is done"
 
 
 def test_the_challenge_comes_after_the_passive_time_and_a_photo_fails_it(
-    attack_marks: dict[str, list[np.ndarray]],
+    attack_marks: dict[str, list[Mark]],
 ) -> None:
-    cfg = replace(SHORT, level="challenge", passive_timeout_s=0.5, challenge_timeout_s=1.0)
-    marks = attack_marks["print"]
+    cfg = replace(SHORT, level="challenge", passive_timeout_s=0.5, challenge_timeout_s=0.4)
     check = LivenessCheck(cfg, 0.0, random.Random(1))
     results = []
-    for i, pts in enumerate(marks):
-        check.observe(pts)
+    for i, mark in enumerate(attack_marks["print on a stand"]):
+        check.observe(*mark)
         results.append((i / FPS, check.result(i / FPS), check.challenge))
     assert all(r == "undecided" and c is None for t, r, c in results if t < 0.5)
     assert all(c is not None for t, _, c in results if t >= 0.5), "the challenge is asked once time is up"
     assert results[-1][1] == "spoof"
 
 
-def test_a_turn_challenge_passes_only_in_the_direction_asked(lin_marks: list[np.ndarray]) -> None:
-    cfg = replace(SHORT, level="challenge", passive_timeout_s=0.0, challenge_timeout_s=1.5)  # the challenge at once
+def test_a_turn_challenge_passes_only_in_the_direction_asked(lin_points: list[np.ndarray]) -> None:
+    cfg = replace(SHORT, level="challenge", passive_timeout_s=0.0, challenge_timeout_s=1.5, challenge_steps=1)
     outcomes = {}
     for seed in range(20):
         check = LivenessCheck(cfg, 0.0, random.Random(seed))
-        check.observe(lin_marks[0])
+        check.observe(lin_points[0])
         check.result(0.0)
         if check.challenge is None or check.challenge == "blink" or check.challenge in outcomes:
             continue
         result = "undecided"
-        for i, pts in enumerate(lin_marks[1:], 1):
+        for i, pts in enumerate(lin_points[1:], 1):
             check.observe(pts)
             result = check.result(i / FPS)
         outcomes[check.challenge] = result
     assert outcomes == {"turn_right": "live", "turn_left": "spoof"}, "Lin turns to his own right"
+
+
+def turned(pts: np.ndarray, yaw: float) -> np.ndarray:
+    """The landmarks with the nose tip moved along the jaw line by ``yaw`` (head_yaw's unit)."""
+    out = pts.copy()
+    out[30] += yaw * (pts[16] - pts[0])
+    return out
+
+
+def challenged(steps: str, seed_limit: int = 200) -> LivenessCheck:
+    """A check at level challenge that has just asked for ``steps`` (found by trying seeds)."""
+    cfg = replace(SHORT, level="challenge", passive_timeout_s=0.0, challenge_timeout_s=1.0)
+    normal = yale(3, "normal")
+    for seed in range(seed_limit):
+        check = LivenessCheck(cfg, 0.0, random.Random(seed))
+        for _ in range(6):  # the open-eye level
+            check.observe(normal)
+        check.result(0.0)
+        if check.challenge == steps:
+            return check
+    raise AssertionError(f"no seed below {seed_limit} draws {steps}")
+
+
+def feed(check: LivenessCheck, frames: list[np.ndarray], t0: float) -> tuple[str, float]:
+    result, t = "undecided", t0
+    for i, pts in enumerate(frames):
+        t = t0 + (i + 1) / FPS
+        check.observe(pts)
+        result = check.result(t)
+        if result != "undecided":
+            break
+    return result, t
+
+
+def test_a_challenge_is_a_sequence_of_different_actions_done_in_order() -> None:
+    normal, sleepy = yale(3, "normal"), yale(3, "sleepy")
+    left, blink = [turned(normal, 0.15)] * 3, [sleepy] * 2 + [normal] * 3
+    check = challenged("turn_left+blink")
+    assert check.action == "turn_left"
+    result, t = feed(check, left, 0.0)
+    assert result == "undecided" and check.action == "blink", "the screen now asks for the second action"
+    result, t = feed(check, blink, t)
+    verdict = check.verdict(t, 0.0)
+    assert (result, verdict.method, verdict.challenge) == ("live", "challenge", "turn_left+blink")
+
+    check = challenged("turn_left+blink")
+    result, t = feed(check, blink + left, 0.0)  # both actions, in the wrong order
+    result, t = feed(check, [turned(normal, 0.15)] * 60, t)
+    assert result == "spoof" and check.action == "blink", "a blink before it was asked for does not count"
+
+    check = challenged("turn_left+turn_right")
+    result, t = feed(check, left + [normal] * 3, 0.0)  # back to the front only
+    result, t = feed(check, [normal] * 40, t)
+    assert result == "spoof", "turning back to the front is not a turn to the right: each turn is a full swing"
+
+    drawn = {challenged_seed(seed) for seed in range(60)}
+    assert all(a != b for a, b in (steps.split("+") for steps in drawn)), drawn
+    assert len(drawn) == 6, "every ordered pair of two different actions is drawn"
+
+
+def challenged_seed(seed: int) -> str:
+    check = LivenessCheck(replace(SHORT, level="challenge", passive_timeout_s=0.0), 0.0, random.Random(seed))
+    check.result(0.0)
+    assert check.challenge is not None
+    return check.challenge
 
 
 def test_level_off_is_always_live() -> None:
@@ -180,7 +317,7 @@ def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     verdict = LivenessVerdict("passive", "live", "blink", 0.01234, 1, None, 1234.4)
     field = schema.liveness_field(verdict)
     assert field == {"level": "passive", "result": "live", "method": "blink", "score": "0.0123", "blinks": 1,
-                     "challenge": None, "extra_ms": 1234}
+                     "challenge": None, "extra_ms": 1234, "moving_surroundings": 0}
     stamp = Stamp("kab-maros-01", "3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c", 1, datetime(2026, 11, 30, tzinfo=UTC),
                   "Asia/Makassar", ClockInfo(True, "ntp", True))
     decision = {"method": "face", "best_nip": None, "distance": "0.5000", "margin": None, "frames": 2,
@@ -190,6 +327,11 @@ def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     problems = schema.validate(body, complete=False)
     for path in ("method", "score", "challenge", "extra"):
         assert any(p.startswith(f"$.decision.liveness.{path}:") for p in problems), (path, problems)
+    for challenge, problem in (("turn_left+blink", None), ("blink+smile", "'smile' in 'blink+smile'"),
+                               ("blink+turn_left+blink+turn_right", "at most 3"), (3, "must be a string")):
+        decision["liveness"] = dict(field, challenge=challenge)
+        problems = [p for p in schema.validate(body, complete=False) if "liveness.challenge" in p]
+        assert (problems == []) if problem is None else (problem in problems[0]), (challenge, problems)
 
 
 def test_a_blink_ratio_above_the_reopen_ratio_is_a_config_error() -> None:

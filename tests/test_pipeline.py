@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from kiosk.recognizer import geometry
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.motion import MotionGate
-from kiosk.recognizer.pipeline import Pipeline
+from kiosk.recognizer.pipeline import Decision, Pipeline
 from kiosk.recognizer.tracker import Tracker
 
 BIDEN = "194211201972031002"
@@ -149,7 +150,7 @@ def test_a_printed_photo_of_an_enrolled_person_is_a_suspected_spoof(hamilton_gal
 
     simulated = _simulated_attacks()
     photo = simulated.head_and_shoulders(read_rgb(need(EXAMPLES / "lin-manuel-miranda.png")), 110.0)
-    frames = simulated.print_attack(photo, 75, np.random.default_rng(5))
+    frames = simulated.print_attack(photo, 90, np.random.default_rng(5))
     cfg = RecognizerConfig(liveness=LivenessConfig(passive_timeout_s=1.0, challenge_timeout_s=1.0))
     pipeline = Pipeline(Gallery.load(hamilton_gallery), cfg, rng=random.Random(2))
     decisions, prompts = [], set()
@@ -161,15 +162,18 @@ def test_a_printed_photo_of_an_enrolled_person_is_a_suspected_spoof(hamilton_gal
     d = decisions[0]
     assert d.nip == LIN and not d.live, "recognised, but not as a live person"
     assert d.liveness is not None and d.liveness.result == "spoof" and d.liveness.challenge is not None
-    assert prompts == {f"challenge_{d.liveness.challenge}"}, "the screen asked for the challenge"
+    assert d.liveness.moving_surroundings >= cfg.liveness.surroundings_frames, "the photo moved with its surroundings"
+    first = d.liveness.challenge.split("+")[0]
+    assert prompts == {f"challenge_{first}"}, "the screen asked for the first action, which a photo cannot do"
+    assert d.liveness.extra_ms < 1000 * (cfg.liveness.passive_timeout_s + 2 * cfg.liveness.challenge_timeout_s)
     assert pipeline.stats.accepted == 0 and pipeline.stats.spoofs == 1 and pipeline.stats.challenges == 1
 
 
-def test_the_hamilton_clip_is_live_by_parallax_at_the_default_level(hamilton_gallery: Path) -> None:
+def replay_hamilton(cfg: RecognizerConfig, gallery: Path) -> tuple[list[Decision], Pipeline]:
     import cv2
 
     cap = cv2.VideoCapture(str(need(EXAMPLES / "short_hamilton_clip.mp4")))
-    pipeline = Pipeline(Gallery.load(hamilton_gallery), RecognizerConfig())
+    pipeline = Pipeline(Gallery.load(gallery), cfg, rng=random.Random(0))
     decisions, i = [], 0
     while True:
         ok, bgr = cap.read()
@@ -177,6 +181,20 @@ def test_the_hamilton_clip_is_live_by_parallax_at_the_default_level(hamilton_gal
             break
         decisions += pipeline.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i, i / 30)).decisions
         i += 1
+    return decisions, pipeline
+
+
+def test_the_hamilton_clip_s_panning_camera_brings_the_challenge_and_its_head_has_parallax(
+    hamilton_gallery: Path,
+) -> None:
+    decisions, pipeline = replay_hamilton(RecognizerConfig(), hamilton_gallery)
+    (claimed,) = [d for d in decisions if d.best_nip == LIN and d.distance is not None and d.distance < 0.4]
+    assert not claimed.live and claimed.liveness is not None, "a film is not a person at the kiosk"
+    assert claimed.liveness.moving_surroundings >= 3 and claimed.liveness.challenge is not None
+    assert pipeline.stats.challenges == 1 and pipeline.stats.accepted == 0
+
+    blind = RecognizerConfig(liveness=LivenessConfig(surroundings_motion=1.0))  # the surroundings check never fires
+    decisions, pipeline = replay_hamilton(blind, hamilton_gallery)
     accepted = [d for d in decisions if d.nip]
     assert [d.nip for d in accepted] == [LIN] and accepted[0].live
     assert accepted[0].liveness is not None and accepted[0].liveness.method == "parallax"

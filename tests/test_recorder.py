@@ -14,7 +14,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, available
-from conftest import EXAMPLES, LIN, need
+from conftest import EXAMPLES, FILM_LIVENESS_TOML, LIN, need
 
 from kiosk.config import EventsConfig, KioskConfig
 from kiosk.events import schema, signing
@@ -169,7 +169,7 @@ def test_daemon_publishes_signed_events_for_a_replayed_clip(hamilton_gallery: Pa
         config.write_text(
             f'[device]\nid = "kiosk-e2e"\nstate_dir = "{tmp_path / "state"}"\n'
             f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
-            f'[recognizer]\ngallery = "{hamilton_gallery}"\n'
+            f'[recognizer]\ngallery = "{hamilton_gallery}"\n{FILM_LIVENESS_TOML}'
             '[[schedule.windows]]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
             'kind = "masuk"\nstart = 00:00:00\nend = 23:59:00\n'
             f'[events]\nsigning_key_file = "{key_file}"\n'
@@ -229,7 +229,7 @@ def test_a_face_that_is_not_live_is_a_suspected_spoof_for_review_never_an_attend
     from kiosk.recognizer.liveness import LivenessVerdict
 
     clocks, outbox, recorder = setup
-    spoof = LivenessVerdict("challenge", "spoof", "none", 0.0291, 0, "turn_left", 8000.0)
+    spoof = LivenessVerdict("challenge", "spoof", "none", 0.0291, 0, "turn_left+blink", 8000.0, 41)
     out = recorder.record(replace(decision(LIN), liveness=spoof), FACE)
     assert (out.status, out.message, out.nip) == ("not_live", "Silakan coba lagi", None), "the screen names nobody"
     (review,) = stored(outbox)
@@ -237,7 +237,7 @@ def test_a_face_that_is_not_live_is_a_suspected_spoof_for_review_never_an_attend
     assert review["person"] == {"nip": LIN} and review["kind"] == "masuk", "HR sees who was claimed, and the punch"
     assert review["decision"]["liveness"] == {
         "level": "challenge", "result": "spoof", "method": "none", "score": "0.0291", "blinks": 0,
-        "challenge": "turn_left", "extra_ms": 8000,
+        "challenge": "turn_left+blink", "extra_ms": 8000, "moving_surroundings": 41,
     }
     assert outbox.evidence(out.seq) is not None  # type: ignore[arg-type]
     assert schema.validate(review, complete=False) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, LIN, need
+from conftest import EXAMPLES, FILM_LIVENESS, LIN, need
 
 from kiosk import app
 from kiosk.camera import Frame
@@ -156,7 +156,7 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, hamilton_gallery: Path):  # type: ignore[no-untyped-def]
-    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery))
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery, liveness=FILM_LIVENESS))
     r = Rig(tmp_path, cfg, Gallery.load(hamilton_gallery))
     yield r
     r.outbox.close()
@@ -209,7 +209,7 @@ def test_opening_the_case_raises_a_tamper_alarm(rig: Rig) -> None:
 def test_the_pulang_key_sets_the_kind_of_the_next_face(hamilton_gallery: Path, tmp_path: Path) -> None:
     from kiosk.camera.replay import ReplaySource
 
-    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery))
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery, liveness=FILM_LIVENESS))
     r = Rig(tmp_path, cfg, Gallery.load(hamilton_gallery))
     r.pins.q.put("key_pulang")
     with ReplaySource(need(EXAMPLES / "short_hamilton_clip.mp4"), realtime=False) as clip:
@@ -222,7 +222,7 @@ def test_the_pulang_key_sets_the_kind_of_the_next_face(hamilton_gallery: Path, t
 
 
 def test_with_a_pir_the_recognizer_rests_until_motion(hamilton_gallery: Path, tmp_path: Path) -> None:
-    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery),
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery, liveness=FILM_LIVENESS),
                       hardware=HardwareConfig(enabled=True, pir=23))
     r = Rig(tmp_path, cfg, Gallery.load(hamilton_gallery))
     r.frame()
@@ -354,7 +354,7 @@ def test_gpio_parts_on_mock_pins_drive_the_terminal(hamilton_gallery: Path, tmp_
 
     factory = MockFactory(pin_class=MockPWMPin)
     Device.pin_factory = factory
-    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery),
+    cfg = KioskConfig(recognizer=RecognizerConfig(gallery=hamilton_gallery, liveness=FILM_LIVENESS),
                       hardware=HardwareConfig(enabled=True, pir=23))
     r = Rig(tmp_path, cfg, Gallery.load(hamilton_gallery))
     pins = open_pins(led_green=17, led_red=27, key_fallback=13, pir=23)

@@ -44,8 +44,9 @@ REVIEW_REASONS = ("unknown_face", "manual_entry", "suspected_spoof")
 METHODS = ("face", "manual", "key")
 LIVENESS_LEVELS = ("passive", "challenge")
 LIVENESS_RESULTS = ("live", "spoof", "undecided")
-LIVENESS_METHODS = ("blink", "parallax", "challenge_blink", "challenge_turn_left", "challenge_turn_right", "none")
-CHALLENGES = ("blink", "turn_left", "turn_right")
+LIVENESS_METHODS = ("blink", "parallax", "challenge", "none")
+CHALLENGES = ("blink", "turn_left", "turn_right")  # the actions; a challenge is 1-3 of them joined by "+"
+MAX_CHALLENGE_STEPS = 3
 LIVENESS_DECIMALS = 4
 CLOCK_SOURCES = ("ntp", "rtc", "none", "unknown")
 KNOWN_ALARMS = ("outbox_recovered", "tamper", "clock_jump", "disk_low", "camera_lost", "gallery_invalid")
@@ -143,6 +144,8 @@ class LivenessLike(Protocol):
     def challenge(self) -> str | None: ...
     @property
     def extra_ms(self) -> float: ...
+    @property
+    def moving_surroundings(self) -> int: ...
 
 
 def decimal_str(value: float | int | None, decimals: int) -> str | None:
@@ -203,6 +206,7 @@ def liveness_field(v: LivenessLike | None) -> dict[str, Any] | None:
         "blinks": int(v.blinks),
         "challenge": v.challenge,
         "extra_ms": round(v.extra_ms),
+        "moving_surroundings": int(v.moving_surroundings),
     }
 
 
@@ -582,7 +586,7 @@ def _check_person_decision(v: _V, event: Mapping[str, Any], etype: str) -> None:
 
 
 def _check_liveness(v: _V, value: Any, method: Any, etype: str, reason: Any) -> None:
-    keys = ("level", "result", "method", "score", "blinks", "challenge", "extra_ms")
+    keys = ("level", "result", "method", "score", "blinks", "challenge", "extra_ms", "moving_surroundings")
     live = v.obj("$.decision.liveness", value, keys)
     if live is None:
         return
@@ -602,9 +606,24 @@ def _check_liveness(v: _V, value: Any, method: Any, etype: str, reason: Any) -> 
     if "blinks" in live:
         v.integer("$.decision.liveness.blinks", live["blinks"], 0, 10_000)
     if live.get("challenge") is not None:
-        v.choice("$.decision.liveness.challenge", live["challenge"], CHALLENGES)
+        _check_challenge(v, live["challenge"])
     if "extra_ms" in live:
         v.integer("$.decision.liveness.extra_ms", live["extra_ms"], 0, 3_600_000)
+    if "moving_surroundings" in live:
+        v.integer("$.decision.liveness.moving_surroundings", live["moving_surroundings"], 0, 1_000_000)
+
+
+def _check_challenge(v: _V, value: Any) -> None:
+    path = "$.decision.liveness.challenge"
+    if not isinstance(value, str):
+        v.report(path, f"must be a string of actions joined by '+', not {_kind(value)}")
+        return
+    steps = value.split("+")
+    if len(steps) > MAX_CHALLENGE_STEPS:
+        v.report(path, f"{_short(value)} has {len(steps)} actions, at most {MAX_CHALLENGE_STEPS}")
+    for step in steps:
+        if step not in CHALLENGES:
+            v.report(path, f"{_short(step)} in {_short(value)} is not one of {', '.join(CHALLENGES)}")
 
 
 # ---------------------------------------------------------------------------------------------------- wire form

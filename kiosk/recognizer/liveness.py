@@ -11,11 +11,19 @@ Passive checks run on dlib's 68-point landmarks of the served track while recogn
   median over three frames: on a simulated photo attack a single mis-fitted frame otherwise counted as parallax
   once for every later frame compared with it.
 
-When neither has shown within ``passive_timeout_s`` the level ``challenge`` asks for a random action (blink, turn the
-head left or right) and checks it within ``challenge_timeout_s``; the level ``passive`` gives up at once. Giving up
-means "suspected spoof": the recorder stores a review event instead of an attendance.
+A third check looks **around** the face: the kiosk's camera is fixed to a wall, so what surrounds a live head (the
+wall, the room) stays still, while a photo, phone or tablet held in a hand carries its own surroundings (the
+picture's background, its edge, the bezel) along with the face. :class:`Surroundings` follows corner features in a
+band beside and above the face from frame to frame; when they move on ``surroundings_frames`` frames, parallax and
+blinks no longer count (a replayed video of the person has both) and the challenge is asked at once.
 
-Everything here is a pure function of landmarks and source times (``Frame.t``); no dlib, no I/O.
+When nothing has shown within ``passive_timeout_s``, or the surroundings moved, the level ``challenge`` asks for a
+random sequence of ``challenge_steps`` actions (blink, turn the head left or right), each within
+``challenge_timeout_s``; the level ``passive`` gives up. Giving up means "suspected spoof": the recorder stores a
+review event instead of an attendance.
+
+:class:`LivenessCheck` is a pure function of landmarks, surroundings motion and source times (``Frame.t``); no
+dlib, no I/O.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from kiosk.config import LivenessConfig
 Result = Literal["live", "spoof", "undecided"]
 Challenge = Literal["blink", "turn_left", "turn_right"]
 CHALLENGES: tuple[Challenge, ...] = ("blink", "turn_left", "turn_right")
+CHALLENGE_JOIN = "+"  # a sequence of actions as one string: "turn_left+blink"
 
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
@@ -44,6 +53,10 @@ MIN_BASELINE_FRAMES = 5  # the open-eye level needs this many frames before a bl
 PARALLAX_WINDOW = 30  # frames of landmarks kept to compare the newest frame with
 PARALLAX_STEP = 3  # the newest frame is compared with every third kept frame
 SMOOTH_FRAMES = 3  # parallax uses the median landmarks of the last three frames: one mis-fitted frame drops out
+SETTLE_FRAMES = 6  # passive proof counts only after this many frames: time for moving surroundings to show
+SURROUND_FEATURES = 60  # corner features followed around the face
+SURROUND_MIN_FEATURES = 8  # fewer (a plain wall) and the surroundings say nothing
+SURROUND_MAX_GAP_S = 0.3  # a longer gap between two watched frames starts the surroundings afresh
 
 
 def eye_aspect_ratio(pts: np.ndarray) -> float:
@@ -86,13 +99,82 @@ def head_yaw(pts: np.ndarray) -> float:
     return float(np.dot(pts[NOSE_TIP] - (a + b) / 2.0, axis) / length2)
 
 
+def surroundings_region(shape: tuple[int, ...], pts: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Where to look for the face's surroundings: the crop (x0, y0, x1, y1) of a grey frame and, inside it, the mask
+    of two bands beside the face (from half a face width out to one and a half, brow to chin) and one above it
+    (from 0.8 to 1.5 face widths above the brows). The head itself, hair, a hijab or a peci, and the shoulders
+    and hands below the chin are left out: they move with a live person."""
+    h, w = shape[:2]
+    left, right = float(pts[:, 0].min()), float(pts[:, 0].max())
+    brow, chin = float(pts[17:27, 1].min()), float(pts[:, 1].max())
+    fw = max(right - left, 1.0)
+    x0, x1 = max(0, int(left - 1.5 * fw)), min(w, int(right + 1.5 * fw) + 1)
+    y0, y1 = max(0, int(brow - 1.5 * fw)), min(h, int(chin) + 1)
+    mask = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.uint8)
+
+    def band(a: float, b: float, c: float, d: float) -> None:
+        ia, ib = max(x0, int(a)) - x0, min(x1, int(b)) - x0
+        ic, id_ = max(y0, int(c)) - y0, min(y1, int(d)) - y0
+        if ib > ia and id_ > ic:
+            mask[ic:id_, ia:ib] = 255
+
+    band(left - 1.5 * fw, left - 0.5 * fw, brow - fw, chin)
+    band(right + 0.5 * fw, right + 1.5 * fw, brow - fw, chin)
+    band(left - 0.5 * fw, right + 0.5 * fw, brow - 1.5 * fw, brow - 0.8 * fw)
+    return (x0, y0, x1, y1), mask
+
+
+class Surroundings:
+    """How far the face's surroundings moved since the previous watched frame of the same track.
+
+    The kiosk's camera is fixed, so the wall and the room around a live head stay still; a photo, phone or tablet
+    held in a hand moves with the face it shows. Corner features in :func:`surroundings_region` of the previous frame
+    are followed into this one (pyramidal Lucas-Kanade); the median of their displacements, in inter-ocular
+    distances, is the motion. Only that region is converted to grey, in both frames.
+    """
+
+    def __init__(self) -> None:
+        self._previous: tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, float] | None = None
+
+    def motion(self, rgb: np.ndarray, pts: np.ndarray, t: float) -> float | None:
+        """The median displacement of the surroundings between the previous call and this frame (``rgb``, the face's
+        (68, 2) landmarks ``pts``, source time ``t``); None when there is nothing to compare: the first frame, a gap
+        of more than ``SURROUND_MAX_GAP_S``, a plain wall."""
+        previous = self._previous
+        region, mask = surroundings_region(rgb.shape, pts)
+        self._previous = (_grey(rgb, region), region, mask, t) if mask.size else None
+        if previous is None or not 0 < t - previous[3] <= SURROUND_MAX_GAP_S:
+            return None
+        before, region, mask, _ = previous
+        now = _grey(rgb, region)
+        if now.shape != before.shape:
+            return None
+        corners = cv2.goodFeaturesToTrack(before, SURROUND_FEATURES, 0.01, 5, mask=mask)
+        if corners is None or len(corners) < SURROUND_MIN_FEATURES:
+            return None
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(
+            before, now, corners, None, winSize=(15, 15), maxLevel=2  # type: ignore[call-overload]
+        )
+        found = status[:, 0] == 1
+        if found.sum() < SURROUND_MIN_FEATURES:
+            return None
+        shift = np.linalg.norm(moved[found, 0] - corners[found, 0], axis=1)
+        return float(np.median(shift)) / inter_ocular(pts)
+
+
+def _grey(rgb: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = region
+    return cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+
+
 @dataclass(frozen=True)
 class LivenessVerdict:
     """The liveness evidence of one track, carried by its Decision and its event.
 
-    ``method`` is what decided: ``blink`` or ``parallax`` (passive), ``challenge_blink``, ``challenge_turn_left`` or
-    ``challenge_turn_right`` (the action asked for), or ``none`` when nothing showed. ``score`` is the largest
-    parallax residual seen (inter-ocular distances); ``extra_ms`` is the source time the decision waited for it.
+    ``method`` is what decided: ``blink`` or ``parallax`` (passive), ``challenge`` (the actions in ``challenge``, in
+    that order, e.g. ``turn_left+blink``), or ``none`` when nothing showed. ``score`` is the largest parallax residual
+    seen (inter-ocular distances); ``moving_surroundings`` the frames on which the face's surroundings moved;
+    ``extra_ms`` the source time the decision waited for liveness.
     """
 
     level: str
@@ -100,8 +182,9 @@ class LivenessVerdict:
     method: str
     score: float
     blinks: int
-    challenge: Challenge | None
+    challenge: str | None
     extra_ms: float
+    moving_surroundings: int = 0
 
     @property
     def live(self) -> bool:
@@ -111,9 +194,9 @@ class LivenessVerdict:
 class LivenessCheck:
     """The liveness state of one track: fed the landmarks of each frame, asked for its verdict.
 
-    >>> check = LivenessCheck(LivenessConfig(), start_t=0.0)  # doctest: +SKIP
-    >>> check.observe(landmarks68)                              # doctest: +SKIP
-    >>> check.result(t=0.033)                                   # doctest: +SKIP
+    >>> check = LivenessCheck(LivenessConfig(), start_t=0.0)            # doctest: +SKIP
+    >>> check.observe(landmarks68, surroundings.motion(grey, landmarks68, t))  # doctest: +SKIP
+    >>> check.result(t=0.033)                                           # doctest: +SKIP
     """
 
     def __init__(self, cfg: LivenessConfig, start_t: float, rng: random.Random | None = None) -> None:
@@ -124,30 +207,56 @@ class LivenessCheck:
         self._last: deque[np.ndarray] = deque(maxlen=SMOOTH_FRAMES)
         self._recent: deque[np.ndarray] = deque(maxlen=PARALLAX_WINDOW)
         self._closed = False
+        self.frames = 0
         self.blinks = 0
         self.min_ear_ratio: float | None = None  # the lowest EAR seen over the open level (reported by the bench)
         self.parallax = 0.0
         self.parallax_hits = 0
-        self.challenge: Challenge | None = None
-        self._challenge_t = 0.0
-        self._challenge_blinks = 0
-        self._yaw = 0.0
+        self.moving_surroundings = 0  # frames on which the surroundings moved at least cfg.surroundings_motion
+        self.steps: tuple[Challenge, ...] = ()  # the challenge asked for, once it is
+        self._step = 0  # the action now asked for (index into steps)
+        self._step_t: float | None = None  # source time the action now asked for was first asked
+        self._step_blinks = 0
         self._challenge_yaw = 0.0
-        self._challenge_done = False
+        self._yaw = 0.0
         self._passed_by = ""
 
-    def observe(self, pts: np.ndarray) -> None:
-        """Take the (68, 2) landmarks of the track's face in the next frame."""
+    @property
+    def challenge(self) -> str | None:
+        """The whole challenge asked for (``turn_left+blink``), or None."""
+        return CHALLENGE_JOIN.join(self.steps) if self.steps else None
+
+    @property
+    def action(self) -> Challenge | None:
+        """The action the person is asked to do now (for the screen), or None."""
+        return self.steps[self._step] if self.steps and self._step < len(self.steps) else None
+
+    @property
+    def surroundings_moved(self) -> bool:
+        """The face moved with its surroundings: a picture or a screen held in a hand, or a moving camera."""
+        return self.moving_surroundings >= self.cfg.surroundings_frames
+
+    def observe(self, pts: np.ndarray, surroundings: float | None = None) -> None:
+        """Take the (68, 2) landmarks of the track's face in the next frame, and how far its surroundings moved
+        since the previous one (:meth:`Surroundings.motion`; None when unknown)."""
+        self.frames += 1
         self._observe_eyes(eye_aspect_ratio(pts))
         self._observe_plane(pts)
         self._yaw = head_yaw(pts)
-        if self.challenge is None or self._challenge_done:
+        if surroundings is not None and surroundings >= self.cfg.surroundings_motion:
+            self.moving_surroundings += 1
+        action = self.action
+        if action is None:
             return
-        if self.challenge == "blink":
-            self._challenge_done = self.blinks > self._challenge_blinks
-        else:
-            wanted = 1.0 if self.challenge == "turn_left" else -1.0
-            self._challenge_done = (self._yaw - self._challenge_yaw) * wanted >= self.cfg.turn_yaw
+        if action == "blink":
+            done = self.blinks > self._step_blinks
+        else:  # both turns are measured from where the head was when the challenge began: a full swing each
+            wanted = 1.0 if action == "turn_left" else -1.0
+            done = (self._yaw - self._challenge_yaw) * wanted >= self.cfg.turn_yaw
+        if done:
+            self._step += 1
+            self._step_blinks = self.blinks
+            self._step_t = None  # the next action's time starts at the next verdict
 
     def _observe_eyes(self, ear: float) -> None:
         if len(self._ears) >= MIN_BASELINE_FRAMES:
@@ -184,26 +293,32 @@ class LivenessCheck:
         """``live``, ``spoof`` (time is up), or ``undecided`` (still watching, or a challenge is running)."""
         if self.cfg.level == "off" or self._passed_by:
             return "live"
-        if self.challenge is None:
+        if not self.steps:
+            moved = self.surroundings_moved
             method = self.passive_method()
-            if method is not None:
+            if method is not None and not moved and self.frames >= SETTLE_FRAMES:
                 self._passed_by = method
                 return "live"
-            if t - self.start_t < self.cfg.passive_timeout_s:
+            if not moved and t - self.start_t < self.cfg.passive_timeout_s:
                 return "undecided"
             if self.cfg.level == "passive":
                 return "spoof"
-            self.challenge = self._rng.choice(CHALLENGES)
-            self._challenge_t = t
-            self._challenge_blinks = self.blinks
-            self._challenge_yaw = self._yaw
+            self.steps = self._draw_challenge()
+            self._step, self._step_t, self._step_blinks, self._challenge_yaw = 0, t, self.blinks, self._yaw
             return "undecided"
-        if self._challenge_done:
-            self._passed_by = f"challenge_{self.challenge}"
+        if self._step >= len(self.steps):
+            self._passed_by = "challenge"
             return "live"
-        if t - self._challenge_t < self.cfg.challenge_timeout_s:
-            return "undecided"
-        return "spoof"
+        if self._step_t is None:
+            self._step_t = t
+        return "undecided" if t - self._step_t < self.cfg.challenge_timeout_s else "spoof"
+
+    def _draw_challenge(self) -> tuple[Challenge, ...]:
+        """``challenge_steps`` random actions, no action twice in a row (a replayed clip must happen to do each)."""
+        steps: list[Challenge] = []
+        for _ in range(self.cfg.challenge_steps):
+            steps.append(self._rng.choice([c for c in CHALLENGES if not steps or c != steps[-1]]))
+        return tuple(steps)
 
     def verdict(self, t: float, waited_from: float) -> LivenessVerdict:
         """The evidence so far, for a decision made at ``t`` that waited for liveness since ``waited_from``."""
@@ -216,4 +331,5 @@ class LivenessCheck:
             blinks=self.blinks,
             challenge=self.challenge,
             extra_ms=max(0.0, t - waited_from) * 1000.0,
+            moving_surroundings=self.moving_surroundings,
         )

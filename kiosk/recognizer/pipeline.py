@@ -32,7 +32,7 @@ from kiosk.events import schema
 from kiosk.recognizer import faces, geometry
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.gallery import Gallery
-from kiosk.recognizer.liveness import LivenessCheck, LivenessVerdict
+from kiosk.recognizer.liveness import LivenessCheck, LivenessVerdict, Surroundings
 from kiosk.recognizer.matching import Match, TrackVerdict, match
 from kiosk.recognizer.motion import MotionGate
 from kiosk.recognizer.tracker import Track, Tracker, suppress_overlaps
@@ -131,6 +131,7 @@ class _Recognition:
         self.decision: Decision | None = None
         self.decided_at = 0.0
         self.liveness: LivenessCheck | None = None  # created at the track's first landmarks
+        self.surroundings = Surroundings()  # how the face's surroundings move, for the liveness check
         self.accepted: str | None = None  # the NIP the rule accepted while liveness is still open
         self.accepted_at = 0.0  # source time of that acceptance
 
@@ -304,7 +305,8 @@ class Pipeline:
         rec = _rec(served)
         if rec.liveness is None:
             rec.liveness = LivenessCheck(self.cfg.liveness, frame.t, self.rng)
-        rec.liveness.observe(faces.landmarks68(rgb, served.box))
+        pts = faces.landmarks68(rgb, served.box)
+        rec.liveness.observe(pts, rec.surroundings.motion(rgb, pts, frame.t))
         self.stats.liveness_frames += 1
 
     def _settle(self, frame: Frame) -> list[Decision]:
@@ -372,7 +374,7 @@ class Pipeline:
             state = "searching" if d is None else ("accepted" if accepted else "unknown")
             problems = rec.problems
             if d is None and rec.liveness is not None and rec.liveness.challenge is not None:
-                problems = (f"challenge_{rec.liveness.challenge}",)
+                problems = (f"challenge_{rec.liveness.action}",)
             views.append(TrackView(t.id, t.box, t is served, d.nip if d and accepted else None, state, problems))
         return views
 

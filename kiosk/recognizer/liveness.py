@@ -57,6 +57,10 @@ SETTLE_FRAMES = 6  # passive proof counts only after this many frames: time for 
 SURROUND_FEATURES = 60  # corner features followed around the face
 SURROUND_MIN_FEATURES = 8  # fewer (a plain wall) and the surroundings say nothing
 SURROUND_MAX_GAP_S = 0.3  # a longer gap between two watched frames starts the surroundings afresh
+SURROUND_FACE_PX = 64  # the surroundings are followed at a scale where the face is at most this wide: a third of
+#                        the work for a 110 px face, and the motion is measured in inter-ocular distances anyway
+CUT_IOD = 0.6  # landmarks that jump further between two watched frames: a cut, a looped clip, another face (a person
+#               walking across at 10 fps can jump this far too; that only restarts the measures, see _cut)
 
 
 def eye_aspect_ratio(pts: np.ndarray) -> float:
@@ -99,6 +103,11 @@ def head_yaw(pts: np.ndarray) -> float:
     return float(np.dot(pts[NOSE_TIP] - (a + b) / 2.0, axis) / length2)
 
 
+def _jump(before: np.ndarray, after: np.ndarray) -> float:
+    """The median landmark displacement between two frames, in inter-ocular distances."""
+    return float(np.median(np.linalg.norm(after - before, axis=1))) / inter_ocular(after)
+
+
 def surroundings_region(shape: tuple[int, ...], pts: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Where to look for the face's surroundings: the crop (x0, y0, x1, y1) of a grey frame and, inside it, the mask
     of two bands beside the face (from half a face width out to one and a half, brow to chin) and one above it
@@ -134,7 +143,7 @@ class Surroundings:
     """
 
     def __init__(self) -> None:
-        self._previous: tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, float] | None = None
+        self._previous: tuple[np.ndarray, tuple[int, int, int, int], float, np.ndarray, float] | None = None
 
     def motion(self, rgb: np.ndarray, pts: np.ndarray, t: float) -> float | None:
         """The median displacement of the surroundings between the previous call and this frame (``rgb``, the face's
@@ -142,29 +151,42 @@ class Surroundings:
         of more than ``SURROUND_MAX_GAP_S``, a plain wall."""
         previous = self._previous
         region, mask = surroundings_region(rgb.shape, pts)
-        self._previous = (_grey(rgb, region), region, mask, t) if mask.size else None
-        if previous is None or not 0 < t - previous[3] <= SURROUND_MAX_GAP_S:
+        scale = min(1.0, SURROUND_FACE_PX / max(1.0, float(np.ptp(pts[:, 0]))))
+        if mask.size:
+            small = _scaled(mask, scale, cv2.INTER_NEAREST)
+            self._previous = (_grey(rgb, region, scale), region, scale, small, t)
+        else:
+            self._previous = None
+        if previous is None or not 0 < t - previous[4] <= SURROUND_MAX_GAP_S:
             return None
-        before, region, mask, _ = previous
-        now = _grey(rgb, region)
+        before, region, scale, mask, _ = previous
+        now = _grey(rgb, region, scale)
         if now.shape != before.shape:
             return None
-        corners = cv2.goodFeaturesToTrack(before, SURROUND_FEATURES, 0.01, 5, mask=mask)
+        corners = cv2.goodFeaturesToTrack(before, SURROUND_FEATURES, 0.01, 3, mask=mask)
         if corners is None or len(corners) < SURROUND_MIN_FEATURES:
             return None
         moved, status, _ = cv2.calcOpticalFlowPyrLK(
-            before, now, corners, None, winSize=(15, 15), maxLevel=2  # type: ignore[call-overload]
+            before, now, corners, None, winSize=(11, 11), maxLevel=2  # type: ignore[call-overload]
         )
         found = status[:, 0] == 1
         if found.sum() < SURROUND_MIN_FEATURES:
             return None
         shift = np.linalg.norm(moved[found, 0] - corners[found, 0], axis=1)
-        return float(np.median(shift)) / inter_ocular(pts)
+        return float(np.median(shift)) / (inter_ocular(pts) * scale)
 
 
-def _grey(rgb: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+def _scaled(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def _grey(rgb: np.ndarray, region: tuple[int, int, int, int], scale: float) -> np.ndarray:
     x0, y0, x1, y1 = region
-    return cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return _scaled(grey, scale, cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -219,6 +241,7 @@ class LivenessCheck:
         self._step_blinks = 0
         self._challenge_yaw = 0.0
         self._yaw = 0.0
+        self._previous_pts: np.ndarray | None = None
         self._passed_by = ""
 
     @property
@@ -240,9 +263,12 @@ class LivenessCheck:
         """Take the (68, 2) landmarks of the track's face in the next frame, and how far its surroundings moved
         since the previous one (:meth:`Surroundings.motion`; None when unknown)."""
         self.frames += 1
+        yaw = head_yaw(pts)
+        if self._previous_pts is not None and _jump(self._previous_pts, pts) > CUT_IOD:
+            self._cut(yaw)
+        self._previous_pts, self._yaw = pts, yaw
         self._observe_eyes(eye_aspect_ratio(pts))
         self._observe_plane(pts)
-        self._yaw = head_yaw(pts)
         if surroundings is not None and surroundings >= self.cfg.surroundings_motion:
             self.moving_surroundings += 1
         action = self.action
@@ -257,6 +283,16 @@ class LivenessCheck:
             self._step += 1
             self._step_blinks = self.blinks
             self._step_t = None  # the next action's time starts at the next verdict
+
+    def _cut(self, yaw: float) -> None:
+        """The face jumped (a cut, a looped clip starting again, another face): what was measured before belongs to
+        another picture. The open-eye level and the parallax history start afresh, and a turn asked for is measured
+        from after the jump, so that the jump itself is neither a blink, nor parallax, nor a turn."""
+        self._ears.clear()
+        self._closed = False
+        self._last.clear()
+        self._recent.clear()
+        self._challenge_yaw += yaw - self._yaw
 
     def _observe_eyes(self, ear: float) -> None:
         if len(self._ears) >= MIN_BASELINE_FRAMES:

@@ -8,9 +8,10 @@ number of times, and its matches are voted on by the open-set rule. A track gets
 attempt after ``retry_after_s`` if that decision was "unknown" and the person is still there).
 
 Liveness (``recognizer.liveness``, kiosk/recognizer/liveness.py): while the served track is undecided, its 68-point
-landmarks feed the passive checks. A person the rule accepts is decided only once the track is live; a track that
-stays unproven (or fails the challenge) is decided with a liveness result of ``spoof`` (or ``undecided`` if it
-leaves), which the recorder turns into a "suspected spoof" review. Unknown faces are decided at once.
+landmarks and the motion of its surroundings feed the liveness checks. A person the rule accepts is decided only once
+the track is live; a track that stays unproven (or fails the challenge) is decided with a liveness result of
+``spoof`` (or ``undecided`` if it leaves), which the recorder turns into a "suspected spoof" review. Unknown faces
+are decided at once.
 
 Durations inside the pipeline (idle scans, retries) are measured in source time (``Frame.t``), so a replay
 run flat out decides as it would in real time; only ``latency_ms`` uses the monotonic clock.
@@ -88,7 +89,7 @@ class TrackView:
     served: bool
     nip: str | None
     state: str  # "searching" | "accepted" | "unknown"
-    problems: tuple[str, ...]  # quality reasons ("too_small", "blurry", ...) or a challenge ("challenge_blink", ...)
+    problems: tuple[str, ...]  # quality reasons ("too_small", "blurry", ...) or the action asked ("challenge_blink")
 
 
 @dataclass

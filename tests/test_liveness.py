@@ -204,6 +204,7 @@ def test_a_replayed_clip_in_a_hand_passes_parallax_but_its_moving_surroundings_b
             break
     assert check.challenge is not None and i < 10, "asked at once, parallax or not"
     assert check.verdict(i / FPS, 0.0).method == "none", "not live until the challenge is done"
+    assert not check.watches_surroundings, "the surroundings are not followed any more once the challenge runs"
 
 
 def test_the_challenge_comes_after_the_passive_time_and_a_photo_fails_it(

@@ -255,6 +255,11 @@ class LivenessCheck:
         return self.steps[self._step] if self.steps and self._step < len(self.steps) else None
 
     @property
+    def watches_surroundings(self) -> bool:
+        """Whether the surroundings' motion still matters (not once the challenge runs): the caller may skip it."""
+        return self.cfg.level != "off" and not self.steps
+
+    @property
     def surroundings_moved(self) -> bool:
         """The face moved with its surroundings: a picture or a screen held in a hand, or a moving camera."""
         return self.moving_surroundings >= self.cfg.surroundings_frames
@@ -268,7 +273,8 @@ class LivenessCheck:
             self._cut(yaw)
         self._previous_pts, self._yaw = pts, yaw
         self._observe_eyes(eye_aspect_ratio(pts))
-        self._observe_plane(pts)
+        if not self.steps:  # once the challenge runs, parallax proves nothing more: only blinks and turns count
+            self._observe_plane(pts)
         if surroundings is not None and surroundings >= self.cfg.surroundings_motion:
             self.moving_surroundings += 1
         action = self.action

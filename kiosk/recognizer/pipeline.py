@@ -307,7 +307,8 @@ class Pipeline:
         if rec.liveness is None:
             rec.liveness = LivenessCheck(self.cfg.liveness, frame.t, self.rng)
         pts = faces.landmarks68(rgb, served.box)
-        rec.liveness.observe(pts, rec.surroundings.motion(rgb, pts, frame.t))
+        watch = rec.liveness.watches_surroundings
+        rec.liveness.observe(pts, rec.surroundings.motion(rgb, pts, frame.t) if watch else None)
         self.stats.liveness_frames += 1
 
     def _settle(self, frame: Frame) -> list[Decision]:

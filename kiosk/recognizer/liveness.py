@@ -217,7 +217,7 @@ class LivenessCheck:
     """The liveness state of one track: fed the landmarks of each frame, asked for its verdict.
 
     >>> check = LivenessCheck(LivenessConfig(), start_t=0.0)            # doctest: +SKIP
-    >>> check.observe(landmarks68, surroundings.motion(grey, landmarks68, t))  # doctest: +SKIP
+    >>> check.observe(landmarks68, surroundings.motion(rgb, landmarks68, t))   # doctest: +SKIP
     >>> check.result(t=0.033)                                           # doctest: +SKIP
     """
 

@@ -1,7 +1,7 @@
 """Small helpers shared by the benchmarks: where the data and the cache are, and markdown tables.
 
 Benchmarks are run as scripts (``.venv/bin/python bench/<name>.py``) from a checkout that need not be
-installed, so :func:`ensure_repo_on_path` puts the repository first on ``sys.path`` before ``kiosk`` is
+installed, so :func:`ensure_repo_on_path` puts the repository's packages first on ``sys.path`` before ``kiosk`` is
 imported. Nothing here imports dlib.
 """
 
@@ -17,9 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ensure_repo_on_path() -> None:
-    """Make ``import kiosk`` find this checkout even when the package is not installed."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    """Make ``import kiosk`` (and the contract, central and provisioning packages) find this checkout even when the
+    packages are not installed."""
+    for folder in (REPO / "provisioning", REPO / "central", REPO / "contract", REPO):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
 
 
 def faces_dir() -> Path:

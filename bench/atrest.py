@@ -30,9 +30,9 @@ from _common import ensure_repo_on_path, markdown_table
 
 ensure_repo_on_path()
 
-from kiosk.atrest import DataCipher  # noqa: E402
 from kiosk.events.outbox import Outbox  # noqa: E402
-from kiosk.recognizer.gallery import DIM, Gallery, Person  # noqa: E402
+from kiosk_contract.gallery import DIM, Gallery, Person  # noqa: E402
+from kiosk_contract.sealing import DataCipher  # noqa: E402
 
 HMAC_KEY = bytes(range(32))
 DATA_KEY = os.urandom(32)

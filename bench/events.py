@@ -1,6 +1,6 @@
 """Events: durable commits per second, bytes on disk, outbox drain through MQTT, and a fault run with no loss.
 
-1. ``Outbox.append`` of signed-size attendance bodies (built with kiosk.events.schema), with and without a
+1. ``Outbox.append`` of signed-size attendance bodies (built with kiosk_contract.schema), with and without a
    15 KB evidence blob; the outbox's own WAL + ``synchronous=FULL``; median and p99 ms per commit.
 2. Bytes on disk per event and per evidence photo: database size after close (WAL checkpointed) minus an
    empty outbox, divided by N.
@@ -55,9 +55,9 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from kiosk.config import MqttConfig  # noqa: E402
-from kiosk.events import schema, signing  # noqa: E402
 from kiosk.events.mqtt import Publisher, Topics  # noqa: E402
 from kiosk.events.outbox import Outbox, OutboxError  # noqa: E402
+from kiosk_contract import schema, signing  # noqa: E402
 
 PREFIX = "presensi/v1"
 SITE = "s1"

@@ -45,8 +45,8 @@ from _common import ensure_repo_on_path, markdown_table
 
 ensure_repo_on_path()
 
-from kiosk.recognizer.gallery import DIM, Gallery, Person  # noqa: E402
 from kiosk.recognizer.matching import match  # noqa: E402
+from kiosk_contract.gallery import DIM, Gallery, Person  # noqa: E402
 
 DEFAULT_SIZES = "1k,10k,100k,10kx3"
 QUICK_SIZES = "1k,10kx3"

@@ -9,7 +9,7 @@ status event every 60 s. Each device's events get seq 1, 2, ... in time order an
 
 One run: a fresh database (its own PostgreSQL schema, dropped afterwards, or an SQLite file), the registry written
 with ``sync_registry``, one or two ledger workers (this file with ``--worker``: the real ``Subscriber`` and
-``Ingestor`` in a process of its own, like ``python -m kiosk.central serve``), a real Mosquitto on a free loopback
+``Ingestor`` in a process of its own, like ``python -m kiosk_central serve``), a real Mosquitto on a free loopback
 port (tests/broker.py). The parent publishes with QoS 1 as fast as the ledger takes the messages (at most
 ``WINDOW`` events published and not yet acknowledged) and reads the acks; the time is from the first publish to
 the ack that covers the last event. Afterwards the database is checked: every event stored once, every photo
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import io
 import json
 import os
 import random
@@ -54,16 +55,16 @@ from _common import REPO, cache_dir, ensure_repo_on_path, markdown_table
 ensure_repo_on_path()
 sys.path.insert(0, str(REPO / "tests"))  # tests/broker.py: our own mosquitto on a free loopback port
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from broker import Broker, available  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from kiosk.central.ingest import Ingestor, read_registry, sync_registry  # noqa: E402
-from kiosk.central.settings import BrokerConfig, DeviceEntry, IngestConfig  # noqa: E402
-from kiosk.central.store import Ledger  # noqa: E402
-from kiosk.events import schema, signing  # noqa: E402
+from kiosk_central.ingest import Ingestor, read_registry, sync_registry  # noqa: E402
+from kiosk_central.settings import BrokerConfig, DeviceEntry, IngestConfig  # noqa: E402
+from kiosk_central.store import Ledger  # noqa: E402
+from kiosk_contract import schema, signing  # noqa: E402
 
 PREFIX = "presensi/v1"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -117,10 +118,9 @@ def synthetic_jpeg(rng: np.random.Generator, side: int = 96) -> bytes:
     """A real JPEG of noise over a gradient, a few KB like a cropped evidence face at low quality."""
     gradient = np.linspace(0, 200, side, dtype=np.float32)[None, :, None]
     pixels = np.clip(gradient + rng.normal(0, 25, (side, side, 3)), 0, 255).astype(np.uint8)
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the synthetic evidence JPEG")
-    return bytes(data)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=80)  # Pillow: the server has no OpenCV
+    return out.getvalue()
 
 
 def _face(rng: random.Random, nip: str, distance: float) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def worker_main(url: str, port: int, client_id: str, group: str, verify: bool, o
     """One ledger worker (``serve`` without the files): prints ``ready``, ingests until stdin has a line, then
     prints its CPU figures and counters as one JSON line. With ``own_devices`` it subscribes to those devices' topics
     only (the bench's stand-in for a broker that sends each device to one member of the group)."""
-    from kiosk.central.subscriber import Subscriber
+    from kiosk_central.subscriber import Subscriber
 
     if own_devices:
         topics = [f"{PREFIX}/+/{device}/{suffix}" for device in own_devices for suffix in ("event", "evidence")]

@@ -275,8 +275,8 @@ class Data:
 
     def exact_rates(self, jitters: int, rule: object, people: set[str] | None = None) -> Rates:
         """The single-frame rule exactly as kiosk.recognizer.matching runs it: a Gallery, match(), accepted()."""
-        from kiosk.recognizer.gallery import Gallery, Person
         from kiosk.recognizer.matching import match
+        from kiosk_contract.gallery import Gallery, Person
 
         keep = [i for i, n in enumerate(self.names) if people is None or n in people]
         gallery = Gallery(

@@ -23,8 +23,8 @@ from _common import cache_dir, ensure_repo_on_path, markdown_table, pct
 ensure_repo_on_path()
 
 from kiosk.config import DecisionConfig  # noqa: E402
-from kiosk.recognizer.gallery import Gallery, Person  # noqa: E402
 from kiosk.recognizer.matching import TrackVerdict, match  # noqa: E402
+from kiosk_contract.gallery import Gallery, Person  # noqa: E402
 
 SPLITS = 10
 

@@ -47,9 +47,9 @@ from kiosk.camera import Frame  # noqa: E402
 from kiosk.config import LivenessConfig, RecognizerConfig  # noqa: E402
 from kiosk.imageio import read_rgb  # noqa: E402
 from kiosk.recognizer import enroll, faces  # noqa: E402
-from kiosk.recognizer.gallery import Gallery, Person  # noqa: E402
 from kiosk.recognizer.liveness import LivenessCheck, Surroundings, eye_aspect_ratio  # noqa: E402
 from kiosk.recognizer.pipeline import Pipeline  # noqa: E402
+from kiosk_contract.gallery import Gallery, Person  # noqa: E402
 
 FPS = 30.0
 FRAME_W, FRAME_H = 640, 360

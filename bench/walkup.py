@@ -28,8 +28,8 @@ from kiosk.camera import Frame  # noqa: E402
 from kiosk.config import LivenessConfig, RecognizerConfig  # noqa: E402
 from kiosk.imageio import read_rgb  # noqa: E402
 from kiosk.recognizer import enroll  # noqa: E402
-from kiosk.recognizer.gallery import Gallery, Person  # noqa: E402
 from kiosk.recognizer.pipeline import Pipeline  # noqa: E402
+from kiosk_contract.gallery import Gallery, Person  # noqa: E402
 
 TOLERANCE = 0.6
 

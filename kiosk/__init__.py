@@ -1,3 +1,3 @@
 """Face-recognition attendance kiosk for Indonesian civil servants (ASN)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

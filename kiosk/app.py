@@ -9,10 +9,9 @@ import logging
 import os
 import queue
 import re
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk import atrest
@@ -20,14 +19,14 @@ from kiosk.camera import Frame, FrameSource, open_source
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
 from kiosk.errors import CameraError, ConfigError, KioskError
-from kiosk.recognizer.gallery import Gallery, store_received
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
+from kiosk_contract.gallery import Gallery, store_received
 
 if TYPE_CHECKING:
-    from kiosk.atrest import DataCipher
     from kiosk.events.mqtt import Publisher
     from kiosk.events.outbox import Outbox
     from kiosk.hardware import Pins
+    from kiosk_contract.sealing import DataCipher
 
 log = logging.getLogger("kiosk")
 
@@ -120,18 +119,6 @@ def stream(
             return
         result: FrameResult = pipeline.process(frame)
         on_result(frame, result)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT, so the loop ends cleanly and parts are closed in reverse order."""
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def run(cfg: KioskConfig, stop: threading.Event) -> int:
@@ -339,8 +326,8 @@ def _start_publisher(
     if not cfg.mqtt.enabled:
         log.info("mqtt is off: events stay in the outbox")
         return None
-    from kiosk.events import signing
     from kiosk.events.mqtt import Publisher
+    from kiosk_contract import signing
 
     if cfg.events.signing_key_file is None:
         raise ConfigError("mqtt", ["events.signing_key_file: publishing needs the device's Ed25519 key"])

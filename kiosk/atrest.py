@@ -1,36 +1,16 @@
-"""Personal data at rest: the device data key and the authenticated encryption of the gallery and evidence photos.
-
-One 32-byte device data key, from a key file (``device.data_key = "file"``) or from the Raspberry Pi's OTP private
-key (``"otp"``), never touches data directly: HKDF-SHA256 derives one AES-256-GCM key per purpose. Every blob is
-``nonce (12 random bytes) | ciphertext | tag (16 bytes)``, and its associated data names the purpose and, where the
-caller gives one, a context (the event seq of an evidence photo), so a blob cannot be moved to another purpose or
-row. ``key_id`` (16 hex digits, also derived by HKDF) is stored beside encrypted data so that a wrong key is told
-apart from damaged data. See docs/privacy.md for what each key mode protects against.
+"""The device data key: read from a key file or the Raspberry Pi's OTP private key, it opens the sealed gallery and
+evidence photos (kiosk_contract.sealing). See docs/privacy.md for what each key mode protects against.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from typing import Literal
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kiosk.config import DeviceConfig, read_secret
-from kiosk.errors import ConfigError, KioskError
-
-Purpose = Literal["gallery", "evidence"]
-KEY_LEN = 32
-NONCE_LEN = 12
-TAG_LEN = 16
-OVERHEAD = NONCE_LEN + TAG_LEN  # bytes a sealed blob has beyond its plaintext
-_INFO: dict[Purpose, bytes] = {"gallery": b"kiosk gallery v1", "evidence": b"kiosk evidence v1"}
-_KEY_ID_INFO = b"kiosk key id v1"
+from kiosk_contract.errors import ConfigError, KioskError
+from kiosk_contract.sealing import KEY_LEN, DataCipher
 
 # The firmware mailbox call of Raspberry Pi's `rpi-otp-private-key` (usbboot/rpi-eeprom tools): tag 0x00030081
 # (get the customer private key), 40-byte value buffer: start row 0, 8 rows, 8 words for the answer.
@@ -46,49 +26,6 @@ _OTP_HINT = (
 
 class DataKeyError(KioskError):
     """The device data key cannot be obtained (OTP not readable or not programmed)."""
-
-
-class SealError(KioskError):
-    """A sealed blob fails authentication: made with another key, for another purpose or row, or damaged."""
-
-
-def _derive(device_key: bytes, info: bytes, length: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(device_key)
-
-
-class DataCipher:
-    """AES-256-GCM with one key per purpose, derived from the device data key; ``source`` names where it came from.
-
-    >>> cipher = DataCipher(os.urandom(32), "test")
-    >>> cipher.open("evidence", cipher.seal("evidence", b"jpeg", b"7"), b"7")
-    b'jpeg'
-    """
-
-    def __init__(self, device_key: bytes, source: str) -> None:
-        if len(device_key) != KEY_LEN:
-            raise ValueError(f"a device data key is {KEY_LEN} bytes, not {len(device_key)}")
-        self.source = source
-        self.key_id = _derive(device_key, _KEY_ID_INFO, 8).hex()
-        self._aead = {purpose: AESGCM(_derive(device_key, info, KEY_LEN)) for purpose, info in _INFO.items()}
-
-    def seal(self, purpose: Purpose, plaintext: bytes, context: bytes = b"") -> bytes:
-        """``nonce | ciphertext | tag`` of ``plaintext``, bound to ``purpose`` and ``context``."""
-        nonce = os.urandom(NONCE_LEN)
-        return nonce + self._aead[purpose].encrypt(nonce, plaintext, _INFO[purpose] + context)
-
-    def open(self, purpose: Purpose, blob: bytes, context: bytes = b"") -> bytes:
-        """The plaintext of a sealed blob; :class:`SealError` when it fails authentication."""
-        if len(blob) < OVERHEAD:
-            raise SealError(f"sealed {purpose} data is too short ({len(blob)} bytes): truncated")
-        try:
-            return self._aead[purpose].decrypt(blob[:NONCE_LEN], blob[NONCE_LEN:], _INFO[purpose] + context)
-        except InvalidTag:
-            raise SealError(
-                f"sealed {purpose} data fails authentication (another key, truncated, damaged or tampered with)"
-            ) from None
-
-    def __repr__(self) -> str:
-        return f"DataCipher(key_id={self.key_id!r}, source={self.source!r})"
 
 
 def open_cipher(device: DeviceConfig, *, read_otp: Callable[[], bytes] | None = None) -> DataCipher | None:

@@ -21,9 +21,10 @@ from kiosk import __version__
 from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config
 from kiosk.errors import KioskError
 from kiosk.logs import setup_logging
+from kiosk_contract.runtime import stop_on_signals
 
 if TYPE_CHECKING:
-    from kiosk.atrest import DataCipher
+    from kiosk_contract.sealing import DataCipher
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -33,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     # dlib keeps busy (bench/gallery_scale.py measured 0.27 ms with one thread, 12 ms with the default).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)  # `kiosk central --help`: the options are central's own
-    if extra and args.command != "central":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
         return int(args.func(args))
@@ -58,12 +56,6 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help="the kiosk.toml (on the device /etc/kiosk/kiosk.toml)"
     )
     run.set_defaults(func=_cmd_run)
-
-    central = sub.add_parser(
-        "central", add_help=False, help="the central ledger: serve, load, recap (docs/central.md; central --help)"
-    )
-    central.add_argument("rest", nargs=argparse.REMAINDER)
-    central.set_defaults(func=_cmd_central)
 
     shots = sub.add_parser("screens", help="render every terminal screen at each supported size to PNG files")
     shots.add_argument("--out", type=Path, required=True, help="folder for <screen>-<w>x<h>.png")
@@ -129,13 +121,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_central(args: argparse.Namespace) -> int:
-    """``kiosk central ...``: the central server's own command line (kiosk/central/cli.py)."""
-    from kiosk.central.cli import main as central_main
-
-    return central_main([*args.extra, *args.rest])
-
-
 def _size(text: str) -> tuple[int, int]:
     """``800x480`` -> (800, 480), for ``--size``."""
     try:
@@ -176,13 +161,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kiosk import app
 
     cfg: KioskConfig = load_config(args.config)
-    with app.stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         return app.run(cfg, stop)
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from kiosk.recognizer import enroll as enrolment
-    from kiosk.recognizer.gallery import Gallery
+    from kiosk_contract.gallery import Gallery
+    from kiosk_contract.roster import read_roster
 
     if args.jitters < 0:
         print("kiosk enroll: --jitters must be 0 or more", file=sys.stderr)
@@ -193,7 +179,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     cfg = _recognizer(args)
     key = cfg.gallery_key()
     cipher = _data_cipher(args)
-    roster = enrolment.read_roster(args.roster)
+    roster = read_roster(args.roster)
     # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
     gallery = Gallery.load(args.gallery, key, cipher=cipher) if args.gallery.exists() else Gallery()
     results = enrolment.enroll(
@@ -268,8 +254,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from kiosk.errors import ImageError
     from kiosk.imageio import read_rgb
     from kiosk.recognizer import faces
-    from kiosk.recognizer.gallery import Gallery
     from kiosk.recognizer.matching import match
+    from kiosk_contract.gallery import Gallery
 
     cfg = _recognizer(args)
     gallery = Gallery.load(args.gallery, cfg.gallery_key(), cipher=_data_cipher(args))
@@ -304,8 +290,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from kiosk import app
     from kiosk.camera.replay import ReplaySource
-    from kiosk.recognizer.gallery import Gallery
     from kiosk.recognizer.pipeline import Pipeline
+    from kiosk_contract.gallery import Gallery
 
     cfg = _recognizer(args)
     gallery = Gallery.load(args.gallery, cfg.gallery_key(), cipher=_data_cipher(args))
@@ -349,7 +335,7 @@ def _data_cipher(args: argparse.Namespace) -> DataCipher | None:
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
-    from kiosk.recognizer.gallery import Gallery
+    from kiosk_contract.gallery import Gallery
 
     cfg = _recognizer(args)
     key = cfg.gallery_key()
@@ -384,7 +370,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _cmd_gallery_seal(args: argparse.Namespace) -> int:
     from kiosk import atrest
-    from kiosk.recognizer.gallery import seal_gallery
+    from kiosk_contract.gallery import seal_gallery
 
     cfg = load_config(args.config)
     cipher = atrest.open_cipher(cfg.device)

@@ -1,22 +1,9 @@
-"""Errors the kiosk reports to people: each says what is wrong, where, and what to do."""
+"""Errors the kiosk reports to people: each says what is wrong, where, and what to do (the shared ones come from
+the contract)."""
 
+from kiosk_contract.errors import ConfigError, GalleryError, KioskError
 
-class KioskError(Exception):
-    """Base of every error the kiosk raises on purpose; its message is meant for the operator."""
-
-
-class ConfigError(KioskError, ValueError):
-    """The configuration file is missing, unreadable or invalid; ``problems`` lists every finding."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{lines}")
-
-
-class GalleryError(KioskError):
-    """The gallery file is missing, truncated, tampered with, or of an unknown version."""
+__all__ = ["CameraError", "ConfigError", "GalleryError", "ImageError", "KioskError", "ModelError"]
 
 
 class CameraError(KioskError, OSError):

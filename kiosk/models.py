@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.errors import ModelError
+from kiosk_contract.gallery import MODEL_ID
 
 SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
-RESNET = "dlib_face_recognition_resnet_model_v1.dat"
-MODEL_ID = "dlib_face_recognition_resnet_model_v1"
+RESNET = f"{MODEL_ID}.dat"
 
 
 def models_dir() -> Path:

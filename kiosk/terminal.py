@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from kiosk.events.punch import local_time, punch_kind
-from kiosk.fsutil import free_bytes
+from kiosk_contract.fsutil import free_bytes
+from kiosk_contract.nip import nip_typo
+from kiosk_contract.schedule import local_time, punch_kind
 
 if TYPE_CHECKING:
     from kiosk.camera import Frame
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from kiosk.events.outbox import Outbox
     from kiosk.events.recorder import Outcome, Recorder
     from kiosk.hardware import Pins
-    from kiosk.recognizer.gallery import Gallery
     from kiosk.recognizer.pipeline import Decision, FrameResult, Pipeline
+    from kiosk_contract.gallery import Gallery
 
 log = logging.getLogger("kiosk.terminal")
 
@@ -70,23 +71,6 @@ class TerminalView:
         return next((p for p in self.problems if p in BLOCKING), None)
 
 
-def nip_problem(nip: str) -> str | None:
-    """Why ``nip`` cannot be a civil servant's NIP (a catalogue key), or None.
-
-    A NIP is 18 digits: date of birth (YYYYMMDD), start of service (YYYYMM), sex (1 or 2) and a number; checking the
-    dates catches most typing slips before an event is made.
-    """
-    if len(nip) != 18 or not nip.isdigit():
-        return "nip_length"
-    try:
-        date(int(nip[:4]), int(nip[4:6]), int(nip[6:8]))
-    except ValueError:
-        return "nip_invalid"
-    if not 1 <= int(nip[12:14]) <= 12 or nip[14] not in "12":
-        return "nip_invalid"
-    return None
-
-
 class NipEntry:
     """Typing a NIP on the keypad: digits, delete, cancel, OK; ``expired`` after ``timeout_s`` without a key."""
 
@@ -104,7 +88,7 @@ class NipEntry:
         if key == "back":
             self.digits, self.error = self.digits[:-1], None
         elif key == "ok":
-            self.error = nip_problem(self.digits)
+            self.error = nip_typo(self.digits)
             return "submit" if self.error is None else None
         elif key.isdigit() and len(key) == 1 and len(self.digits) < 18:
             self.digits, self.error = self.digits + key, None
@@ -309,7 +293,7 @@ class Terminal:
         """Delete people from the gallery file and from recognition (central removed them: the personal-data law
         requires it to reach every device); the file is written before the running gallery changes, with the same
         version (versions are central's: its next push is newer)."""
-        from kiosk.recognizer.gallery import Gallery
+        from kiosk_contract.gallery import Gallery
 
         old = self.pipeline.gallery
         gone = set(nips)

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from kiosk.config import LivenessConfig
-
 REPO = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("KIOSK_FACES_DIR", REPO.parent / "shared" / "faces"))
 EXAMPLES = FACES / "face_recognition" / "examples"
@@ -21,7 +19,6 @@ EXAMPLES = FACES / "face_recognition" / "examples"
 # clip cannot answer. Tests that replay it for something other than liveness turn liveness off with this table;
 # tests/test_liveness.py and tests/test_pipeline.py test liveness on the clip itself.
 FILM_LIVENESS_TOML = '[recognizer.liveness]\nlevel = "off"\n'
-FILM_LIVENESS = LivenessConfig(level="off")  # the same, for a RecognizerConfig
 TEST_IMAGES = FACES / "face_recognition" / "tests" / "test_images"
 
 ALEX = "198001012005011001"

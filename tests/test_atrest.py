@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.atrest import (
-    OVERHEAD,
-    VCMAILBOX_ARGS,
-    DataCipher,
-    DataKeyError,
-    SealError,
-    open_cipher,
-    parse_otp_response,
-    read_otp_key,
-)
+from kiosk.atrest import VCMAILBOX_ARGS, DataKeyError, open_cipher, parse_otp_response, read_otp_key
 from kiosk.config import DeviceConfig, load_config
 from kiosk.errors import ConfigError
+from kiosk_contract.sealing import OVERHEAD, DataCipher, SealError
 
 KEY = bytes(range(1, 33))
 OTP_WORDS = ["0x01020304", "0x05060708", "0x090a0b0c", "0x0d0e0f10", "0x11121314", "0x15161718", "0x191a1b1c",

@@ -16,20 +16,20 @@ from typing import Any
 import numpy as np
 import pytest
 from broker import Broker, available
+from central_support import ALEX, LIN, RULES, database, wita, write_key
 from conftest import FILM_LIVENESS_TOML, wait_for
-from test_central_support import ALEX, LIN, RULES, database, wita, write_key
 
-from kiosk.central import recap as recaps
-from kiosk.central.cli import Service, start_service
-from kiosk.central.settings import load_central_config
 from kiosk.config import KioskConfig, MqttConfig
-from kiosk.events import signing
 from kiosk.events.clock import ClockState
 from kiosk.events.mqtt import Publisher
 from kiosk.events.outbox import Outbox
 from kiosk.events.recorder import Recorder
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.pipeline import Decision
+from kiosk_central import recap as recaps
+from kiosk_central.cli import Service, start_service
+from kiosk_central.settings import load_central_config
+from kiosk_contract import signing
 
 pytestmark = pytest.mark.skipif(not available(), reason="mosquitto is not installed")
 
@@ -132,7 +132,7 @@ def test_a_kiosk_day_becomes_acknowledged_ledger_rows_and_a_recap(backend: str, 
         stats = service.ingestor.snapshot()
         assert stats["stored"] == 4 and stats["redated"] == 1 and stats.get("rejected", 0) == 0, stats
         assert stats["evidence"] == 3  # every attendance photo came, and was held before its event was acked
-        from kiosk.central.store import Ledger
+        from kiosk_central.store import Ledger
 
         with Ledger(url) as ledger:
             recap = recaps.build_recap(ledger, "bkpsdm", datetime(2026, 2, 2).date(), datetime(2026, 2, 2).date())
@@ -180,7 +180,7 @@ def test_a_message_lost_on_the_way_is_asked_for_again_and_a_stranger_is_refused(
             service.close()
         stats = service.ingestor.snapshot()
         assert mangled == [3] and stats["resend_requests"] >= 1 and stats["stored"] == 4, stats
-        from kiosk.central.store import Ledger
+        from kiosk_central.store import Ledger
 
         with Ledger(url) as ledger:
             reasons = [r[0] for r in ledger.rows("SELECT reason FROM rejections ORDER BY id")]
@@ -191,7 +191,7 @@ def test_a_message_lost_on_the_way_is_asked_for_again_and_a_stranger_is_refused(
 
 
 def test_serve_starts_subscribes_and_stops_on_request(broker: Broker, tmp_path: Path) -> None:
-    from kiosk.central.cli import serve as serve_until
+    from kiosk_central.cli import serve as serve_until
 
     _, pub = write_key(tmp_path / "keys", "kiosk-1")
     config = central_config(tmp_path, broker, f"sqlite:///{tmp_path / 'ledger.sqlite'}", {"kiosk-1": pub})
@@ -205,7 +205,7 @@ def test_the_module_runs_as_a_command() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "kiosk.central", "recap", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "kiosk_central", "recap", "--help"], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0 and "--office" in done.stdout
 
@@ -223,9 +223,9 @@ def test_a_replayed_clip_becomes_a_recap_through_the_broker_and_postgresql(hamil
     from conftest import LIN as LIN_IN_CLIP
 
     from kiosk.app import run
-    from kiosk.central.store import Ledger
     from kiosk.config import load_config
     from kiosk.events import clock
+    from kiosk_central.store import Ledger
 
     clip = need(EXAMPLES / "short_hamilton_clip.mp4")
     with database("postgresql", tmp_path) as url:

@@ -11,19 +11,20 @@ from typing import Any
 import numpy as np
 import pytest
 from broker import Broker, available
+from central_support import ALEX, LIN, OBAMA, database, write_key
 from conftest import wait_for
-from test_central_support import ALEX, LIN, OBAMA, database, write_key
 
 from kiosk import app
-from kiosk.central import distribute
-from kiosk.central.settings import BrokerConfig
-from kiosk.central.store import Ledger
 from kiosk.config import MqttConfig, RecognizerConfig
-from kiosk.events import signing
 from kiosk.events.mqtt import Publisher
 from kiosk.events.outbox import Outbox
-from kiosk.recognizer.gallery import Gallery, Person
 from kiosk.recognizer.pipeline import Pipeline
+from kiosk_central import distribute
+from kiosk_central.cli import main as central_main
+from kiosk_central.settings import BrokerConfig
+from kiosk_central.store import Ledger
+from kiosk_contract import signing
+from kiosk_contract.gallery import Gallery, Person
 
 NOW = "2026-11-30T07:00:00+08:00"
 
@@ -116,8 +117,6 @@ def test_a_kiosk_that_connects_later_installs_the_pushed_gallery(tmp_path: Path)
 
 @pytest.mark.skipif(not available(), reason="mosquitto is not installed")
 def test_the_push_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from kiosk.cli import main
-
     private_pem, _ = signing.generate_key()
     key = tmp_path / "central.key"
     key.write_bytes(private_pem)
@@ -128,14 +127,14 @@ def test_the_push_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFixt
         ledger_with_offices(url).close()
         config = tmp_path / "central.toml"
         config.write_text(f'[database]\nurl = "{url}"\n[broker]\nhost = "{broker.host}"\nport = {broker.port}\n')
-        push = ["central", "gallery", "push", "--config", str(config), "--gallery", str(gallery), "--key", str(key)]
-        assert main([*push, "--office", "nowhere"]) == 2
+        push = ["gallery", "push", "--config", str(config), "--gallery", str(gallery), "--key", str(key)]
+        assert central_main([*push, "--office", "nowhere"]) == 2
         assert "no employee or kiosk of office(s) nowhere" in capsys.readouterr().err
-        assert main([*push, "--office", "bkpsdm"]) == 0
+        assert central_main([*push, "--office", "bkpsdm"]) == 0
         assert "bkpsdm: version 1, 1 people, to 1 kiosk(s)" in capsys.readouterr().out
-        assert main(["central", "gallery", "status", "--config", str(config)]) == 0
+        assert central_main(["gallery", "status", "--config", str(config)]) == 0
         shown = capsys.readouterr().out.splitlines()
         assert shown[0] == "kiosk-1\tbkpsdm\truns -\tlatest 1\tbehind"
         assert shown[1].startswith("kiosk-2\tdinkes\truns -\tlatest -")
         key.chmod(0o644)
-        assert main(push) == 2, "a central key open to others is refused"
+        assert central_main(push) == 2, "a central key open to others is refused"

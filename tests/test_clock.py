@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.events import clock, schema
+from kiosk.events import clock
 from kiosk.events.clock import ClockState, TimeAnchorTracker
+from kiosk_contract import schema
 
 
 class FakeRun:

@@ -10,8 +10,8 @@ import pytest
 from conftest import EXAMPLES, FACES, OBAMA, TEST_IMAGES, enroll, link_photos, need, write_roster
 
 from kiosk.cli import main
-from kiosk.recognizer.enroll import RosterError, read_roster
-from kiosk.recognizer.gallery import Gallery
+from kiosk_contract.gallery import Gallery
+from kiosk_contract.roster import RosterError, read_roster
 
 BIDEN = "194211201972031002"
 
@@ -39,7 +39,7 @@ def test_every_photo_is_judged_with_a_reason(tmp_path: Path, capsys: pytest.Capt
     )
     link_photos(good, {"g-rgba": TEST_IMAGES / "32bit.png"})  # Obama again, as a 32-bit RGBA PNG
     roster = write_roster(
-        tmp_path / "r.csv", [(OBAMA, "Barack Obama", "Setda"), ("44444", "No Photos", "Unit")]
+        tmp_path / "r.csv", [(OBAMA, "Barack Obama", "Setda"), ("199001012015011004", "No Photos", "Unit")]
     )
     gallery = tmp_path / "g.kgal"
     assert _enroll(roster, photos, gallery) == 1
@@ -52,7 +52,7 @@ def test_every_photo_is_judged_with_a_reason(tmp_path: Path, capsys: pytest.Capt
     assert reasons["f-two.jpg"] == "several_faces"
     assert reasons["g-rgba.png"] is None, "a 32-bit RGBA PNG is an ordinary photo"
     assert res[OBAMA]["status"] == "added"
-    assert res["44444"]["status"] == "not_enrolled"
+    assert res["199001012015011004"]["status"] == "not_enrolled"
     g = Gallery.load(gallery)
     assert g.nips == [OBAMA]
     assert g.get(OBAMA).sources == ("a.jpg", "b.jpg", "g-rgba.png")  # type: ignore[union-attr]
@@ -105,8 +105,10 @@ def test_damaged_gallery_is_not_overwritten(tmp_path: Path, capsys: pytest.Captu
     [
         ("nip,name\n1,A\n", "missing column"),
         ("nip,name,unit\n12 34,A,U\n", "line 2"),
-        ("nip,name,unit\n1,A,U\n1,B,U\n", "already on line 2"),
-        ("nip,name,unit\n1,,U\n", "has no name"),
+        ("nip,name,unit\n198001012005011001,A,U\n19800101 200501 1 001,B,U\n", "already on line 2"),
+        ("nip,name,unit\n198001012005011001,,U\n", "has no name"),
+        ("nip,name,unit\n19850505201001102,A,U\n", "line 2, nip: '19850505201001102' is not a NIP: it has 17 digits"),
+        ("nip,name,unit\n198505052010011023x,A,U\n", "line 2, nip: .* it contains 'x'"),
     ],
 )
 def test_bad_roster_is_reported_with_line(tmp_path: Path, text: str, message: str) -> None:

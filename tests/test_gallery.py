@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import ALEX, EXAMPLES, need
 
-from kiosk.atrest import DataCipher
 from kiosk.cli import main
 from kiosk.errors import GalleryError
-from kiosk.recognizer.gallery import SEALED_MAGIC, Gallery, Person, seal_bytes, seal_gallery, store_sealed
+from kiosk_contract.gallery import SEALED_MAGIC, Gallery, Person, seal_bytes, seal_gallery, store_sealed
+from kiosk_contract.sealing import DataCipher
 
 
 def _people(n: int, seed: int = 0, per: int = 2) -> list[Person]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.recognizer.gallery import Gallery, Person
 from kiosk.recognizer.matching import match
+from kiosk_contract.gallery import Gallery, Person
 
 PEOPLE = 2_000
 PROBES = 12  # of each kind; few, because a busy machine can make multithreaded BLAS calls take ~10 ms

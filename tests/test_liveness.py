@@ -316,9 +316,9 @@ def test_level_off_is_always_live() -> None:
 def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     from datetime import UTC, datetime
 
-    from kiosk.events import schema
-    from kiosk.events.schema import ClockInfo, Stamp
     from kiosk.recognizer.liveness import LivenessVerdict
+    from kiosk_contract import schema
+    from kiosk_contract.schema import ClockInfo, Stamp
 
     verdict = LivenessVerdict("passive", "live", "blink", 0.01234, 1, None, 1234.4)
     field = schema.liveness_field(verdict)

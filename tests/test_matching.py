@@ -10,8 +10,8 @@ import pytest
 from conftest import FACES, need
 
 from kiosk.config import DecisionConfig
-from kiosk.recognizer.gallery import Gallery, Person
 from kiosk.recognizer.matching import Match, TrackVerdict, match, match_from_distances
+from kiosk_contract.gallery import Gallery, Person
 
 # Explicit values, so that these tests check the rule itself and not whatever the defaults are tuned to.
 RULE = dataclasses.replace(

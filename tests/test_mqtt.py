@@ -257,7 +257,7 @@ def test_resend_and_status_commands(broker: Broker, outbox: Outbox, subs: list[S
 def test_commands_that_change_the_device_must_be_signed_by_the_central_key(
     broker: Broker, outbox: Outbox, subs: list[Sub]
 ) -> None:
-    from kiosk.events import signing
+    from kiosk_contract import signing
 
     central = signing.private_key_from_pem(signing.generate_key()[0])
     stranger = signing.private_key_from_pem(signing.generate_key()[0])

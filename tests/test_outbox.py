@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.atrest import DataCipher
 from kiosk.errors import KioskError
 from kiosk.events import outbox as outbox_module
 from kiosk.events.outbox import SCHEMA_VERSION, STATES, Outbox, OutboxError, OutboxEvent, OutboxFull
+from kiosk_contract.sealing import DataCipher
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0

@@ -17,10 +17,10 @@ from kiosk.config import GeometryConfig, LivenessConfig, QualityConfig, Recogniz
 from kiosk.imageio import read_rgb
 from kiosk.recognizer import geometry
 from kiosk.recognizer.faces import Box
-from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.motion import MotionGate
 from kiosk.recognizer.pipeline import Decision, Pipeline
 from kiosk.recognizer.tracker import Tracker
+from kiosk_contract.gallery import Gallery
 
 BIDEN = "194211201972031002"
 

@@ -38,10 +38,10 @@ from packaging.requirements import Requirement
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.config import load_config
-from kiosk.events import signing
-from kiosk.provision.__main__ import main as provision_main
-from kiosk.provision.credentials import Authority, device_secrets
-from kiosk.recognizer.gallery import Gallery, Person
+from kiosk_contract import signing
+from kiosk_contract.gallery import Gallery, Person
+from kiosk_provisioning.__main__ import main as provision_main
+from kiosk_provisioning.credentials import Authority, device_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 MAKE_IMAGES = REPO / "provisioning" / "make-images"
@@ -377,8 +377,8 @@ def test_kiosk_toml_loads_with_the_device_settings(built: tuple[Path, str], tmp_
 
 
 def test_system_settings_and_first_boot_unit(built: tuple[Path, str], kit: dict[str, Path], tmp_path: Path) -> None:
-    from kiosk.atrest import DataCipher
-    from kiosk.recognizer.gallery import Gallery
+    from kiosk_contract.gallery import Gallery
+    from kiosk_contract.sealing import DataCipher
 
     out, _ = built
     for device in device_ids():
@@ -397,7 +397,7 @@ def test_system_settings_and_first_boot_unit(built: tuple[Path, str], kit: dict[
         unit = (REPO / "systemd/kiosk-firstboot.service").read_bytes()
         assert ext4_read(image, "/etc/systemd/system/kiosk-firstboot.service") == unit
         assert ext4_read(image, "/etc/systemd/system/kiosk.service") == kit["unit"].read_bytes()
-        script = (REPO / "kiosk/provision/firstboot.py").read_bytes()
+        script = (REPO / "provisioning/kiosk_provisioning/firstboot.py").read_bytes()
         assert ext4_read(image, "/opt/kiosk/firstboot.py") == script
         assert ext4_stat(image, "/opt/kiosk/firstboot.py") == ("regular", 0o755, 0, 0)
         assert ext4_stat(image, "/var/lib/kiosk") == ("directory", 0o700, 0, 0)
@@ -684,7 +684,7 @@ def test_a_revoked_kiosk_is_refused_by_the_broker_and_gets_a_new_identity(tmp_pa
     """revoke: the stolen device's certificate on the CA's CRL (Mosquitto's crlfile), its keys destroyed."""
     import json
 
-    from kiosk.provision.__main__ import main as provision
+    from kiosk_provisioning.__main__ import main as provision
 
     crl = tmp_path / "out" / "crl.pem"
     broker = Broker(tmp_path / "broker", tls=True, crl=crl)

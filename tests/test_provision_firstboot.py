@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.provision import firstboot
+from kiosk_provisioning import firstboot
 
 KEYS = {"device.key": b"-----BEGIN PRIVATE KEY-----\ndevice\n", "mqtt.key": b"mqtt-key\n", "data.key": bytes(range(32))}
 WIFI = b"[connection]\nid=kiosk-wifi\n[wifi-security]\npsk=rahasia-kantor\n"

@@ -10,18 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kiosk.config import (
-    EventsConfig,
-    KioskConfig,
-    PunchWindow,
-    RamadanPeriod,
-    ScheduleConfig,
-    config_to_toml,
-    load_config,
-    parse_config,
-)
+from kiosk.config import EventsConfig, KioskConfig, ScheduleConfig, config_to_toml, load_config, parse_config
 from kiosk.errors import ConfigError
-from kiosk.events.punch import AlreadyRecorded, RepeatGuard, local_time, punch_kind
+from kiosk.events.punch import AlreadyRecorded, RepeatGuard
+from kiosk_contract.schedule import PunchWindow, RamadanPeriod, local_time, punch_kind
 
 WITA = ZoneInfo("Asia/Makassar")
 MON_THU = ("mon", "tue", "wed", "thu")

@@ -17,12 +17,12 @@ from broker import Broker, available
 from conftest import EXAMPLES, FILM_LIVENESS_TOML, LIN, need
 
 from kiosk.config import EventsConfig, KioskConfig
-from kiosk.events import schema, signing
 from kiosk.events.clock import ClockState
 from kiosk.events.outbox import Outbox
 from kiosk.events.recorder import Recorder, face_jpeg
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.pipeline import Decision
+from kiosk_contract import schema, signing
 
 MONDAY_0721_WITA = datetime(2026, 11, 30, 7, 21, tzinfo=UTC) - timedelta(hours=8)  # 07:21 +08:00
 FACE = np.random.default_rng(0).integers(0, 255, size=(360, 640, 3), dtype=np.uint8)

@@ -12,21 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, FILM_LIVENESS, LIN, need
+from conftest import EXAMPLES, LIN, need
 
 from kiosk import app
 from kiosk.camera import Frame
-from kiosk.config import EventsConfig, FallbackConfig, HardwareConfig, KioskConfig, RecognizerConfig
+from kiosk.config import EventsConfig, FallbackConfig, HardwareConfig, KioskConfig, LivenessConfig, RecognizerConfig
 from kiosk.errors import CameraError
 from kiosk.events.clock import ClockState
 from kiosk.events.outbox import Outbox
 from kiosk.events.recorder import Outcome, Recorder
-from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
-from kiosk.terminal import FallbackLimiter, KindChoice, NipEntry, Presence, Terminal, TerminalView, nip_problem
+from kiosk.terminal import FallbackLimiter, KindChoice, NipEntry, Presence, Terminal, TerminalView
+from kiosk_contract.gallery import Gallery
+from kiosk_contract.nip import nip_typo
 
 MONDAY_0721_WITA = datetime(2026, 11, 29, 23, 21, tzinfo=UTC)
 PICTURE = np.random.default_rng(1).integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
+
+FILM_LIVENESS = LivenessConfig(level="off")  # conftest.FILM_LIVENESS_TOML, for a RecognizerConfig
 
 
 @pytest.mark.parametrize(
@@ -41,8 +44,8 @@ PICTURE = np.random.default_rng(1).integers(0, 255, size=(360, 640, 3), dtype=np
         ("198507142010013003", "nip_invalid"),  # sex digit 3
     ],
 )
-def test_nip_problem(nip: str, problem: str | None) -> None:
-    assert nip_problem(nip) == problem
+def test_nip_typo(nip: str, problem: str | None) -> None:
+    assert nip_typo(nip) == problem
 
 
 def test_nip_entry_types_deletes_refuses_and_expires() -> None:

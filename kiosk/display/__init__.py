@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from kiosk.camera import Frame
     from kiosk.config import KioskConfig
     from kiosk.events.recorder import Outcome
-    from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import FrameResult
     from kiosk.terminal import TerminalView
+    from kiosk_contract.gallery import Person
 
 log = logging.getLogger("kiosk.display")
 

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
     from kiosk.camera import Frame
     from kiosk.events.recorder import Outcome
-    from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import FrameResult, TrackView
+    from kiosk_contract.gallery import Person
 
 log = logging.getLogger("kiosk.display")
 
@@ -698,8 +698,8 @@ def sample_states(language: str = "id", tz: str = "Asia/Makassar") -> dict[str, 
     """One synthetic state per screen (no real faces): for screenshots, docs and tests."""
     from kiosk.events.recorder import Outcome
     from kiosk.recognizer.faces import Box
-    from kiosk.recognizer.gallery import Person
     from kiosk.recognizer.pipeline import TrackView
+    from kiosk_contract.gallery import Person
 
     zone = ZoneInfo(tz)
     now = datetime(2026, 11, 30, 7, 28, tzinfo=zone)

@@ -18,16 +18,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kiosk.config import MqttConfig, read_secret, secret_file
-from kiosk.events import signing
+from kiosk.config import MqttConfig
+from kiosk_contract import signing
+from kiosk_contract.mqttclient import paho_client
+from kiosk_contract.topics import Topics
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -41,103 +41,6 @@ SESSION_EXPIRY_S = 7 * 86400  # the broker keeps the session (and the acks sent 
 DEFAULT_REPUBLISH_AFTER_S = 300.0
 _TICK_S = 1.0  # the worker looks at the outbox at least this often even without wake()
 _UPTO_BATCH = 500
-
-
-class BrokerSettings(Protocol):
-    """What a paho client needs to reach a broker: the kiosk's ``[mqtt]`` and the ledger's ``[broker]``."""
-
-    @property
-    def protocol(self) -> Literal["5", "3.1.1"]: ...
-    @property
-    def reconnect_min_s(self) -> float: ...
-    @property
-    def reconnect_max_s(self) -> float: ...
-    @property
-    def tls_ca_file(self) -> Path | None: ...
-    @property
-    def tls_cert_file(self) -> Path | None: ...
-    @property
-    def tls_key_file(self) -> Path | None: ...
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def password_file(self) -> Path | None: ...
-
-
-def paho_client(cfg: BrokerSettings, client_id: str, section: str, *, persistent: bool) -> mqtt.Client:
-    """A paho 2.x client with TLS, user name and password as configured (secrets read with their mode checked,
-    errors naming ``<section>.<key>``); ``persistent`` keeps the session while the client is away."""
-    v5 = cfg.protocol == "5"
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else not persistent,
-    )
-    # paho types the delays as int but computes with any number: keep sub-second minimums as configured
-    client.reconnect_delay_set(
-        min_delay=cfg.reconnect_min_s,  # type: ignore[arg-type]
-        max_delay=max(cfg.reconnect_min_s, cfg.reconnect_max_s),  # type: ignore[arg-type]
-    )
-    if cfg.tls_ca_file is not None:
-        keyfile = None
-        if cfg.tls_key_file is not None:
-            read_secret(cfg.tls_key_file, key=f"{section}.tls_key_file")  # refuses a key open to group or others
-            keyfile = str(secret_file(cfg.tls_key_file, key=f"{section}.tls_key_file"))
-        client.tls_set(
-            ca_certs=str(cfg.tls_ca_file),
-            certfile=None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
-            keyfile=keyfile,
-        )
-    if cfg.username is not None:
-        password = None
-        if cfg.password_file is not None:
-            raw = read_secret(cfg.password_file, key=f"{section}.password_file")
-            password = raw.decode("utf-8").rstrip("\r\n")
-        client.username_pw_set(cfg.username, password)
-    return client
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The topics of one device: ``<prefix>/<site>/<device>/...``."""
-
-    base: str
-
-    @classmethod
-    def of(cls, prefix: str, site: str, device: str) -> Topics:
-        for name, value in (("site", site), ("device id", device)):
-            if not value or any(c in value for c in "/+#\0"):
-                raise ValueError(f"the {name} {value!r} cannot be a topic segment (no '/', '+', '#')")
-        return cls(f"{prefix.strip('/')}/{site}/{device}")
-
-    @property
-    def event(self) -> str:
-        return f"{self.base}/event"
-
-    @property
-    def evidence(self) -> str:
-        return f"{self.base}/evidence"
-
-    @property
-    def status(self) -> str:
-        return f"{self.base}/status"
-
-    @property
-    def online(self) -> str:
-        return f"{self.base}/status/online"
-
-    @property
-    def ack(self) -> str:
-        return f"{self.base}/ack"
-
-    @property
-    def cmd(self) -> str:
-        return f"{self.base}/cmd"
-
-    @property
-    def cmd_result(self) -> str:
-        return f"{self.base}/cmd/result"
 
 
 @dataclass
@@ -178,7 +81,7 @@ class Publisher:
         self.republish_after_s = republish_after_s
         self.status_every_s = cfg.status_every_s if status_every_s is None else status_every_s
         self._clock = clock
-        self._seal = seal  # (stored body, seq) -> the signed message (kiosk.events.signing.seal)
+        self._seal = seal  # (stored body, seq) -> the signed message (kiosk_contract.signing.seal)
         self._actions = dict(actions or {})  # commands that change the device: only when signed by the central key
         self._central_keys = dict(central_keys or {})
         self._v5 = cfg.protocol == "5"

@@ -30,9 +30,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
-from kiosk.atrest import OVERHEAD, DataCipher, SealError
 from kiosk.errors import KioskError
-from kiosk.fsutil import free_bytes, fsync_dir, write_atomic
+from kiosk_contract.fsutil import free_bytes, fsync_dir, write_atomic
+from kiosk_contract.sealing import OVERHEAD, DataCipher, SealError
 
 log = logging.getLogger(__name__)
 

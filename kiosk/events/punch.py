@@ -1,59 +1,20 @@
-"""Punch classification: which kind a punch is at a local time, and whether it repeats a recorded one.
+"""Whether a punch repeats a recorded one (the kind itself comes from kiosk_contract.schedule.punch_kind).
 
-Pure functions and a pure state object: no I/O and no clock reads; every time is a parameter. The device only
-classifies a punch (masuk, pulang, ...) by the configured windows; lateness and early leave (TL/PSW bands) are
-decided centrally from the office's start and end times (see docs/schedule.md).
+A pure state object: no I/O and no clock reads; every time is a parameter. The device only classifies a punch
+(masuk, pulang, ...) by the configured windows; lateness and early leave (TL/PSW bands) are decided centrally from
+the office's start and end times (see docs/schedule.md).
 """
 
 from __future__ import annotations
 
-import zoneinfo
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from kiosk.config import DAYS, EventsConfig, PunchWindow, ScheduleConfig
+from kiosk.config import EventsConfig
 
 OUTSIDE_HOURS = "Di luar jam presensi"
 """What the screen says when ``punch_kind`` is None (outside attendance hours, or a holiday)."""
-
-
-def local_time(utc: datetime, tz: str) -> datetime:
-    """The aware instant ``utc`` as wall-clock time in IANA zone ``tz`` (``Asia/Makassar`` for WITA)."""
-    if utc.tzinfo is None or utc.utcoffset() is None:
-        raise ValueError("local_time needs an aware datetime (a naive one could be any zone's)")
-    return utc.astimezone(zoneinfo.ZoneInfo(tz))
-
-
-def is_ramadan(schedule: ScheduleConfig, local: datetime) -> bool:
-    """Whether the local date falls in one of the Ramadan ranges (both ends inclusive)."""
-    day = local.date()
-    return any(r.start <= day <= r.end for r in schedule.ramadan)
-
-
-def windows_for(schedule: ScheduleConfig, local: datetime) -> tuple[PunchWindow, ...]:
-    """The windows in force on the local date: ``ramadan_windows`` on a Ramadan day when there are any."""
-    if schedule.ramadan_windows and is_ramadan(schedule, local):
-        return schedule.ramadan_windows
-    return schedule.windows
-
-
-def punch_kind(schedule: ScheduleConfig, local: datetime) -> str | None:
-    """The punch kind at ``local`` (aware, in the site zone), or None on a holiday or outside every window.
-
-    The time is taken to the minute, as the screen shows it: with a window ending 10:59 and the next starting
-    11:00, 10:59:59 is still the first window.
-    """
-    if local.tzinfo is None or local.utcoffset() is None:
-        raise ValueError("punch_kind needs an aware local datetime in the site's time zone")
-    if local.date() in schedule.holidays:
-        return None
-    day = DAYS[local.weekday()]
-    minute = local.time().replace(second=0, microsecond=0, tzinfo=None)
-    for w in windows_for(schedule, local):
-        if day in w.days and w.start <= minute <= w.end:
-            return w.kind
-    return None
 
 
 @dataclass(frozen=True)

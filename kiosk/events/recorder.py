@@ -17,10 +17,12 @@ import cv2
 import numpy as np
 
 from kiosk.config import KioskConfig
-from kiosk.events import clock, schema
+from kiosk.events import clock
 from kiosk.events.outbox import Outbox, OutboxFull
-from kiosk.events.punch import OUTSIDE_HOURS, RepeatGuard, local_time, punch_kind
-from kiosk.fsutil import free_bytes
+from kiosk.events.punch import OUTSIDE_HOURS, RepeatGuard
+from kiosk_contract import schema
+from kiosk_contract.fsutil import free_bytes
+from kiosk_contract.schedule import local_time, punch_kind
 
 if TYPE_CHECKING:
     from kiosk.recognizer.pipeline import Decision

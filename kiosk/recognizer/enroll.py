@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,26 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.config import RecognizerConfig
-from kiosk.errors import ImageError, KioskError
+from kiosk.errors import ImageError
 from kiosk.imageio import read_rgb
 from kiosk.recognizer import faces
-from kiosk.recognizer.gallery import Gallery, Person
+from kiosk_contract.gallery import Gallery, Person
+from kiosk_contract.roster import RosterEntry
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ENROL_MIN_FACE_PX = 80  # an enrolment photo must show the face at least this wide
 SECOND_FACE_RATIO = 0.5  # another face at least this fraction of the largest one makes the photo ambiguous
-NIP_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]*$")
-
-
-class RosterError(KioskError, ValueError):
-    """The roster CSV is missing columns, has a bad or repeated NIP, or cannot be read."""
-
-
-@dataclass(frozen=True)
-class RosterEntry:
-    nip: str
-    name: str
-    unit: str
 
 
 @dataclass
@@ -51,43 +39,6 @@ class PersonResult:
     photos: list[PhotoResult] = field(default_factory=list)
     status: str = "pending"  # added | updated | not_enrolled | flagged
     similar_to: tuple[str, float] | None = None
-
-
-def read_roster(path: Path) -> list[RosterEntry]:
-    """Read ``nip,name,unit`` rows; every problem is reported with its line number."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"nip", "name", "unit"} - {c.strip().lower() for c in reader.fieldnames or []}
-            if missing:
-                raise RosterError(
-                    f"{path}: missing column(s) {', '.join(sorted(missing))}; expected nip,name,unit"
-                )
-            rows = [
-                ({k.strip().lower(): (v or "").strip() for k, v in row.items() if k}, reader.line_num)
-                for row in reader
-            ]
-    except OSError as exc:
-        raise RosterError(f"{path}: cannot read the roster ({exc.strerror or exc})") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise RosterError(f"{path}: not a UTF-8 CSV file ({exc})") from None
-    problems: list[str] = []
-    entries: list[RosterEntry] = []
-    seen: dict[str, int] = {}
-    for row, line in rows:
-        nip = row.get("nip", "")
-        if not NIP_PATTERN.match(nip):
-            problems.append(f"line {line}: NIP {nip!r} must be letters/digits (18 digits for an ASN)")
-        elif nip in seen:
-            problems.append(f"line {line}: NIP {nip} already on line {seen[nip]}")
-        elif not row.get("name"):
-            problems.append(f"line {line}: NIP {nip} has no name")
-        else:
-            seen[nip] = line
-            entries.append(RosterEntry(nip, row["name"], row.get("unit", "")))
-    if problems:
-        raise RosterError(f"{path}: " + "; ".join(problems))
-    return entries
 
 
 def find_photos(photos: Path, nip: str) -> list[Path]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiosk.config import DecisionConfig
-from kiosk.recognizer.gallery import Gallery
+from kiosk_contract.gallery import Gallery
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,14 @@ import numpy as np
 
 from kiosk.camera import Frame
 from kiosk.config import RecognizerConfig
-from kiosk.events import schema
 from kiosk.recognizer import faces, geometry
 from kiosk.recognizer.faces import Box
-from kiosk.recognizer.gallery import Gallery
 from kiosk.recognizer.liveness import LivenessCheck, LivenessVerdict, Surroundings
 from kiosk.recognizer.matching import Match, TrackVerdict, match
 from kiosk.recognizer.motion import MotionGate
 from kiosk.recognizer.tracker import Track, Tracker, suppress_overlaps
+from kiosk_contract import schema
+from kiosk_contract.gallery import Gallery
 
 ROI_MARGIN = 0.6  # a tracked face is searched in its box grown by this fraction of its size on each side
 ROI_FACE_PX = 100  # faces in a search window are scaled to about this width (the detector needs ~80)

@@ -1,0 +1,328 @@
+"""The central server's commands: ``serve`` (the ledger subscriber), ``load`` (rules, roster, excused absences and
+the device registry into the database), ``recap`` (daily and monthly recaps as CSV or HTML), ``web`` (the HR review
+page) and ``user`` (its reviewer accounts). See docs/central.md.
+
+    python -m kiosk_central serve --config central.toml
+    python -m kiosk_central load --config central.toml
+    python -m kiosk_central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
+    python -m kiosk_central user add siti --role reviewer --config central.toml   # password from the terminal
+    python -m kiosk_central web --config central.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kiosk_central import distribute
+from kiosk_central import recap as recaps
+from kiosk_central.ingest import Ingestor, RegisteredDevice, sync_registry
+from kiosk_central.rules import (
+    load_employees,
+    load_excused,
+    load_rules,
+    save_employees,
+    save_excused,
+    save_rules,
+)
+from kiosk_central.settings import CentralConfig, load_central_config
+from kiosk_central.store import Ledger
+from kiosk_central.web import auth
+from kiosk_contract import signing
+from kiosk_contract.errors import KioskError
+from kiosk_contract.fsutil import write_atomic
+from kiosk_contract.gallery import Gallery
+from kiosk_contract.runtime import stop_on_signals
+from kiosk_contract.settings import read_secret
+
+if TYPE_CHECKING:
+    from kiosk_central.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_USAGE = 0, 2
+STATUS_EVERY_S = 300.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except KioskError as exc:
+        print(f"kiosk central: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk central", description="The central attendance ledger and its recaps.")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="subscribe to every kiosk, store, acknowledge and re-date their events")
+    serve.add_argument("--config", type=Path, required=True, help="central.toml")
+    serve.set_defaults(func=_cmd_serve)
+
+    load = sub.add_parser("load", help="load the rules, roster, excused absences and devices into the database")
+    load.add_argument("--config", type=Path, required=True, help="central.toml (its [rules] and [[devices]])")
+    load.add_argument("--entered-by", default=None, help="who entered the excused absences (default: this user)")
+    load.set_defaults(func=_cmd_load)
+
+    rec = sub.add_parser("recap", help="the monthly (or daily) recap of an office, as CSV or printable HTML")
+    rec.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    rec.add_argument("--office", required=True, help="office code of the rules file")
+    when = rec.add_mutually_exclusive_group(required=True)
+    when.add_argument("--month", help="the month, like 2026-02: one row per employee with the TPP deduction")
+    when.add_argument("--date", type=date.fromisoformat, help="one day, like 2026-02-03: the daily list (LH)")
+    rec.add_argument("--format", choices=["csv", "html"], default="csv")
+    rec.add_argument("--out", type=Path, help="write to this file (refused if it exists) instead of stdout")
+    rec.add_argument("--as-of", type=date.fromisoformat, help="count days up to this date (default: today)")
+    rec.set_defaults(func=_cmd_recap)
+
+    web = sub.add_parser("web", help="the HR review page (login, review queue with photos, decisions)")
+    web.add_argument("--config", type=Path, required=True, help="central.toml (its [database] and [web])")
+    web.set_defaults(func=_cmd_web)
+
+    user = sub.add_parser("user", help="reviewer accounts of the HR review page")
+    users = user.add_subparsers(dest="user_command", required=True)
+    add = users.add_parser("add", help="a new reviewer; the password is read from the terminal or stdin")
+    add.add_argument("name", help="user name: a-z, 0-9, '.', '_', '-'")
+    add.add_argument("--role", choices=["reviewer", "admin"], default="reviewer",
+                     help="admin also sees the login audit (default: reviewer)")
+    add.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    add.set_defaults(func=_cmd_user_add)
+    passwd = users.add_parser("passwd", help="a new password for a reviewer (ends their sessions)")
+    passwd.add_argument("name")
+    passwd.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    passwd.set_defaults(func=_cmd_user_passwd)
+    disable = users.add_parser("disable", help="lock a reviewer out (ends their sessions; the audit stays)")
+    disable.add_argument("name")
+    disable.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    disable.set_defaults(func=_cmd_user_disable)
+    listing = users.add_parser("list", help="the reviewer accounts and their roles")
+    listing.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    listing.set_defaults(func=_cmd_user_list)
+    gal = sub.add_parser("gallery", help="distribute each office's gallery to its kiosks, and see what they run")
+    gal_sub = gal.add_subparsers(dest="gallery_command", required=True)
+    push = gal_sub.add_parser("push", help="sign each office's gallery and publish it to its kiosks (retained)")
+    push.add_argument("--config", type=Path, required=True, help="central.toml (database, broker)")
+    push.add_argument("--gallery", type=Path, required=True, help="the master gallery from `kiosk enroll`")
+    push.add_argument("--key", type=Path, required=True,
+                      help="the central Ed25519 private key (PEM, chmod 600, or credential:NAME) kiosks trust")
+    push.add_argument("--office", action="append", help="only this office (repeatable; default: every office)")
+    push.set_defaults(func=_cmd_gallery_push)
+    gstatus = gal_sub.add_parser("status", help="the gallery version each kiosk reports, against the latest pushed")
+    gstatus.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    gstatus.set_defaults(func=_cmd_gallery_status)
+    return p
+
+
+@dataclass
+class Service:
+    """The running ledger: database, ingestor and subscriber, closed in reverse order."""
+
+    ledger: Ledger
+    ingestor: Ingestor
+    subscriber: Subscriber
+
+    def close(self) -> None:
+        self.subscriber.close()
+        self.ledger.close()
+
+
+def load_all(ledger: Ledger, cfg: CentralConfig, entered_by: str | None = None) -> dict[str, RegisteredDevice]:
+    """Everything the configuration names into the ledger: rules, roster, excused absences, devices."""
+    if cfg.rules.file is not None:
+        save_rules(ledger, load_rules(cfg.rules.file))
+    if cfg.rules.employees is not None:
+        save_employees(ledger, load_employees(cfg.rules.employees))
+    if cfg.rules.excused is not None:
+        save_excused(ledger, load_excused(cfg.rules.excused), entered_by or f"{getpass.getuser()} (file)")
+    return sync_registry(ledger, cfg.devices, cfg.registry.file, cfg.registry.revoked_file)
+
+
+def start_service(cfg: CentralConfig) -> Service:
+    """Open the ledger, load the configured files and start subscribing."""
+    from kiosk_central.subscriber import Subscriber  # paho: only the serving process needs it
+
+    ledger = Ledger(cfg.database.url)
+    try:
+        registry = load_all(ledger, cfg)
+        ingestor = Ingestor(
+            ledger,
+            registry,
+            topic_prefix=cfg.broker.topic_prefix,
+            evidence_retention_s=cfg.evidence.retention_days * 86400,
+            evidence_max_bytes=cfg.evidence.max_bytes,
+            resend_interval_s=cfg.ingest.resend_interval_s,
+            resend_max_tries=cfg.ingest.resend_max_tries,
+        )
+        subscriber = Subscriber(cfg.broker, cfg.ingest, ingestor).start()
+    except BaseException:
+        ledger.close()
+        raise
+    return Service(ledger, ingestor, subscriber)
+
+
+def serve(cfg: CentralConfig, stop: threading.Event) -> int:
+    """Run until ``stop`` is set, logging the counters now and then."""
+    service = start_service(cfg)
+    log.info("ledger: serving %d device(s) from %s:%d", len(service.ingestor.registry), cfg.broker.host,
+             cfg.broker.port)
+    try:
+        while not stop.wait(STATUS_EVERY_S):
+            log.info("ledger: %s", service.ingestor.snapshot())
+    finally:
+        service.close()
+        log.info("ledger: stopped; %s", service.ingestor.snapshot())
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+
+    cfg = load_central_config(args.config)
+    with stop_on_signals() as stop:
+        return serve(cfg, stop)
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        registry = load_all(ledger, cfg, args.entered_by)
+        counts = {table: ledger.one(f"SELECT COUNT(*) FROM {table}")[0]  # type: ignore[index]
+                  for table in ("offices", "employees", "excused")}
+    print(f"loaded: {counts['offices']} office(s), {counts['employees']} employee(s), "
+          f"{counts['excused']} excused absence(s), {len(registry)} device(s)")
+    return EXIT_OK
+
+
+def _cmd_recap(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    if args.out is not None and args.out.exists():
+        print(f"kiosk central: {args.out} exists; choose another file or remove it first", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        first, last = recaps.month_range(args.month) if args.month else (args.date, args.date)
+    except ValueError as exc:
+        print(f"kiosk central: --month: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with Ledger(cfg.database.url) as ledger:
+        recap = recaps.build_recap(ledger, args.office, first, last, args.as_of)
+    if args.format == "html":
+        text = recaps.monthly_html(recap)
+    else:
+        text = recaps.monthly_csv(recap) if args.month else recaps.daily_csv(recap)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.out, text.encode("utf-8"))
+    return EXIT_OK
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from kiosk_central.web.app import serve_web
+
+    cfg = load_central_config(args.config)
+    with stop_on_signals() as stop:
+        return serve_web(cfg, stop)
+
+
+def read_new_password(prompt: str = "Password for the review page: ") -> str:
+    """A new password from the terminal (asked twice, not echoed) or the first line of stdin; never from argv."""
+    if sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != password:
+            raise KioskError("the two passwords differ; nothing was changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    problem = auth.password_problem(password)
+    if problem is not None:
+        raise KioskError(f"{problem}; nothing was changed")
+    return password
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    problem = auth.user_name_problem(args.name)
+    if problem is not None:
+        raise KioskError(problem)
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        if ledger.reviewer(args.name) is not None:
+            raise KioskError(f"reviewer {args.name!r} exists; use `kiosk central user passwd {args.name}` to change "
+                             "the password")
+        password_hash = auth.hash_password(read_new_password())
+        with ledger.transaction():
+            added = ledger.add_reviewer(args.name, args.role, password_hash, getpass.getuser())
+    if not added:
+        raise KioskError(f"reviewer {args.name!r} was added meanwhile by someone else; nothing was changed")
+    print(f"reviewer {args.name} added ({args.role})")
+    return EXIT_OK
+
+
+def _cmd_user_passwd(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        if ledger.reviewer(args.name) is None:
+            raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk central user add {args.name}`")
+        password_hash = auth.hash_password(read_new_password())
+        with ledger.transaction():
+            ledger.set_reviewer_password(args.name, password_hash)
+    print(f"password of {args.name} changed; their sessions are closed")
+    return EXIT_OK
+
+
+def _cmd_user_disable(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger, ledger.transaction():
+        if not ledger.disable_reviewer(args.name):
+            raise KioskError(f"no reviewer {args.name!r}")
+    print(f"reviewer {args.name} disabled; their sessions are closed")
+    return EXIT_OK
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        for reviewer in ledger.reviewers():
+            print("\t".join([reviewer.name, reviewer.role, *(["disabled"] if reviewer.disabled else [])]))
+    return EXIT_OK
+
+
+def _cmd_gallery_push(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    key = signing.private_key_from_pem(read_secret(args.key, key="--key"), str(args.key))
+    master = Gallery.load(args.gallery)
+    with Ledger(cfg.database.url) as ledger:
+        try:
+            plans = distribute.plan(ledger, master, args.office)
+        except ValueError as exc:
+            print(f"kiosk central: --office: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            with distribute.RetainedPublisher(cfg.broker) as out:
+                report = distribute.push(ledger, plans, key, out.publish, cfg.broker.topic_prefix)
+        except ConnectionError as exc:
+            print(f"kiosk central: {exc}; push again when the broker answers", file=sys.stderr)
+            return EXIT_USAGE
+    for line in report:
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_gallery_status(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        rows = distribute.status(ledger)
+    for device, office, running, latest in rows:
+        state = "current" if running is not None and latest is not None and int(running) >= latest else "behind"
+        print(f"{device}\t{office}\truns {running or '-'}\tlatest {latest or '-'}\t{state}")
+    return EXIT_OK

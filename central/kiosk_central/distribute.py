@@ -1,0 +1,173 @@
+"""Roster and gallery distribution: each office's kiosks run the gallery of that office's employees.
+
+``push`` cuts the master gallery (from ``kiosk enroll``) by the roster's offices, gives each office's gallery the
+next version of that office, signs an ``install_gallery`` command with the central key and publishes it, retained
+and QoS 1, on the command topic of every kiosk of the office, so that a kiosk that is offline gets it when it
+connects. Kiosks verify the signature, refuse older versions, verify the file, write it (sealed with their data
+key) atomically and swap it in; they report the version they run in their status events (``kiosk central gallery
+status``). A person added, moved between offices or removed is one more push: the new version has them, or not
+(docs/central.md, "Gallery distribution").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kiosk_central.settings import BrokerConfig
+from kiosk_central.store import Ledger
+from kiosk_contract import signing
+from kiosk_contract.gallery import Gallery
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class OfficePush:
+    """One office's new gallery and the kiosks (device id, site) it goes to."""
+
+    office: str
+    gallery: Gallery
+    devices: tuple[tuple[str, str], ...]
+    unaddressed: tuple[str, ...]  # kiosks of the office that never published: their site (topic) is unknown
+
+
+def plan(ledger: Ledger, master: Gallery, offices: Iterable[str] | None = None) -> list[OfficePush]:
+    """Each office's gallery at its next version, cut from ``master`` by the roster; ``offices`` narrows it."""
+    wanted = set(offices) if offices is not None else None
+    by_office: dict[str, set[str]] = {}
+    for nip, office in ledger.rows("SELECT nip, office FROM employees"):
+        by_office.setdefault(str(office), set()).add(str(nip))
+    sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
+    devices: dict[str, list[str]] = {}
+    for device_id, office in ledger.rows("SELECT device_id, office FROM devices WHERE revoked = 0"):
+        devices.setdefault(str(office), []).append(str(device_id))
+    plans = []
+    for office in sorted(set(by_office) | set(devices)):
+        if wanted is not None and office not in wanted:
+            continue
+        nips = by_office.get(office, set())
+        gallery = Gallery([p for p in master.people if p.nip in nips], version=next_version(ledger, office),
+                          model=master.model)  # fmt: skip
+        kiosks = sorted(devices.get(office, []))
+        plans.append(
+            OfficePush(
+                office,
+                gallery,
+                tuple((d, sites[d]) for d in kiosks if d in sites),
+                tuple(d for d in kiosks if d not in sites),
+            )
+        )
+    if wanted is not None and (unknown := wanted - {p.office for p in plans}):
+        raise ValueError(f"no employee or kiosk of office(s) {', '.join(sorted(unknown))} in the ledger")
+    return plans
+
+
+def next_version(ledger: Ledger, office: str) -> int:
+    """One more than the highest version pushed to ``office`` (1 for the first)."""
+    versions = [int(v) for (v,) in ledger.rows("SELECT version FROM gallery_versions WHERE office = ?", (office,))]
+    return max(versions, default=0) + 1
+
+
+def install_command(data: bytes, version: int, office: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The signed ``install_gallery`` command for a gallery file's bytes (docs/mqtt.md, "Commands")."""
+    command = {
+        "request_id": f"gallery-{office}-{version}",
+        "cmd": "install_gallery",
+        "office": office,
+        "version": version,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "gallery_b64": base64.b64encode(data).decode("ascii"),
+        "issued_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return signing.sign(command, key)
+
+
+def push(
+    ledger: Ledger,
+    plans: list[OfficePush],
+    key: Ed25519PrivateKey,
+    publish: Callable[[str, bytes], None],
+    topic_prefix: str,
+) -> list[str]:
+    """Publish every planned gallery to its kiosks and record the version; returns a report line per office."""
+    import json
+
+    from kiosk_contract.topics import Topics
+
+    report = []
+    for p in plans:
+        data = p.gallery.to_bytes()
+        payload = json.dumps(install_command(data, p.gallery.version, p.office, key)).encode()
+        for device_id, site in p.devices:
+            publish(Topics.of(topic_prefix, site, device_id).cmd, payload)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with ledger.transaction():
+            ledger.execute(
+                "INSERT INTO gallery_versions (office, version, sha256, created_at, published_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (p.office, str(p.gallery.version), hashlib.sha256(data).hexdigest(), now, now),
+            )
+        line = f"{p.office}: version {p.gallery.version}, {len(p.gallery)} people, to {len(p.devices)} kiosk(s)"
+        if p.unaddressed:
+            line += f"; not yet connected (push again later): {', '.join(p.unaddressed)}"
+        report.append(line)
+    return report
+
+
+def status(ledger: Ledger) -> list[tuple[str, str, str | None, int | None]]:
+    """(device, office, version it reports, latest version pushed to its office) for every kiosk."""
+    latest: dict[str, int] = {}
+    for office, version in ledger.rows("SELECT office, version FROM gallery_versions"):
+        latest[str(office)] = max(latest.get(str(office), 0), int(version))
+    return [
+        (str(d), str(o), None if v is None else str(v), latest.get(str(o)))
+        for d, o, v in ledger.rows("SELECT device_id, office, gallery_version FROM devices ORDER BY office, device_id")
+    ]
+
+
+class RetainedPublisher:
+    """A one-off MQTT connection that publishes retained QoS 1 messages and waits for the broker's PUBACKs."""
+
+    def __init__(self, broker: BrokerConfig) -> None:
+        from kiosk_central.subscriber import broker_client
+
+        self.broker = broker
+        self.client = broker_client(broker, f"{broker.client_id}-gallery-{int(time.time())}", persistent=False)
+        self._connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: self._connected.set() if not rc.is_failure else None
+        self.pending: list[Any] = []
+
+    def __enter__(self) -> RetainedPublisher:
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+        self.client.loop_start()
+        if not self._connected.wait(PUBLISH_TIMEOUT_S):
+            self.client.loop_stop()
+            raise ConnectionError(f"cannot reach the broker {self.broker.host}:{self.broker.port}")
+        return self
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.pending.append(self.client.publish(topic, payload, qos=1, retain=True))
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+            for info in self.pending:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            unsent = sum(1 for info in self.pending if not info.is_published())
+            if unsent and exc[0] is None:
+                raise ConnectionError(f"{unsent} gallery message(s) not acknowledged by the broker")
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()

@@ -1,0 +1,326 @@
+"""Recaps: the daily attendance list of an office (LH-style) and the monthly recap per employee with the TPP
+deduction, as CSV and as a printable HTML page (server-rendered, no scripts).
+
+Only ``attendance`` events count as punches, plus review cases HR accepted (part 5 sets their NIP and kind); an
+event whose time could not be corrected (stamped before the clock synced, no anchor yet) does not count until it is.
+The day's check-in is its first ``masuk`` and its check-out its last ``pulang``, both in the office's time zone and
+taken to the minute as the kiosk's screen shows them: 07:45 against a 07:30 start is 15 minutes late (TL1); leaving
+at 15:59 against 16:00 is 1 minute early (PSW1). A working day with no punch and no excuse is an absence.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import zoneinfo
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from kiosk_central.rules import (
+    DeductionTable,
+    Employee,
+    Excuse,
+    Schedule,
+    read_deductions,
+    read_employees,
+    read_excused,
+    read_schedule,
+)
+from kiosk_central.store import Ledger
+
+STATUS_LABELS = {
+    "present": "Hadir",
+    "absent": "Tanpa keterangan",
+    "excused": "Dengan keterangan",
+    "off": "Libur",
+    "future": "-",
+}
+DAY_NAMES = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
+EXCUSE_LABELS = {"duty": "Dinas (surat tugas)", "leave": "Cuti", "sick": "Sakit"}
+
+
+@dataclass(frozen=True)
+class DayLine:
+    """One employee on one day."""
+
+    nip: str
+    name: str
+    day: date
+    status: str  # present | absent | excused | off | future
+    check_in: time | None = None
+    check_out: time | None = None
+    late_min: int = 0
+    late_band: str | None = None
+    early_min: int = 0
+    early_band: str | None = None
+    note: str = ""
+    deduction: Decimal = Decimal(0)
+
+
+@dataclass
+class MonthLine:
+    """One employee's month."""
+
+    nip: str
+    name: str
+    work_days: int = 0
+    present: int = 0
+    absent: int = 0
+    excused: int = 0
+    bands: Counter[str] = field(default_factory=Counter)
+    deduction_total: Decimal = Decimal(0)
+    deduction: Decimal = Decimal(0)  # capped
+
+
+@dataclass(frozen=True)
+class Recap:
+    office: Schedule
+    table: DeductionTable
+    first: date
+    last: date
+    days: list[DayLine]
+    months: list[MonthLine]
+
+
+def month_range(month: str) -> tuple[date, date]:
+    """``2026-02`` -> (2026-02-01, 2026-02-28); ValueError for anything else."""
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"month {month!r} must look like 2026-02") from None
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, following - timedelta(days=1)
+
+
+def build_recap(ledger: Ledger, office: str, first: date, last: date, today: date | None = None) -> Recap:
+    """Every employee of ``office`` on every day from ``first`` to ``last``, and their totals; days after
+    ``today`` (the office's date now, by default) are not counted."""
+    schedule = read_schedule(ledger, office)
+    table = read_deductions(ledger)
+    zone = zoneinfo.ZoneInfo(schedule.timezone)
+    today = today or datetime.now(zone).date()
+    employees = read_employees(ledger, office)
+    nips = [e.nip for e in employees]
+    punches = _punches(ledger, office, zone, first, last)
+    excuses = read_excused(ledger, nips, first, last)
+    days: list[DayLine] = []
+    months: list[MonthLine] = []
+    for person in employees:
+        month = MonthLine(person.nip, person.name)
+        day = first
+        while day <= last:
+            line = day_line(schedule, table, person, day, punches.get((person.nip, day), []),
+                            excuses.get(person.nip, []), today)
+            days.append(line)
+            _add(month, line)
+            day += timedelta(days=1)
+        month.deduction = min(month.deduction_total, table.monthly_cap_percent)
+        months.append(month)
+    days.sort(key=lambda d: (d.day, d.name, d.nip))
+    return Recap(schedule, table, first, last, days, months)
+
+
+def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: date,
+             punches: list[tuple[str, time]], excuses: list[Excuse], today: date) -> DayLine:
+    """The recap of one person's day from their punches (kind, local time to the minute)."""
+    base = DayLine(person.nip, person.name, day, "off")
+    hours = schedule.hours_on(day)
+    check_in = min((t for k, t in punches if k == "masuk"), default=None)
+    check_out = max((t for k, t in punches if k == "pulang"), default=None)
+    if hours is None:
+        off = schedule.days_off.get(day)
+        return replace(base, check_in=check_in, check_out=check_out, note=off[1] if off else "")
+    if day > today:
+        return replace(base, status="future")
+    excuse = next((e for e in excuses if e.start <= day <= e.end), None)
+    if excuse is not None:
+        note = f"{EXCUSE_LABELS[excuse.kind]} {excuse.reference}"
+        return replace(base, status="excused", check_in=check_in, check_out=check_out, note=note)
+    if check_in is None and check_out is None:
+        return replace(base, status="absent", deduction=table.absent_percent)
+    start, end = hours
+    notes = []
+    late_min, early_min = 0, 0
+    if check_in is None:
+        late_band: str | None = table.missing_check_in
+        notes.append("tidak absen masuk")
+    else:
+        late_min = max(0, _minutes(check_in) - _minutes(start))
+        found = table.band("late", late_min)
+        late_band = found[0] if found else None
+    if check_out is None:
+        early_band: str | None = table.missing_check_out
+        notes.append("tidak absen pulang")
+    else:
+        early_min = max(0, _minutes(end) - _minutes(check_out))
+        found = table.band("early", early_min)
+        early_band = found[0] if found else None
+    deduction = sum((table.named(b) for b in (late_band, early_band) if b is not None), Decimal(0))
+    if schedule.is_ramadan(day):
+        notes.append("Ramadan")
+    return DayLine(person.nip, person.name, day, "present", check_in, check_out, late_min, late_band, early_min,
+                   early_band, ", ".join(notes), deduction)
+
+
+def _minutes(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def _add(month: MonthLine, line: DayLine) -> None:
+    if line.status in ("off", "future"):
+        return
+    month.work_days += 1
+    if line.status == "present":
+        month.present += 1
+    elif line.status == "absent":
+        month.absent += 1
+    elif line.status == "excused":
+        month.excused += 1
+    for band in (line.late_band, line.early_band):
+        if band is not None:
+            month.bands[band] += 1
+    month.deduction_total += line.deduction
+
+
+def _punches(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
+             last: date) -> dict[tuple[str, date], list[tuple[str, time]]]:
+    """(nip, local date) -> [(kind, local time to the minute)] of the office's employees."""
+    start = int(datetime.combine(first, time(0), zone).timestamp() * 1000)
+    end = int(datetime.combine(last + timedelta(days=1), time(0), zone).timestamp() * 1000)
+    rows = ledger.rows(
+        "SELECT e.nip, e.kind, e.time_ms FROM events e JOIN employees p ON p.nip = e.nip "
+        "WHERE p.office = ? AND e.type = 'attendance' AND e.time_ms >= ? AND e.time_ms < ? "
+        "UNION ALL "
+        "SELECT r.resolved_nip, r.resolved_kind, e.time_ms FROM review_queue r "
+        "JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
+        "JOIN employees p ON p.nip = r.resolved_nip "
+        "WHERE p.office = ? AND r.state = 'accepted' AND e.time_ms >= ? AND e.time_ms < ?",
+        (office, start, end, office, start, end),
+    )
+    found: dict[tuple[str, date], list[tuple[str, time]]] = {}
+    for nip, kind, ms in rows:
+        local = datetime.fromtimestamp(int(ms) / 1000, zone)
+        found.setdefault((str(nip), local.date()), []).append((str(kind), local.time().replace(second=0,
+                                                                                              microsecond=0)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------- CSV
+
+
+def _pct(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def _hhmm(t: time | None) -> str:
+    return "" if t is None else t.strftime("%H:%M")
+
+
+def _band_names(table: DeductionTable) -> list[str]:
+    return [b[0] for b in table.late] + [b[0] for b in table.early]
+
+
+def monthly_csv(recap: Recap) -> str:
+    """One row per employee: working days, presence, absences, band counts, the deduction (capped)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    bands = _band_names(recap.table)
+    writer.writerow(["office", "month", "nip", "name", "work_days", "present", "absent", "excused", *bands,
+                     "deduction_total_percent", "deduction_percent"])
+    for m in recap.months:
+        writer.writerow([recap.office.code, recap.first.strftime("%Y-%m"), m.nip, m.name, m.work_days, m.present,
+                         m.absent, m.excused, *(m.bands[b] for b in bands), _pct(m.deduction_total),
+                         _pct(m.deduction)])
+    return out.getvalue()
+
+
+def daily_csv(recap: Recap) -> str:
+    """One row per employee and day (LH): status, check-in and -out, bands, note, the day's deduction."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["office", "date", "nip", "name", "status", "check_in", "check_out", "late_minutes", "late_band",
+                     "early_minutes", "early_band", "note", "deduction_percent"])
+    for d in recap.days:
+        writer.writerow([recap.office.code, d.day.isoformat(), d.nip, d.name, d.status, _hhmm(d.check_in),
+                         _hhmm(d.check_out), d.late_min, d.late_band or "", d.early_min, d.early_band or "", d.note,
+                         _pct(d.deduction)])
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; margin: 1.5em; }
+h1 { font-size: 14pt; margin: 0 0 .2em; } h2 { font-size: 12pt; margin: 1.2em 0 .3em; }
+table { border-collapse: collapse; width: 100%; margin-bottom: .8em; }
+th, td { border: 1px solid #555; padding: 2px 5px; text-align: left; }
+th { background: #e8e8e8; } td.n { text-align: right; }
+tr.absent td { background: #fde2e2; } tr.off td { color: #777; }
+p.meta { margin: 0 0 .8em; color: #333; }
+section.day { break-inside: avoid; }
+@page { size: A4 landscape; margin: 12mm; }
+@media print { body { margin: 0; } h2 { break-after: avoid; } }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def monthly_html(recap: Recap) -> str:
+    """A printable page: the monthly recap per employee, then the daily list (LH) of every working day."""
+    o = recap.office
+    bands = _band_names(recap.table)
+    title = f"Rekap kehadiran {o.name} — {recap.first.strftime('%m/%Y')}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="id"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Kode kantor {_e(o.code)} · zona waktu {_e(o.timezone)} · periode '
+        f"{recap.first.isoformat()} s.d. {recap.last.isoformat()} · batas potongan "
+        f"{_pct(recap.table.monthly_cap_percent)} %</p>",
+        "<h2>Rekap bulanan (potongan TPP)</h2><table><thead><tr><th>NIP</th><th>Nama</th><th>Hari kerja</th>"
+        "<th>Hadir</th><th>Tanpa ket.</th><th>Dengan ket.</th>"
+        + "".join(f"<th>{_e(b)}</th>" for b in bands)
+        + "<th>Potongan (%)</th></tr></thead><tbody>",
+    ]
+    for m in recap.months:
+        capped = " (batas)" if m.deduction < m.deduction_total else ""
+        parts.append(
+            f"<tr><td>{_e(m.nip)}</td><td>{_e(m.name)}</td><td class=n>{m.work_days}</td><td class=n>{m.present}</td>"
+            f"<td class=n>{m.absent}</td><td class=n>{m.excused}</td>"
+            + "".join(f"<td class=n>{m.bands[b] or ''}</td>" for b in bands)
+            + f"<td class=n>{_pct(m.deduction)}{capped}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    by_day: dict[date, list[DayLine]] = {}
+    for line in recap.days:
+        by_day.setdefault(line.day, []).append(line)
+    for day, lines in sorted(by_day.items()):
+        if all(line.status in ("off", "future") for line in lines):
+            continue
+        parts.append(daily_table(day, lines))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def daily_table(day: date, lines: list[DayLine]) -> str:
+    """The LH table of one day."""
+    rows = [
+        f'<section class="day"><h2>Laporan harian {DAY_NAMES[day.weekday()]} {day.strftime("%d-%m-%Y")}</h2>'
+        "<table><thead><tr><th>NIP</th><th>Nama</th>"
+        "<th>Status</th><th>Masuk</th><th>Terlambat</th><th>Pulang</th><th>Pulang cepat</th>"
+        "<th>Keterangan</th><th>Potongan (%)</th></tr></thead><tbody>"
+    ]
+    for d in lines:
+        late = f"{d.late_band} ({d.late_min} mnt)" if d.late_band and d.late_min else (d.late_band or "")
+        early = f"{d.early_band} ({d.early_min} mnt)" if d.early_band and d.early_min else (d.early_band or "")
+        rows.append(
+            f'<tr class="{_e(d.status)}"><td>{_e(d.nip)}</td><td>{_e(d.name)}</td><td>{_e(STATUS_LABELS[d.status])}'
+            f"</td><td>{_hhmm(d.check_in)}</td><td>{_e(late)}</td><td>{_hhmm(d.check_out)}</td><td>{_e(early)}</td>"
+            f"<td>{_e(d.note)}</td><td class=n>{_pct(d.deduction)}</td></tr>"
+        )
+    rows.append("</tbody></table></section>")
+    return "\n".join(rows)

@@ -1,0 +1,835 @@
+"""The ledger's storage: one interface, two backends (PostgreSQL for a regency, SQLite for a single office).
+
+The backend is chosen by the URL: ``postgresql://user@host:5432/db`` (psycopg 3; libpq's ``options=-csearch_path=X``
+puts the tables in schema X) or ``sqlite:////absolute/path.sqlite`` (four slashes; ``sqlite:///ledger.sqlite`` is
+relative, to the configuration file's folder when it comes from one). The SQL is shared: written with ``?``
+placeholders, ``{id}`` and ``{blob}`` for the two column types that differ. Migrations are a numbered list applied
+in order at open, each in its own transaction, and recorded in ``schema_migrations``. Times are milliseconds since
+the epoch (UTC) in ``*_ms`` columns; text times are RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from kiosk_contract.errors import KioskError
+from kiosk_contract.schema import format_utc
+
+log = logging.getLogger(__name__)
+
+
+class LedgerError(KioskError):
+    """The ledger's database cannot be opened or used (bad URL, unreachable server, newer schema)."""
+
+
+class DecisionRefused(KioskError):
+    """A review decision that cannot be made; ``why`` is ``missing`` (no such case), ``decided`` (already decided)
+    or ``roster`` (the NIP is not in the roster)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+# Each migration: (version, what it adds, statements). Never edit one that shipped: append a new one.
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "devices, events, evidence, sequence progress, review queue, rules",
+        (
+            # The device registry: who may publish, with which keys; gallery_version is what the device reports.
+            """CREATE TABLE devices (
+                device_id TEXT PRIMARY KEY,
+                office TEXT NOT NULL,
+                revoked INTEGER NOT NULL DEFAULT 0,
+                gallery_version TEXT,
+                updated_at TEXT NOT NULL)""",
+            """CREATE TABLE device_keys (
+                key_id TEXT PRIMARY KEY,
+                device_id TEXT NOT NULL REFERENCES devices (device_id),
+                public_key_hex TEXT NOT NULL,
+                revoked INTEGER NOT NULL DEFAULT 0)""",
+            # Every verified event, once. time_ms is the instant the ledger believes (the device's clock, or the
+            # clock corrected from the boot's time anchor); NULL while an unsynced event waits for its anchor.
+            """CREATE TABLE events (
+                device_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                type TEXT NOT NULL,
+                kind TEXT,
+                nip TEXT,
+                boot_id TEXT NOT NULL,
+                mono_ns BIGINT NOT NULL,
+                device_utc TEXT NOT NULL,
+                time_ms BIGINT,
+                time_source TEXT NOT NULL CHECK (time_source IN ('device', 'anchor', 'unanchored')),
+                evidence_sha256 TEXT,
+                evidence_ok INTEGER NOT NULL,
+                payload TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                PRIMARY KEY (device_id, event_id),
+                UNIQUE (device_id, seq))""",
+            "CREATE INDEX events_nip_time ON events (nip, time_ms)",
+            "CREATE INDEX events_boot ON events (device_id, boot_id, type)",
+            "CREATE INDEX events_evidence_missing ON events (device_id, evidence_ok, seq)",
+            # Evidence photos, deleted after their retention (expires_ms), kept while their review case is open.
+            """CREATE TABLE evidence (
+                device_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                jpeg {blob} NOT NULL,
+                received_at TEXT NOT NULL,
+                expires_ms BIGINT NOT NULL,
+                PRIMARY KEY (device_id, event_id, sha256))""",
+            "CREATE INDEX evidence_expiry ON evidence (expires_ms)",
+            # Per device: every seq up to contiguous_seq is stored; highest_seq is the largest seen; a gap after
+            # contiguous_seq is asked for again with `resend` (resend_tries times, at most every interval).
+            """CREATE TABLE device_progress (
+                device_id TEXT PRIMARY KEY,
+                site TEXT NOT NULL,
+                contiguous_seq BIGINT NOT NULL,
+                highest_seq BIGINT NOT NULL,
+                resend_from BIGINT,
+                resend_tries INTEGER NOT NULL DEFAULT 0,
+                last_resend_ms BIGINT)""",
+            """CREATE TABLE rejections (
+                id {id},
+                received_at TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                device_id TEXT,
+                event_id TEXT,
+                reason TEXT NOT NULL)""",
+            # Review cases for HR (unknown face, manual entry, suspected spoof). An accepted case counts as a punch
+            # of resolved_nip/resolved_kind; every decision is also written to review_audit.
+            """CREATE TABLE review_queue (
+                id {id},
+                device_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'accepted', 'rejected')),
+                resolved_nip TEXT,
+                resolved_kind TEXT,
+                decided_by TEXT,
+                decided_at TEXT,
+                decision_reason TEXT,
+                UNIQUE (device_id, event_id))""",
+            """CREATE TABLE review_audit (
+                id {id},
+                review_id BIGINT NOT NULL REFERENCES review_queue (id),
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                reason TEXT,
+                at TEXT NOT NULL)""",
+            # Rules as data (kiosk/central/rules.py): offices and their schedules, employees, excused absences,
+            # the deduction table.
+            """CREATE TABLE offices (
+                code TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                timezone TEXT NOT NULL)""",
+            """CREATE TABLE office_hours (
+                office TEXT NOT NULL REFERENCES offices (code),
+                ramadan INTEGER NOT NULL,
+                day TEXT NOT NULL,
+                start_time TEXT NOT NULL,
+                end_time TEXT NOT NULL,
+                PRIMARY KEY (office, ramadan, day))""",
+            """CREATE TABLE office_ramadan (
+                office TEXT NOT NULL REFERENCES offices (code),
+                start_date TEXT NOT NULL,
+                end_date TEXT NOT NULL,
+                PRIMARY KEY (office, start_date))""",
+            """CREATE TABLE office_days_off (
+                office TEXT NOT NULL REFERENCES offices (code),
+                day TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('holiday', 'collective_leave')),
+                name TEXT NOT NULL,
+                PRIMARY KEY (office, day))""",
+            """CREATE TABLE employees (
+                nip TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                office TEXT NOT NULL,
+                updated_at TEXT NOT NULL)""",
+            """CREATE TABLE excused (
+                nip TEXT NOT NULL,
+                start_date TEXT NOT NULL,
+                end_date TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('duty', 'leave', 'sick')),
+                reference TEXT NOT NULL,
+                entered_by TEXT NOT NULL,
+                entered_at TEXT NOT NULL,
+                PRIMARY KEY (nip, start_date, kind))""",
+            """CREATE TABLE deduction_bands (
+                category TEXT NOT NULL CHECK (category IN ('late', 'early')),
+                name TEXT NOT NULL,
+                from_min INTEGER NOT NULL,
+                to_min INTEGER NOT NULL,
+                percent TEXT NOT NULL,
+                PRIMARY KEY (category, name))""",
+            """CREATE TABLE deduction_settings (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL)""",
+            # Signed galleries per office and what each device runs (roster distribution, a later part).
+            """CREATE TABLE gallery_versions (
+                office TEXT NOT NULL,
+                version TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                published_at TEXT,
+                PRIMARY KEY (office, version))""",
+        ),
+    ),
+    (
+        2,
+        "HR review page: reviewer accounts, web sessions, login audit, before/after of each decision",
+        (
+            # Reviewer accounts (`kiosk central user add`); password_hash is scrypt (kiosk/central/web/auth.py).
+            """CREATE TABLE reviewers (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
+                password_hash TEXT NOT NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created_by TEXT NOT NULL,
+                created_at TEXT NOT NULL)""",
+            # Logged-in browsers: only the SHA-256 of the cookie's token is kept, with the form (CSRF) token.
+            """CREATE TABLE web_sessions (
+                token_sha256 TEXT PRIMARY KEY,
+                user_name TEXT NOT NULL REFERENCES reviewers (name),
+                csrf TEXT NOT NULL,
+                remote TEXT NOT NULL,
+                created_ms BIGINT NOT NULL,
+                expires_ms BIGINT NOT NULL)""",
+            "CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)",
+            # Every login attempt and logout: who, from where, when, how it ended (failures drive the lock-out).
+            """CREATE TABLE login_audit (
+                id {id},
+                at TEXT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                user_name TEXT NOT NULL,
+                remote TEXT NOT NULL,
+                outcome TEXT NOT NULL)""",
+            "CREATE INDEX login_audit_user ON login_audit (user_name, at_ms)",
+            # A decision's case before and after it, as JSON (state, resolved NIP and kind, reviewer).
+            "ALTER TABLE review_audit ADD COLUMN before_state TEXT",
+            "ALTER TABLE review_audit ADD COLUMN after_state TEXT",
+        ),
+    ),
+)
+
+
+class _Backend:
+    """What differs between the two databases: connecting, placeholders, two column types, transactions."""
+
+    name = ""
+    types: ClassVar[dict[str, str]] = {}
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def begin(self, conn: Any) -> None:
+        raise NotImplementedError
+
+
+class _Sqlite(_Backend):
+    name = "sqlite"
+    types: ClassVar[dict[str, str]] = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def connect(self) -> Any:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged event must survive a power cut
+            conn.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open the SQLite ledger {self.path}: {exc}") from exc
+        return conn
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+
+class _Postgres(_Backend):
+    name = "postgresql"
+    types: ClassVar[dict[str, str]] = {"id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "blob": "BYTEA"}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise LedgerError(
+                "a postgresql:// ledger needs psycopg 3: pip install 'psycopg[binary]' (the `central` extra)"
+            ) from exc
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot connect to the PostgreSQL ledger {_redact(self.url)}: {exc}") from exc
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@")
+
+
+def backend_for(url: str) -> _Backend:
+    """The backend a database URL names; LedgerError for anything else."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return _Postgres(url)
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise LedgerError(f"database.url {url!r}: give the file, like sqlite:////var/lib/kiosk-central/ledger.db")
+        return _Sqlite(Path(path))
+    raise LedgerError(
+        f"database.url {_redact(url)!r} is neither postgresql://user@host:port/db nor sqlite:////path/to/ledger.db"
+    )
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """What the ledger keeps of one event, for acks, gaps and time correction."""
+
+    device_id: str
+    event_id: str
+    seq: int
+    type: str
+    evidence_sha256: str | None
+    evidence_ok: bool
+
+
+class Ledger:
+    """The ledger database. One connection, guarded by a lock; :meth:`transaction` groups writes.
+
+    Methods that write must be called inside ``with ledger.transaction():``; reads may be called anywhere.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.backend = backend_for(url)
+        self._conn = self.backend.connect()
+        self._lock = threading.RLock()
+        self._in_tx = False
+        self.migrate()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of writes: committed on success, rolled back on any exception."""
+        with self._lock:
+            if self._in_tx:
+                yield
+                return
+            self.backend.begin(self._conn)
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                self._in_tx = False
+                with contextlib.suppress(Exception):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._in_tx = False
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(self.backend.sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return
+        with self._lock:
+            if self.backend.name == "sqlite":
+                self._conn.executemany(sql, rows)
+            else:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self.backend.sql(sql), rows)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [tuple(r) for r in self.execute(sql, params).fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks; returns the versions applied now."""
+        self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        done = {int(r[0]) for r in self.rows("SELECT version FROM schema_migrations")}
+        newest = max(v for v, _, _ in MIGRATIONS)
+        if done and max(done) > newest:
+            raise LedgerError(
+                f"the ledger database has schema version {max(done)}, newer than this program's {newest}: "
+                "upgrade the program, do not run an older one against it"
+            )
+        applied = []
+        for version, description, statements in MIGRATIONS:
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in statements:
+                    self.execute(statement.format(**self.backend.types))
+                self.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, utc_text()),
+                )
+            log.info("ledger: applied migration %d (%s)", version, description)
+            applied.append(version)
+        return applied
+
+    # ------------------------------------------------------------------ events
+
+    def insert_event(self, event: dict[str, Any], payload: str, time_ms: int | None, time_source: str,
+                     evidence_ok: bool) -> str:
+        """Store a verified event once: "new", "duplicate" (same device and event id), or "seq_taken" (the
+        device used this seq for another event id; nothing is stored)."""
+        evidence = event.get("evidence")
+        person = event.get("person")
+        cursor = self.execute(
+            "INSERT INTO events (device_id, event_id, seq, type, kind, nip, boot_id, mono_ns, device_utc, time_ms, "
+            "time_source, evidence_sha256, evidence_ok, payload, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                event["device"], event["event_id"], event["seq"], event["type"], event.get("kind"),
+                person.get("nip") if isinstance(person, dict) else None, event["boot_id"], event["mono_ns"],
+                event["time_utc"], time_ms, time_source, evidence["sha256"] if evidence else None,
+                int(evidence_ok), payload, utc_text(),
+            ),
+        )
+        if cursor.rowcount == 1:
+            return "new"
+        same = self.one("SELECT 1 FROM events WHERE device_id = ? AND event_id = ?",
+                        (event["device"], event["event_id"]))
+        return "duplicate" if same else "seq_taken"
+
+    def stored_event(self, device_id: str, event_id: str) -> StoredEvent | None:
+        row = self.one("SELECT seq, type, evidence_sha256, evidence_ok FROM events "
+                       "WHERE device_id = ? AND event_id = ?", (device_id, event_id))
+        if row is None:
+            return None
+        return StoredEvent(device_id, event_id, int(row[0]), str(row[1]), row[2], bool(row[3]))
+
+    def event_at_seq(self, device_id: str, seq: int) -> str | None:
+        row = self.one("SELECT event_id FROM events WHERE device_id = ? AND seq = ?", (device_id, seq))
+        return None if row is None else str(row[0])
+
+    def anchor(self, device_id: str, boot_id: str) -> tuple[str, int] | None:
+        """(time_utc, mono_ns) of the first time anchor of this device's boot, if one arrived."""
+        row = self.one(
+            "SELECT device_utc, mono_ns FROM events WHERE device_id = ? AND boot_id = ? AND type = 'time_anchor' "
+            "ORDER BY seq LIMIT 1",
+            (device_id, boot_id),
+        )
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def unanchored(self, device_id: str, boot_id: str) -> list[tuple[str, int]]:
+        """(event_id, mono_ns) of this boot's events still waiting for an anchor."""
+        return [(str(r[0]), int(r[1])) for r in self.rows(
+            "SELECT event_id, mono_ns FROM events WHERE device_id = ? AND boot_id = ? AND time_source = 'unanchored'",
+            (device_id, boot_id),
+        )]
+
+    def set_time(self, device_id: str, event_id: str, time_ms: int, source: str) -> None:
+        self.execute("UPDATE events SET time_ms = ?, time_source = ? WHERE device_id = ? AND event_id = ?",
+                     (time_ms, source, device_id, event_id))
+
+    def event_counts(self) -> dict[str, int]:
+        """Stored events by time source (device, anchor, unanchored)."""
+        rows = self.rows("SELECT time_source, COUNT(*) FROM events GROUP BY time_source")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------------ evidence
+
+    def put_evidence(self, device_id: str, event_id: str, sha256: str, jpeg: bytes, expires_ms: int) -> bool:
+        """Keep a photo (once per device, event and content); True when it was new."""
+        cursor = self.execute(
+            "INSERT INTO evidence (device_id, event_id, sha256, jpeg, received_at, expires_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (device_id, event_id, sha256, jpeg, utc_text(), expires_ms),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def has_evidence(self, device_id: str, event_id: str, sha256: str) -> bool:
+        return self.one("SELECT 1 FROM evidence WHERE device_id = ? AND event_id = ? AND sha256 = ?",
+                        (device_id, event_id, sha256)) is not None
+
+    def evidence(self, device_id: str, event_id: str) -> bytes | None:
+        """The photo that matches the event's declared SHA-256, if the ledger still holds it."""
+        row = self.one(
+            "SELECT v.jpeg FROM evidence v JOIN events e ON e.device_id = v.device_id AND e.event_id = v.event_id "
+            "AND e.evidence_sha256 = v.sha256 WHERE v.device_id = ? AND v.event_id = ?",
+            (device_id, event_id),
+        )
+        return None if row is None else bytes(row[0])
+
+    def evidence_arrived(self, device_id: str, event_id: str, sha256: str) -> StoredEvent | None:
+        """Mark the event whose declared photo this is as complete; the event when that changed it."""
+        cursor = self.execute(
+            "UPDATE events SET evidence_ok = 1 WHERE device_id = ? AND event_id = ? AND evidence_sha256 = ? "
+            "AND evidence_ok = 0",
+            (device_id, event_id, sha256),
+        )
+        return self.stored_event(device_id, event_id) if cursor.rowcount == 1 else None
+
+    def purge_evidence(self, now_ms: int) -> int:
+        """Delete photos past their retention, except those of review cases HR has not decided yet."""
+        cursor = self.execute(
+            "DELETE FROM evidence WHERE expires_ms < ? AND NOT EXISTS (SELECT 1 FROM review_queue r WHERE "
+            "r.device_id = evidence.device_id AND r.event_id = evidence.event_id AND r.state = 'open')",
+            (now_ms,),
+        )
+        return int(cursor.rowcount)
+
+    # ------------------------------------------------------------------ sequence progress
+
+    def progress(self, device_id: str) -> tuple[int, int, int | None, int, int | None] | None:
+        """(contiguous_seq, highest_seq, resend_from, resend_tries, last_resend_ms) of a device."""
+        row = self.one("SELECT contiguous_seq, highest_seq, resend_from, resend_tries, last_resend_ms "
+                       "FROM device_progress WHERE device_id = ?", (device_id,))
+        if row is None:
+            return None
+        return int(row[0]), int(row[1]), _opt_int(row[2]), int(row[3]), _opt_int(row[4])
+
+    def advance(self, device_id: str, site: str, seq: int) -> tuple[int, int]:
+        """Note that ``seq`` is stored; moves contiguous_seq over every stored seq; (contiguous, highest)."""
+        found = self.progress(device_id)
+        contiguous, highest = (0, 0) if found is None else found[:2]
+        if seq == contiguous + 1 and highest <= contiguous:
+            contiguous = seq  # in order, nothing stored above it: no run to walk (the common case)
+        elif seq == contiguous + 1:
+            while True:
+                following = [int(r[0]) for r in self.rows(
+                    "SELECT seq FROM events WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 500",
+                    (device_id, contiguous),
+                )]
+                run = 0
+                for s in following:
+                    if s != contiguous + 1:
+                        break
+                    contiguous, run = s, run + 1
+                if run < 500:
+                    break
+        highest = max(highest, seq)
+        if found is None:
+            self.execute("INSERT INTO device_progress (device_id, site, contiguous_seq, highest_seq) "
+                         "VALUES (?, ?, ?, ?)", (device_id, site, contiguous, highest))
+        else:
+            self.execute("UPDATE device_progress SET site = ?, contiguous_seq = ?, highest_seq = ? "
+                         "WHERE device_id = ?", (site, contiguous, highest, device_id))
+        return contiguous, highest
+
+    def skip_gap(self, device_id: str) -> tuple[int, int]:
+        """Give up on the seqs missing after contiguous_seq: move it to the next stored run's end."""
+        found = self.progress(device_id)
+        if found is None:
+            raise LedgerError(f"no progress recorded for device {device_id}")
+        row = self.one("SELECT MIN(seq) FROM events WHERE device_id = ? AND seq > ?", (device_id, found[0]))
+        if row is None or row[0] is None:
+            return found[0], found[1]
+        self.execute("UPDATE device_progress SET contiguous_seq = ?, resend_from = NULL, resend_tries = 0 "
+                     "WHERE device_id = ?", (int(row[0]) - 1, device_id))
+        site = self.one("SELECT site FROM device_progress WHERE device_id = ?", (device_id,))
+        return self.advance(device_id, str(site[0]) if site else "", int(row[0]))
+
+    def devices_with_gaps(self) -> list[tuple[str, str, int, int | None, int, int | None]]:
+        """(device, site, first missing seq, resend_from, resend_tries, last_resend_ms) of devices with a gap."""
+        return [
+            (str(r[0]), str(r[1]), int(r[2]) + 1, _opt_int(r[3]), int(r[4]), _opt_int(r[5]))
+            for r in self.rows(
+                "SELECT device_id, site, contiguous_seq, resend_from, resend_tries, last_resend_ms "
+                "FROM device_progress WHERE highest_seq > contiguous_seq"
+            )
+        ]
+
+    def note_resend(self, device_id: str, from_seq: int, tries: int, now_ms: int) -> None:
+        self.execute("UPDATE device_progress SET resend_from = ?, resend_tries = ?, last_resend_ms = ? "
+                     "WHERE device_id = ?", (from_seq, tries, now_ms, device_id))
+
+    def ack_positions(self, device_ids: Iterable[str]) -> dict[str, tuple[int, int | None]]:
+        """Per device: (contiguous_seq, the lowest seq of a stored event still waiting for its photo, or None);
+        what its ``upto_seq`` ack may cover. Two queries for a whole batch's devices."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        contiguous = {str(r[0]): int(r[1]) for r in self.rows(
+            f"SELECT device_id, contiguous_seq FROM device_progress WHERE device_id IN ({marks})", ids)}
+        waiting = {str(r[0]): int(r[1]) for r in self.rows(
+            f"SELECT device_id, MIN(seq) FROM events WHERE evidence_ok = 0 AND device_id IN ({marks}) "
+            "GROUP BY device_id", ids)}
+        return {d: (contiguous.get(d, 0), waiting.get(d)) for d in ids}
+
+    def lock_devices(self, device_ids: Iterable[str]) -> None:
+        """Hold these devices' registry rows until the transaction ends, taken in one order (no deadlock): ledger
+        workers on a shared subscription then store one device's messages one transaction at a time (its
+        progress, its photo and event). PostgreSQL only; SQLite's ``BEGIN IMMEDIATE`` serialises every writer."""
+        ids = sorted(set(device_ids))
+        if ids and self.backend.name == "postgresql":
+            self.execute("SELECT device_id FROM devices WHERE device_id = ANY(?) ORDER BY device_id FOR UPDATE",
+                         (ids,))
+
+    # ------------------------------------------------------------------ review queue, rejections, registry
+
+    def enqueue_review(self, device_id: str, event_id: str, reason: str) -> None:
+        self.execute("INSERT INTO review_queue (device_id, event_id, reason) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     (device_id, event_id, reason))
+
+    def reject(self, topic: str, device_id: str | None, event_id: str | None, reason: str) -> None:
+        self.execute("INSERT INTO rejections (received_at, topic, device_id, event_id, reason) VALUES (?, ?, ?, ?, ?)",
+                     (utc_text(), topic[:300], device_id, event_id, reason[:1000]))
+
+    def set_gallery_version(self, device_id: str, version: str | None) -> None:
+        self.execute("UPDATE devices SET gallery_version = ? WHERE device_id = ?", (version, device_id))
+
+    # ------------------------------------------------------------------ HR review: reviewers, sessions, decisions
+
+    def add_reviewer(self, name: str, role: str, password_hash: str, created_by: str) -> bool:
+        """A new reviewer account; False (nothing changed) when the name is taken."""
+        cursor = self.execute(
+            "INSERT INTO reviewers (name, role, password_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (name, role, password_hash, created_by, utc_text()),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def set_reviewer_password(self, name: str, password_hash: str) -> bool:
+        """Replace a reviewer's password and end their sessions; False when there is no such reviewer."""
+        cursor = self.execute("UPDATE reviewers SET password_hash = ? WHERE name = ?", (password_hash, name))
+        self.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        return bool(cursor.rowcount == 1)
+
+    def disable_reviewer(self, name: str) -> bool:
+        """Lock a reviewer out for good (their audit stays) and end their sessions; False when there is none."""
+        cursor = self.execute("UPDATE reviewers SET disabled = 1 WHERE name = ?", (name,))
+        self.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        return bool(cursor.rowcount == 1)
+
+    def reviewer(self, name: str) -> Reviewer | None:
+        row = self.one("SELECT name, role, password_hash, disabled FROM reviewers WHERE name = ?", (name,))
+        return None if row is None else Reviewer(str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
+
+    def reviewers(self) -> list[Reviewer]:
+        return [Reviewer(str(r[0]), str(r[1]), str(r[2]), bool(r[3]))
+                for r in self.rows("SELECT name, role, password_hash, disabled FROM reviewers ORDER BY name")]
+
+    def note_login(self, user_name: str, remote: str, outcome: str, at_ms: int) -> None:
+        """Audit a login attempt or a logout (outcome: ok, bad_password, unknown_user, locked, disabled, logout)."""
+        self.execute("INSERT INTO login_audit (at, at_ms, user_name, remote, outcome) VALUES (?, ?, ?, ?, ?)",
+                     (format_utc(datetime.fromtimestamp(at_ms / 1000, UTC)), at_ms, user_name[:100], remote[:100],
+                      outcome))
+
+    def failed_logins(self, user_name: str, since_ms: int) -> list[int]:
+        """Times (ms) of the failed logins of this name since ``since_ms``, oldest first."""
+        return [int(r[0]) for r in self.rows(
+            "SELECT at_ms FROM login_audit WHERE user_name = ? AND at_ms >= ? "
+            "AND outcome IN ('bad_password', 'unknown_user') ORDER BY at_ms",
+            (user_name[:100], since_ms),
+        )]
+
+    def login_audit(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """The latest login attempts: (at, user name, remote address, outcome), newest first."""
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self.rows(
+            "SELECT at, user_name, remote, outcome FROM login_audit ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def open_session(self, token_sha256: str, user_name: str, csrf: str, remote: str, now_ms: int,
+                     expires_ms: int) -> None:
+        self.execute("DELETE FROM web_sessions WHERE expires_ms <= ?", (now_ms,))
+        self.execute("INSERT INTO web_sessions (token_sha256, user_name, csrf, remote, created_ms, expires_ms) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (token_sha256, user_name, csrf, remote[:100], now_ms, expires_ms))
+
+    def session(self, token_sha256: str, now_ms: int) -> tuple[Reviewer, str] | None:
+        """(reviewer, CSRF token) of a live session of an enabled reviewer, else None."""
+        row = self.one(
+            "SELECT r.name, r.role, r.password_hash, r.disabled, s.csrf FROM web_sessions s "
+            "JOIN reviewers r ON r.name = s.user_name WHERE s.token_sha256 = ? AND s.expires_ms > ? "
+            "AND r.disabled = 0",
+            (token_sha256, now_ms),
+        )
+        return None if row is None else (Reviewer(str(row[0]), str(row[1]), str(row[2]), bool(row[3])), str(row[4]))
+
+    def close_session(self, token_sha256: str) -> None:
+        self.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", (token_sha256,))
+
+    def office_zones(self) -> dict[str, str]:
+        """Office code -> IANA time zone, from the rules."""
+        return {str(r[0]): str(r[1]) for r in self.rows("SELECT code, timezone FROM offices ORDER BY code")}
+
+    def employee(self, nip: str) -> tuple[str, str] | None:
+        """(name, office) of a NIP of the roster."""
+        row = self.one("SELECT name, office FROM employees WHERE nip = ?", (nip,))
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    _CASE_SQL = (
+        "SELECT r.id, r.device_id, r.event_id, r.reason, r.state, r.resolved_nip, r.resolved_kind, r.decided_by, "
+        "r.decided_at, r.decision_reason, d.office, e.time_ms, e.time_source, e.device_utc, e.payload "
+        "FROM review_queue r JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
+        "LEFT JOIN devices d ON d.device_id = r.device_id"
+    )
+
+    def review_cases(self, *, decided: bool, office: str | None = None, reason: str | None = None,
+                     windows: Sequence[tuple[str, int, int]] | None = None, limit: int = 25,
+                     offset: int = 0) -> tuple[list[ReviewCase], int]:
+        """A page of review cases and how many match: open ones oldest first, or decided ones newest decision
+        first. ``windows`` keeps the cases of (office, start_ms, end_ms) triples (a local date per office)."""
+        where = ["r.state <> 'open'" if decided else "r.state = 'open'"]
+        params: list[Any] = []
+        if office:
+            where.append("d.office = ?")
+            params.append(office)
+        if reason:
+            where.append("r.reason = ?")
+            params.append(reason)
+        if windows is not None:
+            where.append("(" + (" OR ".join(["(d.office = ? AND e.time_ms >= ? AND e.time_ms < ?)"] * len(windows))
+                                or "1 = 0") + ")")
+            params.extend(value for window in windows for value in window)
+        condition = " WHERE " + " AND ".join(where)
+        order = " ORDER BY r.decided_at DESC, r.id DESC" if decided else " ORDER BY e.time_ms IS NULL, e.time_ms, r.id"
+        rows = self.rows(self._CASE_SQL + condition + order + " LIMIT ? OFFSET ?", (*params, limit, offset))
+        total = self.one("SELECT COUNT(*) FROM review_queue r JOIN events e ON e.device_id = r.device_id AND "
+                         "e.event_id = r.event_id LEFT JOIN devices d ON d.device_id = r.device_id" + condition, params)
+        return [_review_case(r) for r in rows], int(total[0]) if total else 0
+
+    def review_case(self, case_id: int) -> ReviewCase | None:
+        row = self.one(self._CASE_SQL + " WHERE r.id = ?", (case_id,))
+        return None if row is None else _review_case(row)
+
+    def decide_review(self, case_id: int, actor: str, accept: bool, reason: str, nip: str | None = None,
+                      kind: str | None = None) -> ReviewCase:
+        """Accept (as a punch of ``nip`` and ``kind``) or reject an open case, with the audit row, in one
+        transaction; DecisionRefused when the case is gone, already decided (checked in the same UPDATE, so two
+        reviewers at once cannot both decide) or the NIP is not in the roster."""
+        with self.transaction():
+            before = self.review_case(case_id)
+            if before is None:
+                raise DecisionRefused(f"review case {case_id} does not exist", "missing")
+            if accept and (nip is None or self.employee(nip) is None):
+                raise DecisionRefused(f"NIP {nip!r} is not in the roster: accept the case for an employee of it",
+                                      "roster")
+            state = "accepted" if accept else "rejected"
+            decided_at = utc_text()
+            cursor = self.execute(
+                "UPDATE review_queue SET state = ?, resolved_nip = ?, resolved_kind = ?, decided_by = ?, "
+                "decided_at = ?, decision_reason = ? WHERE id = ? AND state = 'open'",
+                (state, nip if accept else None, kind if accept else None, actor, decided_at, reason, case_id),
+            )
+            if cursor.rowcount != 1:
+                now = self.review_case(case_id)
+                who = f" by {now.decided_by} at {now.decided_at}" if now is not None else ""
+                raise DecisionRefused(f"review case {case_id} was already decided ({before.state}){who}; "
+                                      "nothing was changed", "decided")
+            after = self.review_case(case_id)
+            assert after is not None
+            self.execute(
+                "INSERT INTO review_audit (review_id, actor, action, reason, at, before_state, after_state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_id, actor, "accept" if accept else "reject", reason, decided_at, before.audit_json(),
+                 after.audit_json()),
+            )
+        return after
+
+    def review_history(self, case_id: int) -> list[tuple[str, str, str, str, str, str]]:
+        """The audit rows of a case: (at, actor, action, reason, before, after), oldest first."""
+        rows = self.rows("SELECT at, actor, action, reason, before_state, after_state FROM review_audit "
+                         "WHERE review_id = ? ORDER BY id", (case_id,))
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3] or ""), str(r[4] or ""), str(r[5] or "")) for r in rows]
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """An HR reviewer account of the review page."""
+
+    name: str
+    role: str  # reviewer | admin
+    password_hash: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class ReviewCase:
+    """A review case with what HR needs to decide it: the event's office, believed time and signed payload."""
+
+    id: int
+    device_id: str
+    event_id: str
+    reason: str
+    state: str
+    resolved_nip: str | None
+    resolved_kind: str | None
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+    office: str | None
+    time_ms: int | None
+    time_source: str
+    device_utc: str
+    payload: str
+
+    def audit_json(self) -> str:
+        """What a decision changes, for review_audit's before/after columns."""
+        return json.dumps({"state": self.state, "resolved_nip": self.resolved_nip,
+                           "resolved_kind": self.resolved_kind, "decided_by": self.decided_by}, sort_keys=True)
+
+
+def _review_case(row: Sequence[Any]) -> ReviewCase:
+    """A row of ``Ledger._CASE_SQL`` as a ReviewCase."""
+    text = [None if v is None else str(v) for v in row]
+    return ReviewCase(
+        id=int(row[0]), device_id=str(row[1]), event_id=str(row[2]), reason=str(row[3]), state=str(row[4]),
+        resolved_nip=text[5], resolved_kind=text[6], decided_by=text[7], decided_at=text[8],
+        decision_reason=text[9], office=text[10], time_ms=_opt_int(row[11]), time_source=str(row[12]),
+        device_utc=str(row[13]), payload=str(row[14]),
+    )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def utc_text() -> str:
+    """Now as RFC 3339 UTC with milliseconds, like the events' ``time_utc``."""
+    return format_utc(datetime.now(UTC))
+
+
+def utc_ms(text: str) -> int:
+    """Milliseconds since the epoch of an event's ``time_utc`` (``2026-11-30T00:05:07.250Z``)."""
+    return int(datetime.fromisoformat(text).timestamp() * 1000 + 0.5)

@@ -1,0 +1,220 @@
+"""Rules as data and the recaps, against months computed by hand (both backends).
+
+February 2026 in office bkpsdm (WITA; Mon-Thu 07:30-16:00, Fri 07:30-16:30; Ramadan from the 19th, 08:00-15:00 and
+Fri 08:00-15:30; the 16th is collective leave, the 17th a holiday): 20 weekdays, 18 working days. Office disdik works
+six days (Mon-Sat 07:30-14:00): 24 working days. The rules here charge 5 % per absent day (domain.md: "others use
+2.5, 4 or 5 %"), so that a month of absence reaches the 100 % cap.
+
+Alex's month, day by day (deduction in %):
+  02 Mon masuk 07:45, pulang 16:05      15 min late -> TL1                       0.5
+  03 Tue masuk 07:20, no pulang          PSW4                                    1.5
+  04 Wed masuk 09:10, pulang 15:00       100 late -> TL4 1.5; 60 early -> PSW2 1  2.5
+  05 Thu masuk 08:01, pulang 16:00       31 late -> TL2                          1.0
+  06 Fri masuk 07:30, pulang 16:29       1 early (Friday ends 16:30) -> PSW1     0.5
+  09 Mon pulang 16:10 only               no check-in -> TL4                      1.5
+  10 Tue duty letter (excused)                                                    0
+  11 Wed masuk 07:30:59, pulang 16:00    on time (to the minute)                 0
+  12 Thu an unsynced punch, no anchor    does not count: absent                  5
+  13 Fri masuk 09:01, pulang 16:30       91 late -> TL4                          1.5
+  16 Mon masuk 07:00 (collective leave)  not a working day                       0
+  18 Wed masuk 07:30, pulang 16:00                                                0
+  19 Thu masuk 07:50, pulang 15:00       Ramadan: start 08:00, end 15:00         0
+  20 Fri masuk 08:45, pulang 15:30       Ramadan: 45 late -> TL2                 1.0
+  23-27  nothing                         5 absent days                           25
+  total 40.0; 11 present, 1 excused, 6 absent.
+Lin: sick on the 24th (excused), nothing else: 17 absent days = 85 %. A manual entry on the 2nd at 07:35 waits for
+HR and does not count; once accepted it is a check-in 5 min late (TL1 0.5) without check-out (PSW4 1.5): 82 %.
+Obama (disdik): 24 absent days = 120 %, capped at 100 %.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from central_support import ALEX, LIN, OBAMA, RULES, Device, database, wita, write_key
+
+from kiosk_central import recap as recaps
+from kiosk_central.cli import load_all, main
+from kiosk_central.ingest import Ingestor
+from kiosk_central.rules import load_excused, load_rules
+from kiosk_central.settings import load_central_config
+from kiosk_central.store import Ledger
+from kiosk_contract import schema
+from kiosk_contract.errors import ConfigError
+
+ALEX_PUNCHES = [
+    ("02", "masuk", "07:45"), ("02", "pulang", "16:05"),
+    ("03", "masuk", "07:20"),
+    ("04", "masuk", "09:10"), ("04", "pulang", "15:00"),
+    ("05", "masuk", "08:01"), ("05", "pulang", "16:00"),
+    ("06", "masuk", "07:30"), ("06", "pulang", "16:29"),
+    ("09", "pulang", "16:10"),
+    ("11", "masuk", "07:30:59"), ("11", "pulang", "16:00"),
+    ("13", "masuk", "09:01"), ("13", "pulang", "16:30"),
+    ("16", "masuk", "07:00"),
+    ("18", "masuk", "07:30"), ("18", "pulang", "16:00"),
+    ("19", "masuk", "07:50"), ("19", "pulang", "15:00"),
+    ("20", "masuk", "08:45"), ("20", "pulang", "15:30"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Ledger, Any]]:
+    """central.toml with the rules, roster and excused files loaded, and February's events ingested."""
+    with database(request.param, tmp_path) as url:
+        key, _ = write_key(tmp_path / "keys", "kiosk-1")
+        (tmp_path / "rules.toml").write_text(RULES.replace("absent_percent = 3.0", "absent_percent = 5.0"))
+        (tmp_path / "employees.csv").write_text(
+            f"nip,name,unit\n{ALEX},Alex Lacamoire,bkpsdm\n{LIN},Lin & Co,bkpsdm\n{OBAMA},Barack Obama,disdik\n"
+        )
+        (tmp_path / "excused.csv").write_text(
+            f"nip,start,end,kind,reference\n{ALEX},2026-02-10,2026-02-10,dinas,800/12/2026\n"
+            f"{LIN},2026-02-24,2026-02-24,sick,Surat dokter\n"
+        )
+        config = tmp_path / "central.toml"
+        config.write_text(
+            f'[database]\nurl = "{url}"\n[rules]\nfile = "rules.toml"\nemployees = "employees.csv"\n'
+            'excused = "excused.csv"\n[[devices]]\nid = "kiosk-1"\noffice = "bkpsdm"\n'
+            'public_keys = ["keys/kiosk-1.pub"]\n'
+        )
+        assert main(["load", "--config", str(config), "--entered-by", "hr-test"]) == 0
+        with Ledger(url) as ledger:
+            from kiosk_central.ingest import read_registry
+
+            ingest = Ingestor(ledger, read_registry(ledger))
+            device = Device("kiosk-1", key)
+            messages = [device.punch(ALEX, kind, wita(f"2026-02-{day}", hhmm))[:2] for day, kind, hhmm in ALEX_PUNCHES]
+            messages.append(device.punch(ALEX, "masuk", wita("2026-02-12", "07:15"), synced=False)[:2])
+            review = schema.build_review(device.stamp(wita("2026-02-02", "07:35")), reason="manual_entry", nip=LIN,
+                                         kind="masuk", decision=schema.manual_decision())
+            messages.append(device.seal(review)[:2])
+            ingest.handle_batch(messages)
+            assert ingest.snapshot()["stored"] == len(messages)
+            yield config, ledger, review
+
+
+def month(ledger: Ledger, office: str) -> dict[str, recaps.MonthLine]:
+    recap = recaps.build_recap(ledger, office, *recaps.month_range("2026-02"))
+    return {m.nip: m for m in recap.months}
+
+
+def test_the_monthly_recap_matches_the_hand_computed_month(setup: Any) -> None:
+    _, ledger, _ = setup
+    alex = month(ledger, "bkpsdm")[ALEX]
+    assert (alex.work_days, alex.present, alex.excused, alex.absent) == (18, 11, 1, 6)
+    assert dict(alex.bands) == {"TL1": 1, "TL2": 2, "TL4": 3, "PSW1": 1, "PSW2": 1, "PSW4": 1}
+    assert str(alex.deduction) == "40.0"
+    lin = month(ledger, "bkpsdm")[LIN]
+    assert (lin.work_days, lin.present, lin.excused, lin.absent, str(lin.deduction)) == (18, 0, 1, 17, "85.0")
+    obama = month(ledger, "disdik")[OBAMA]
+    assert (obama.work_days, obama.absent, str(obama.deduction_total), str(obama.deduction)) == (
+        24, 24, "120.0", "100.0"
+    )
+
+
+def test_the_daily_lines_give_bands_ramadan_and_days_off(setup: Any) -> None:
+    _, ledger, _ = setup
+    recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))
+    alex = {d.day.day: d for d in recap.days if d.nip == ALEX}
+    wed = alex[4]
+    assert (wed.check_in.isoformat(), wed.late_min, wed.late_band) == ("09:10:00", 100, "TL4")  # type: ignore[union-attr]
+    assert (wed.check_out.isoformat(), wed.early_min, wed.early_band, str(wed.deduction)) == (  # type: ignore[union-attr]
+        "15:00:00", 60, "PSW2", "2.5"
+    )
+    assert (alex[19].status, alex[19].late_band, alex[19].early_band, alex[19].note) == ("present", None, None,
+                                                                                         "Ramadan")
+    assert (alex[20].late_min, alex[20].late_band) == (45, "TL2")
+    assert (alex[16].status, alex[16].note, alex[17].note) == ("off", "Cuti bersama Imlek", "Tahun Baru Imlek")
+    assert (alex[10].status, alex[10].note) == ("excused", "Dinas (surat tugas) 800/12/2026")
+    assert (alex[9].late_band, alex[9].note) == ("TL4", "tidak absen masuk")
+    assert (alex[12].status, str(alex[12].deduction)) == ("absent", "5.0")
+    assert alex[7].status == "off"  # a Saturday in a 5-day office
+
+
+def test_an_accepted_review_case_counts_and_an_open_one_does_not(setup: Any) -> None:
+    _, ledger, review = setup
+    with ledger.transaction():  # what the HR page (part 5) will do
+        ledger.execute("UPDATE review_queue SET state = 'accepted', resolved_nip = ?, resolved_kind = 'masuk', "
+                       "decided_by = 'hr-1' WHERE event_id = ?", (LIN, review["event_id"]))
+    lin = month(ledger, "bkpsdm")[LIN]
+    assert (lin.present, lin.absent, dict(lin.bands), str(lin.deduction)) == (1, 16, {"TL1": 1, "PSW4": 1}, "82.0")
+
+
+def test_days_after_today_are_not_counted(setup: Any) -> None:
+    _, ledger, _ = setup
+    from datetime import date
+
+    recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"), today=date(2026, 2, 3))
+    alex = {m.nip: m for m in recap.months}[ALEX]
+    assert (alex.work_days, str(alex.deduction)) == (2, "2.0")
+
+
+def test_recap_command_writes_csv_and_html_and_never_overwrites(setup: Any, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    config, _, _ = setup
+    out = tmp_path / "feb.csv"
+    assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--month", "2026-02", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(r["nip"], r["deduction_percent"], r["TL4"], r["absent"]) for r in rows] == [
+        (ALEX, "40.00", "3", "6"), (LIN, "85.00", "0", "17")
+    ]
+    out.write_text("keep me")
+    assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--month", "2026-02", "--out", str(out)]) == 2
+    assert out.read_text() == "keep me"
+    assert "exists" in capsys.readouterr().err
+    assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--date", "2026-02-04"]) == 0
+    daily = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["nip"], r["status"], r["late_band"], r["early_band"], r["deduction_percent"]) for r in daily] == [
+        (ALEX, "present", "TL4", "PSW2", "2.50"), (LIN, "absent", "", "", "5.00")
+    ]
+    page = tmp_path / "feb.html"
+    assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--month", "2026-02", "--format", "html",
+                 "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "BKPSDM Kabupaten Contoh" in text and "Laporan harian Rabu 04-02-2026" in text
+    assert "Lin &amp; Co" in text and "Lin & Co" not in text
+    assert "TL4 (100 mnt)" in text and "<script" not in text
+    assert main(["recap", "--config", str(config), "--office", "nope", "--month", "2026-02"]) == 2
+    assert "office 'nope' is not in the ledger (known: bkpsdm, disdik)" in capsys.readouterr().err
+
+
+def test_rules_files_with_mistakes_are_reported_with_their_paths(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        "[deductions]\nmissing_check_out = \"PSW9\"\n"
+        "[[deductions.late]]\nname = \"TL1\"\nfrom_min = 1\nto_min = 30\npercent = 0.5\n"
+        "[[deductions.late]]\nname = \"TL2\"\nfrom_min = 40\nto_min = 0\npercent = 1\n"
+        "[[offices]]\ncode = \"a\"\nname = \"A\"\ntimezone = \"Asia/Nowhere\"\n"
+        "hours = [{ days = [\"mon\"], start = 07:30:00, end = 16:00:00 },"
+        " { days = [\"mon\"], start = 08:00:00, end = 07:00:00 }]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_rules(rules)
+    text = str(err.value)
+    for expected in ("deductions.late[1].from_min: must be 31", "deductions.missing_check_in: 'TL4'",
+                     "deductions.missing_check_out: 'PSW9'", "offices[0].timezone: 'Asia/Nowhere'",
+                     "offices[0].hours[1].end: must be after start", "offices[0].hours[1].days: mon already"):
+        assert expected in text, text
+    excused = tmp_path / "excused.csv"
+    excused.write_text(f"nip,start,end,kind,reference\n123,2026-02-01,2026-02-02,duty,x\n"
+                       f"{ALEX},2026-02-05,2026-02-01,leave,x\n{ALEX},2026-02-01,2026-02-02,holiday,x\n")
+    with pytest.raises(ConfigError) as err:
+        load_excused(excused)
+    assert "line 2: NIP '123'" in str(err.value) and "line 3: end 2026-02-01 is before" in str(err.value)
+    assert "line 4: kind 'holiday'" in str(err.value)
+
+
+def test_the_shipped_examples_load(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    cfg = load_central_config(examples / "central.toml")
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        registry = load_all(ledger, cfg)
+        assert list(registry) == ["kab-maros-01"]
+        assert list(registry["kab-maros-01"].keys) == ["21fe31dfa154a261"]  # the test key of docs/events.md
+        recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))
+        assert [m.work_days for m in recap.months] == [18, 18]

@@ -182,7 +182,7 @@ def encode_lfw(lfw: Path, files: list[str], enrol: list[str], jitters: Sequence[
             arrays[f"jit{n}_files"] = np.array(names)
             arrays[f"jit{n}_desc"] = np.array([by_file[f] for f in names], np.float32).reshape(-1, 128)
         tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(tmp, **arrays)
         os.replace(tmp, cache)
         print(f"cached in {cache}", file=sys.stderr)
     rows = [plain[f] for f in files]

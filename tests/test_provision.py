@@ -4,7 +4,8 @@ No real Raspberry Pi OS image is available offline, so each test image is built 
 by ``sfdisk``, a FAT32 boot partition at 4 MiB (``mkfs.vfat --offset``, files put in with ``mcopy``) and an ext4
 root populated from a folder (``mke2fs -d -E offset=``), holding what the script inspects (os-release,
 rpi-issue, the aarch64 loader, python3.11, zoneinfo). The wheelhouse holds the kiosk's real wheel
-(``pip wheel --no-deps``) and tiny stand-in wheels, tagged for aarch64, for its dependencies. The outputs are
+(``pip wheel --no-deps``), tiny stand-in wheels, tagged for aarch64, for its dependencies, and the
+``requirements.txt`` that pins each with its sha256, as download-wheelhouse writes it. The outputs are
 read back with mtools and debugfs directly, not through the code under test.
 """
 
@@ -40,8 +41,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from kiosk.config import load_config
 from kiosk_contract import signing
 from kiosk_contract.gallery import Gallery, Person
+from kiosk_provisioning import ProvisionError
 from kiosk_provisioning.__main__ import main as provision_main
 from kiosk_provisioning.credentials import Authority, device_secrets
+from kiosk_provisioning.wheelhouse import check_wheelhouse, read_requirements, write_requirements
 
 REPO = Path(__file__).resolve().parent.parent
 MAKE_IMAGES = REPO / "provisioning" / "make-images"
@@ -186,6 +189,24 @@ def make_wheel(folder: Path, name: str, tag: str, version: str = "1.0") -> Path:
     return path
 
 
+def standin_version(requirement: Requirement, python: str = "3.11") -> str:
+    """A version for a stand-in wheel that the requirement allows (numpy: the one the release's apt needs)."""
+    if requirement.name == "numpy":
+        return "1.26.4" if python == "3.11" else "2.2.4"
+    return next(v for v in ("999.0", "1.0") if requirement.specifier.contains(v))
+
+
+def write_lock(wheelhouse: Path) -> Path:
+    """requirements.txt pinning every wheel in the folder at its version and sha256 (what download-wheelhouse does)."""
+    lines = []
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        lines.append(f"{name}=={version} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
+    path = wheelhouse / "requirements.txt"
+    path.write_text("# stand-in wheelhouse lock\n" + "".join(lines))
+    return path
+
+
 def kiosk_requirements(wheel: Path) -> list[Requirement]:
     """What the kiosk wheel requires (with its pi extra)."""
     with zipfile.ZipFile(wheel) as zf:
@@ -230,9 +251,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     kiosk_wheel = next(wheelhouse.glob("kiosk-*.whl"))
     for requirement in kiosk_requirements(kiosk_wheel):
-        version = next(v for v in ("999.0", "1.0") if requirement.specifier.contains(v))
-        make_wheel(wheelhouse, requirement.name, "cp311-cp311-manylinux_2_28_aarch64", version)
+        make_wheel(wheelhouse, requirement.name, "cp311-cp311-manylinux_2_28_aarch64", standin_version(requirement))
     make_wheel(wheelhouse, "pip", "py3-none-any")
+    write_lock(wheelhouse)
 
     ca_dir = base / "ca"
     ca_dir.mkdir()
@@ -412,6 +433,8 @@ def test_system_settings_and_first_boot_unit(built: tuple[Path, str], kit: dict[
         wheels = {w.name for w in kit["wheelhouse"].glob("*.whl")}
         listing = ext4(image, "ls -p /opt/kiosk/wheelhouse")
         assert wheels == set(re.findall(r"/([^/]+\.whl)/", listing))
+        lock = (kit["wheelhouse"] / "requirements.txt").read_bytes()
+        assert ext4_read(image, "/opt/kiosk/wheelhouse/requirements.txt") == lock
         wifi = fat_read(image, "/kiosk/wifi.nmconnection")
         if device == "kiosk-camat-01":
             assert wifi is None
@@ -615,6 +638,100 @@ def test_incomplete_wheelhouse_is_refused(kit: dict[str, Path], tmp_path: Path) 
     assert "the wheelhouse has no kiosk wheel" in refused(args(kit, tmp_path / "out", wheelhouse=wheelhouse))
 
 
+def wheelhouse_copy(kit: dict[str, Path], tmp_path: Path) -> Path:
+    wheelhouse = tmp_path / "wheelhouse"
+    shutil.copytree(kit["wheelhouse"], wheelhouse)
+    return wheelhouse
+
+
+def check_refusal(wheelhouse: Path, python: str = "3.11") -> str:
+    with pytest.raises(ProvisionError) as refusal:
+        check_wheelhouse(wheelhouse, python)
+    return str(refusal.value)
+
+
+def test_a_wheelhouse_without_its_lock_is_refused(kit: dict[str, Path], tmp_path: Path) -> None:
+    wheelhouse = wheelhouse_copy(kit, tmp_path)
+    (wheelhouse / "requirements.txt").unlink()
+    error = check_refusal(wheelhouse)
+    assert f"{wheelhouse / 'requirements.txt'} is missing" in error
+    assert f"run provisioning/download-wheelhouse --out {wheelhouse} --os bookworm" in error
+    assert "requirements.txt is missing" in refused(args(kit, tmp_path / "out", wheelhouse=wheelhouse))
+    (wheelhouse / "requirements.txt").write_text("numpy>=1.24\n")
+    assert "requirements.txt: line 1 is not name==version with --hash=sha256" in check_refusal(wheelhouse)
+
+
+def test_wheels_that_are_not_the_lock_are_refused(kit: dict[str, Path], tmp_path: Path) -> None:
+    wheelhouse = wheelhouse_copy(kit, tmp_path)
+    numpy2 = make_wheel(wheelhouse, "numpy", "cp311-cp311-manylinux_2_28_aarch64", "2.4.6")  # beside numpy 1
+    paho = next(wheelhouse.glob("paho_mqtt-*.whl"))
+    with zipfile.ZipFile(paho, "a") as zf:  # still a valid wheel, but not the file the lock was made from
+        zf.writestr("paho/extra.py", "tampered = True\n")
+    next(wheelhouse.glob("gpiozero-*.whl")).unlink()
+    error = check_refusal(wheelhouse)
+    assert f"{numpy2.name} is not in requirements.txt (it pins numpy==1.26.4); remove it" in error
+    assert re.search(rf"{paho.name}: its sha256 [0-9a-f]{{16}}\.\.\. is not a hash requirements.txt allows", error)
+    assert "gpiozero==999.0 is pinned in requirements.txt but the wheelhouse has no wheel of it" in error
+    assert "run provisioning/download-wheelhouse" in error
+
+
+def test_numpy_2_for_bookworm_is_refused_even_when_locked(kit: dict[str, Path], tmp_path: Path) -> None:
+    wheelhouse = wheelhouse_copy(kit, tmp_path)
+    next(wheelhouse.glob("numpy-*.whl")).unlink()
+    make_wheel(wheelhouse, "numpy", "cp311-cp311-manylinux_2_28_aarch64", "2.4.6")
+    write_lock(wheelhouse)
+    error = check_refusal(wheelhouse)
+    assert "pins numpy==2.4.6, but Bookworm's apt simplejpeg and picamera2 are built against numpy 1.24" in error
+
+
+def test_the_wheelhouse_is_the_device_lock_and_carries_no_server_or_image_script(
+    kit: dict[str, Path], tmp_path: Path
+) -> None:
+    """write_requirements (download-wheelhouse) on locks/device-bookworm.txt's packages, then the check."""
+    device_lock = read_requirements(REPO / "locks" / "device-bookworm.txt")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    kiosk_wheel = shutil.copy(next(kit["wheelhouse"].glob("kiosk-*.whl")), wheelhouse)
+    make_wheel(wheelhouse, "kiosk-contract", "py3-none-any", "0.2.0")
+    lines = []
+    for name, pin in device_lock.items():
+        tag = "py3-none-any" if name in ("pip", "face-recognition-models") else "cp311-cp311-manylinux_2_28_aarch64"
+        wheel = make_wheel(wheelhouse, name, tag, str(pin.version))
+        # face_recognition_models: the lock holds its source's hash; the wheel built from it is hashed here
+        digest = "0" * 64 if name == "face-recognition-models" else hashlib.sha256(wheel.read_bytes()).hexdigest()
+        lines.append(f"{name}=={pin.version} --hash=sha256:{digest}\n")
+    lock = tmp_path / "device-bookworm.txt"
+    lock.write_text("".join(lines))
+    leftovers = [
+        make_wheel(wheelhouse, "numpy", "cp311-cp311-manylinux_2_28_aarch64", "2.4.6"),
+        make_wheel(wheelhouse, "kiosk-central", "py3-none-any", "0.2.0"),
+    ]
+    written, removed = write_requirements(wheelhouse, lock, "bookworm")
+    assert removed == sorted(w.name for w in leftovers)
+    pins = read_requirements(written)
+    assert pins.keys() == device_lock.keys() | {"kiosk", "kiosk-contract"}
+    assert pins["face-recognition-models"].hashes != {"0" * 64}
+    assert {f.name for f in check_wheelhouse(wheelhouse, "3.11")} == {
+        *(w.name for w in wheelhouse.glob("*.whl")),
+        "requirements.txt",
+    }
+    # The device carries no server or image-script code: not as wheels, not inside the kiosk's wheel.
+    assert not pins.keys() & {"kiosk-central", "kiosk-provisioning", "psycopg", "psycopg-binary"}
+    with zipfile.ZipFile(kiosk_wheel) as zf:
+        names = zf.namelist()
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert names and not [n for n in names if n.startswith(("kiosk_central/", "kiosk_provisioning/", "kiosk/central"))]
+    requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    assert requires and not [r for r in requires if "kiosk-central" in r or "kiosk-provisioning" in r]
+    make_wheel(wheelhouse, "kiosk-central", "py3-none-any", "0.2.0")
+    error = check_refusal(wheelhouse)
+    central = "kiosk_central-0.2.0-py3-none-any.whl: the central server (kiosk-central) does not belong on the device"
+    assert central in error
+    lock.write_text(lock.read_text() + f"kiosk-provisioning==0.2.0 --hash=sha256:{'1' * 64}\n")
+    with pytest.raises(ProvisionError, match=r"pins kiosk-provisioning \(the image script\)"):
+        write_requirements(wheelhouse, lock, "bookworm")
+
+
 def test_device_certificate_logs_in_to_mosquitto_as_the_device(tmp_path: Path) -> None:
     """The provisioned MQTT key and certificate, on a real broker that maps the certificate CN to the user."""
     acl = "pattern write presensi/v1/+/%u/#\n"
@@ -657,16 +774,18 @@ def test_a_trixie_image_is_provisioned_with_a_python_3_13_wheelhouse(kit: dict[s
     make_wheel(wheelhouse, "pip", "py3-none-any")
     needed = kiosk_requirements(kiosk_wheel)
     for requirement in needed[:-1]:  # the last one missing: refused, naming it
-        version = next(v for v in ("999.0", "1.0") if requirement.specifier.contains(v))
+        version = standin_version(requirement, "3.13")
         make_wheel(wheelhouse, requirement.name, "cp313-cp313-manylinux_2_28_aarch64", version)
+    write_lock(wheelhouse)
     devices = tmp_path / "devices.csv"
     devices.write_text("\n".join([HEADER + ",timezone", DEVICES[0]]) + "\n")
     out = tmp_path / "out"
     argv = [str(MAKE_IMAGES), *args(kit, out, image=image, wheelhouse=wheelhouse, devices=devices)]
     refused = subprocess.run(argv, capture_output=True, text=True)
     assert refused.returncode == 2 and needed[-1].name in refused.stderr and not out.exists()
-    version = next(v for v in ("999.0", "1.0") if needed[-1].specifier.contains(v))
+    version = standin_version(needed[-1], "3.13")
     make_wheel(wheelhouse, needed[-1].name, "cp313-cp313-manylinux_2_28_aarch64", version)
+    write_lock(wheelhouse)
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "trixie" in done.stdout + done.stderr

@@ -56,6 +56,7 @@ def root(tmp_path: Path) -> Path:
     wheelhouse = tmp_path / firstboot.WHEELHOUSE
     wheelhouse.mkdir(parents=True)
     (wheelhouse / "pip-26.3-py3-none-any.whl").write_bytes(b"PK")
+    (wheelhouse / firstboot.REQUIREMENTS).write_text("pip==26.3 --hash=sha256:" + "0" * 64 + "\n")
     return tmp_path
 
 
@@ -84,7 +85,17 @@ def test_the_device_is_set_up_and_the_kiosk_enabled(root: Path) -> None:
     (install,) = device.ran("install")
     wheelhouse = root / firstboot.WHEELHOUSE
     assert install[:2] == [str(venv / "bin/python"), str(wheelhouse / "pip-26.3-py3-none-any.whl/pip")]
-    assert install[2:] == ["install", "--no-index", "--find-links", str(wheelhouse), "kiosk[pi]"]
+    # exactly the wheelhouse's lock, every file against its hash, nothing resolved on the device
+    assert install[2:] == [
+        "install",
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+        str(wheelhouse / "requirements.txt"),
+    ]
     order = [" ".join(c[:3]) for c in device.commands if c[0] == "systemctl"]
     assert order == [
         "systemctl enable kiosk.service",
@@ -138,6 +149,16 @@ def test_missing_pip_wheel_is_a_clear_error(root: Path) -> None:
     next((root / firstboot.WHEELHOUSE).glob("pip-*.whl")).unlink()
     with pytest.raises(firstboot.FirstbootError, match=r"no pip wheel in .*rebuild the image"):
         firstboot.firstboot(root, Device(root))
+
+
+def test_a_wheelhouse_without_its_lock_is_a_clear_error(root: Path) -> None:
+    (root / firstboot.WHEELHOUSE / firstboot.REQUIREMENTS).unlink()
+    device = Device(root)
+    with pytest.raises(
+        firstboot.FirstbootError, match=r"no .*/opt/kiosk/wheelhouse/requirements.txt .*download-wheelhouse"
+    ):
+        firstboot.firstboot(root, device)
+    assert not device.ran("venv") and not device.ran("install")
 
 
 def test_uses_only_the_standard_library() -> None:

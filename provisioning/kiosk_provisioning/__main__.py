@@ -9,9 +9,9 @@ from pathlib import Path
 
 from kiosk_provisioning import ProvisionError
 from kiosk_provisioning.credentials import load_authority, read_passphrase
-from kiosk_provisioning.images import DEFAULT_NTP, RELEASES, Options, make_images
+from kiosk_provisioning.images import DEFAULT_NTP, Options, make_images
 from kiosk_provisioning.revoke import revoke
-from kiosk_provisioning.wheelhouse import check_wheelhouse
+from kiosk_provisioning.wheelhouse import RELEASES, check_wheelhouse, write_requirements
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,11 +42,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     wheels = sub.add_parser("check-wheelhouse", help="check that a wheelhouse installs the kiosk offline")
     wheels.add_argument("folder", type=Path)
     wheels.add_argument("--os", choices=sorted(RELEASES), default="bookworm")
+    lock = sub.add_parser(
+        "write-requirements", help="write a wheelhouse's requirements.txt from the device lock (download-wheelhouse)"
+    )
+    lock.add_argument("folder", type=Path)
+    lock.add_argument("--lock", type=Path, required=True, help="locks/device-<release>.txt")
+    lock.add_argument("--os", choices=sorted(RELEASES), default="bookworm")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-wheelhouse":
-            found = check_wheelhouse(args.folder, RELEASES[args.os])
-            print(f"OK: {args.folder}: {len(found)} wheels install the kiosk on Raspberry Pi OS {args.os} (aarch64)")
+            found = [f for f in check_wheelhouse(args.folder, RELEASES[args.os]) if f.suffix == ".whl"]
+            print(
+                f"OK: {args.folder}: {len(found)} wheels, exactly its requirements.txt, install the kiosk on "
+                f"Raspberry Pi OS {args.os} (aarch64)"
+            )
+            return 0
+        if args.command == "write-requirements":
+            written, removed = write_requirements(args.folder, args.lock, args.os)
+            for name in removed:
+                print(f"removed {name}: not in {args.lock}")
+            print(f"wrote {written}")
             return 0
         if args.command == "revoke":
             authority = load_authority(args.ca_dir, read_passphrase(args.ca_passphrase_file))

@@ -26,6 +26,7 @@ CONFIG_DIR = "etc/kiosk"
 STATE_DIR = "var/lib/kiosk"
 VENV = "opt/kiosk/venv"
 WHEELHOUSE = "opt/kiosk/wheelhouse"
+REQUIREMENTS = "requirements.txt"  # the device lock of the image's release, with the wheels' hashes
 DONE = "var/lib/kiosk/.firstboot-done"
 USER = "kiosk"
 SYSTEM_MODULES = ("picamera2", "pygame", "lgpio", "systemd")
@@ -109,16 +110,39 @@ def create_user(root: Path, run: Runner) -> None:
 
 
 def create_venv(root: Path, run: Runner) -> None:
-    """/opt/kiosk/venv with the system site packages (picamera2, pygame, lgpio, systemd from apt), offline."""
+    """/opt/kiosk/venv with the system site packages (picamera2, pygame, lgpio, systemd from apt), offline.
+
+    Exactly the wheelhouse's requirements.txt is installed (the device lock of the image's release): every wheel
+    checked against its sha256, nothing resolved on the device (--no-deps; the lock is the complete closure).
+    """
     venv, wheelhouse = root / VENV, root / WHEELHOUSE
     if (venv / "bin/kiosk").exists():
         return
     pip_wheels = sorted(wheelhouse.glob("pip-*.whl"))
     if not pip_wheels:
         raise FirstbootError(f"no pip wheel in {wheelhouse}; rebuild the image with a complete wheelhouse")
+    requirements = wheelhouse / REQUIREMENTS
+    if not requirements.is_file():
+        raise FirstbootError(
+            f"no {requirements} (the wheelhouse's lock); rebuild the image with a wheelhouse made by "
+            "provisioning/download-wheelhouse"
+        )
     _must(run, ["python3", "-m", "venv", "--clear", "--without-pip", "--system-site-packages", str(venv)])
     pip = [str(venv / "bin/python"), str(pip_wheels[-1] / "pip")]
-    _must(run, [*pip, "install", "--no-index", "--find-links", str(wheelhouse), "kiosk[pi]"])
+    _must(
+        run,
+        [
+            *pip,
+            "install",
+            "--no-index",
+            "--find-links",
+            str(wheelhouse),
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(requirements),
+        ],
+    )
 
 
 def check_system_modules(root: Path, run: Runner) -> None:

@@ -34,10 +34,9 @@ from kiosk_provisioning import ProvisionError, firstboot
 from kiosk_provisioning.credentials import Authority, DeviceSecrets, device_secrets, load_authority, read_passphrase
 from kiosk_provisioning.devices import Device, read_devices
 from kiosk_provisioning.diskimage import Ext4Partition, FatPartition, Node, read_partitions, require_tools
-from kiosk_provisioning.wheelhouse import check_wheelhouse
+from kiosk_provisioning.wheelhouse import RELEASES, check_wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASES = {"bookworm": "3.11", "trixie": "3.13"}
 LOADERS = ("/lib/ld-linux-aarch64.so.1", "/usr/lib/ld-linux-aarch64.so.1")
 DESKTOP_MARKERS = ("/usr/share/xsessions", "/usr/share/wayland-sessions")
 DEFAULT_NTP = ("0.id.pool.ntp.org", "1.id.pool.ntp.org", "2.id.pool.ntp.org", "3.id.pool.ntp.org")

@@ -1,12 +1,22 @@
-"""Check that a wheelhouse installs the kiosk offline on the device: aarch64, the image's CPython, every dependency.
+"""The wheelhouse: exactly the device lock of the image's release, as wheels for aarch64 and the image's CPython.
 
-The check follows ``Requires-Dist`` from the kiosk wheel (with its ``pi`` extra) through every wheel it finds,
-evaluating environment markers for the device, so a missing or wrong-platform wheel is found on the
-workstation, not at first boot without network.
+``provisioning/download-wheelhouse`` fills it from ``locks/device-<release>.txt`` and writes its
+``requirements.txt`` (:func:`write_requirements`): the lock's pins with their hashes, and the sha256 of the wheels
+built on the workstation (kiosk, kiosk-contract, face_recognition_models, whose PyPI release is source only). The
+first boot installs exactly that, offline: ``pip install --no-index --find-links WHEELHOUSE --require-hashes
+--no-deps -r WHEELHOUSE/requirements.txt``.
+
+:func:`check_wheelhouse` (run by ``make-images`` and ``download-wheelhouse``) refuses, on the workstation rather
+than at first boot without network, a wheelhouse without ``requirements.txt``, a pinned wheel missing or with a
+hash the lock does not allow, a wheel the lock does not pin (a numpy 2 beside Bookworm's numpy 1, say), a wheel
+for another platform or Python, and a server or image-script wheel (the device carries neither). It also follows
+``Requires-Dist`` from the kiosk wheel (with its ``pi`` extra) through the wheels, evaluating markers for the
+device, so a lock that misses a dependency is found too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zipfile
 from dataclasses import dataclass
@@ -19,8 +29,22 @@ from packaging.version import Version
 
 from kiosk_provisioning import ProvisionError
 
+# Raspberry Pi OS releases and their CPython.
+RELEASES = {"bookworm": "3.11", "trixie": "3.13"}
 KIOSK = "kiosk"
 KIOSK_EXTRAS = ("", "pi")
+REQUIREMENTS = "requirements.txt"
+# Built on the workstation, so their hashes are those of the wheels made there: this repository's device parts, and
+# the packages whose PyPI release has no wheel (the lock holds the hash of their source).
+LOCAL = ("kiosk", "kiosk-contract")
+SDIST_ONLY = ("face-recognition-models",)
+# Never on the device: the server and the image script, with their keys and registries, stay off the Pi.
+NOT_ON_DEVICE = {"kiosk-central": "the central server", "kiosk-provisioning": "the image script"}
+# The numpy the image's apt packages (simplejpeg, picamera2) were built against allows (locks/constraints/).
+NUMPY = {
+    "3.11": (SpecifierSet("<2"), "Bookworm's apt simplejpeg and picamera2 are built against numpy 1.24"),
+    "3.13": (SpecifierSet(">=2.2,<3"), "Trixie's apt simplejpeg and picamera2 are built against numpy 2.2"),
+}
 # glibc of Raspberry Pi OS: Bookworm 2.36, Trixie 2.41 (manylinux_2_X wheels need X <= this).
 GLIBC = {"3.11": (2, 36), "3.13": (2, 41)}
 _MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_aarch64$")
@@ -37,13 +61,139 @@ class Wheel:
     fits: bool
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """One line of a requirements file: ``name==version`` and the sha256 hashes allowed for its file."""
+
+    name: str
+    version: Version
+    hashes: frozenset[str]
+
+    def line(self) -> str:
+        hashes = "".join(f" \\\n    --hash=sha256:{h}" for h in sorted(self.hashes))
+        return f"{self.name}=={self.version}{hashes}\n"
+
+
+def read_requirements(path: Path) -> dict[str, Pinned]:
+    """The pins of a hash-pinned requirements file (a lock from scripts/lock or a wheelhouse's requirements.txt)."""
+    pins: dict[str, Pinned] = {}
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+        if match is None:
+            raise ProvisionError(f"{path}: line {number} is not name==version with --hash=sha256 entries: {line[:80]}")
+        name = str(canonicalize_name(match.group(1)))
+        if name in pins:
+            raise ProvisionError(f"{path}: {name} is pinned twice")
+        pins[name] = Pinned(name, Version(match.group(2)), frozenset(re.findall(r"[0-9a-f]{64}", match.group(3))))
+    return pins
+
+
+def write_requirements(folder: Path, lock: Path, release: str) -> tuple[Path, list[str]]:
+    """Write ``folder/requirements.txt`` from the device lock and the wheels built here; remove unpinned wheels.
+
+    Returns the file and the names of the wheels removed (left from an older lock or another release).
+    """
+    pins = read_requirements(lock)
+    for name in NOT_ON_DEVICE:
+        if name in pins:
+            raise ProvisionError(f"{lock}: pins {name} ({NOT_ON_DEVICE[name]}), which has no place on the device")
+    wheels = _wheels(folder, RELEASES[release], [])
+    for name in (*LOCAL, *(n for n in SDIST_ONLY if n in pins)):
+        built = [w for w in wheels.get(name, []) if w.fits and (name in LOCAL or w.version == pins[name].version)]
+        if len(built) != 1:
+            found = ", ".join(w.path.name for w in wheels.get(name, [])) or "none"
+            raise ProvisionError(f"{folder}: expected one wheel of {name} built here, found {found}")
+        pins[name] = Pinned(name, built[0].version, frozenset({_sha256(built[0].path)}))
+    removed = []
+    for ws in wheels.values():
+        for w in ws:
+            pin = pins.get(w.name)
+            if pin is None or pin.version != w.version or not w.fits:
+                w.path.unlink()
+                removed.append(w.path.name)
+    header = (
+        f"# The kiosk on Raspberry Pi OS {release} (aarch64, CPython {RELEASES[release]}): {lock.name} and the\n"
+        "# wheels built by provisioning/download-wheelhouse. The first boot installs exactly this, offline:\n"
+        "#   pip install --no-index --find-links WHEELHOUSE --require-hashes --no-deps -r WHEELHOUSE/requirements.txt\n"
+    )
+    out = folder / REQUIREMENTS
+    tmp = out.with_name(f".{REQUIREMENTS}.tmp")
+    tmp.write_text(header + "".join(pins[n].line() for n in sorted(pins)), encoding="utf-8")
+    tmp.replace(out)
+    return out, sorted(removed)
+
+
 def check_wheelhouse(folder: Path, python: str) -> list[Path]:
-    """The wheels to copy into the image; ProvisionError lists everything the device would miss."""
-    fix = f"run provisioning/download-wheelhouse --out {folder} --os {'bookworm' if python == '3.11' else 'trixie'}"
+    """The files to copy into the image (the wheels and requirements.txt); ProvisionError lists every problem."""
+    release = next(r for r, p in RELEASES.items() if p == python)
+    fix = f"run provisioning/download-wheelhouse --out {folder} --os {release}"
     if not folder.is_dir():
         raise ProvisionError(f"{folder}: the wheelhouse folder does not exist; {fix}")
+    requirements = folder / REQUIREMENTS
+    if not requirements.is_file():
+        raise ProvisionError(
+            f"{requirements} is missing: the wheelhouse has no lock, so the device could not check what it installs; "
+            f"{fix}"
+        )
+    problems: list[str] = []
+    try:
+        pins = read_requirements(requirements)
+    except ProvisionError as exc:
+        raise ProvisionError(f"{exc}; {fix}") from None
+    wheels = _wheels(folder, python, problems)
+    if KIOSK not in wheels:
+        raise ProvisionError(f"{folder}: the wheelhouse has no kiosk wheel (kiosk-*.whl); {fix}")
+    if "pip" not in pins:
+        problems.append(f"{REQUIREMENTS} pins no pip: the device creates its venv without network and needs pip-*.whl")
+    for name, what in NOT_ON_DEVICE.items():
+        for w in wheels.get(name, []):
+            problems.append(f"{w.path.name}: {what} ({name}) does not belong on the device; remove it")
+        if name in pins and name not in wheels:
+            problems.append(f"{REQUIREMENTS} pins {name} ({what}), which does not belong on the device")
+    allowed, reason = NUMPY[python]
+    if "numpy" in pins and not allowed.contains(pins["numpy"].version, prereleases=True):
+        problems.append(f"{REQUIREMENTS} pins numpy=={pins['numpy'].version}, but {reason} (numpy{allowed})")
+    for name, pin in sorted(pins.items()):
+        if name in NOT_ON_DEVICE:
+            continue
+        candidates = wheels.get(name, [])
+        exact = [w for w in candidates if w.fits and w.version == pin.version]
+        if not exact:
+            others = ", ".join(w.path.name for w in candidates)
+            problems.append(
+                f"{name}=={pin.version} is pinned in {REQUIREMENTS} but the wheelhouse has "
+                + (f"only {others}" if others else "no wheel of it")
+            )
+        for w in exact:
+            digest = _sha256(w.path)
+            if digest not in pin.hashes:
+                problems.append(
+                    f"{w.path.name}: its sha256 {digest[:16]}... is not a hash {REQUIREMENTS} allows for "
+                    f"{name}=={pin.version}; download it again"
+                )
+    for ws in wheels.values():
+        for w in ws:
+            locked = pins.get(w.name)
+            if w.name in NOT_ON_DEVICE or (locked is not None and locked.version == w.version and w.fits):
+                continue
+            pinned = f" (it pins {w.name}=={locked.version})" if locked is not None else ""
+            problems.append(f"{w.path.name} is not in {REQUIREMENTS}{pinned}; remove it")
+    _check_requires(wheels, python, problems)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ProvisionError(
+            f"{folder}: the wheelhouse cannot install the kiosk offline on the device:\n{lines}\n{fix}"
+        )
+    return [w.path for ws in wheels.values() for w in ws] + [requirements]
+
+
+def _wheels(folder: Path, python: str, problems: list[str]) -> dict[str, list[Wheel]]:
+    """The wheels in a folder by project name, each marked with whether it installs on the device."""
     wheels: dict[str, list[Wheel]] = {}
-    problems = []
     for path in sorted(folder.glob("*.whl")):
         try:
             project, version, _build, tags = parse_wheel_filename(path.name)
@@ -52,10 +202,11 @@ def check_wheelhouse(folder: Path, python: str) -> list[Path]:
             continue
         fits = any(_fits(t.interpreter, t.abi, t.platform, python) for t in tags)
         wheels.setdefault(str(project), []).append(Wheel(path, str(project), version, fits))
-    if KIOSK not in wheels:
-        raise ProvisionError(f"{folder}: the wheelhouse has no kiosk wheel (kiosk-*.whl); {fix}")
-    if "pip" not in wheels:
-        problems.append("no pip wheel: the device creates its venv without network and needs pip-*.whl")
+    return wheels
+
+
+def _check_requires(wheels: dict[str, list[Wheel]], python: str, problems: list[str]) -> None:
+    """Follow Requires-Dist from kiosk[pi] through the wheels: every dependency has a wheel that fits and satisfies."""
     environment = _environment(python)
     todo = [(KIOSK, extra, SpecifierSet(), "") for extra in KIOSK_EXTRAS]
     done: set[tuple[str, str, str]] = set()
@@ -82,12 +233,14 @@ def check_wheelhouse(folder: Path, python: str) -> list[Path]:
             if requirement.marker is None or requirement.marker.evaluate(dict(environment, extra=extra)):
                 dependency = str(canonicalize_name(requirement.name))
                 todo += [(dependency, e, requirement.specifier, name) for e in ("", *requirement.extras)]
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise ProvisionError(
-            f"{folder}: the wheelhouse cannot install the kiosk offline on the device:\n{lines}\n{fix}"
-        )
-    return [w.path for ws in wheels.values() for w in ws if w.fits]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fits(interpreter: str, abi: str, platform: str, python: str) -> bool:

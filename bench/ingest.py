@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/broker.py: our own mosquitto on
 import numpy as np  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from broker import Broker, available  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -248,7 +249,8 @@ def worker_main(url: str, port: int, client_id: str, group: str, verify: bool, o
     setattr(schema, "from_bytes", meter.wrap("parse", schema.from_bytes))  # noqa: B010 - ingest calls schema.X
     setattr(signing, "verify", meter.wrap("verify", signing.verify if verify else _no_verify))  # noqa: B010
     ledger = Ledger(url)
-    ingestor = Ingestor(ledger, read_registry(ledger), topic_prefix=PREFIX)
+    ingestor = Ingestor(ledger, read_registry(ledger), topic_prefix=PREFIX,
+                        signing_key=Ed25519PrivateKey.generate())  # acks are signed as in production
     setattr(ingestor, "handle_batch", meter.wrap("handle_batch", ingestor.handle_batch))  # noqa: B010
     db_pid = None
     if ledger.backend.name == "postgresql":
@@ -284,9 +286,7 @@ class Devices:
 
     def __init__(self, workload: Workload, broker: Broker) -> None:
         self.workload = workload
-        self.seq_of = {m.event_id: (m.device, m.seq) for m in workload.messages if m.seq is not None}
         self.acked: dict[str, set[int]] = {}
-        self.upto: Counter[str] = Counter()
         self.covered = 0
         self.commands = 0
         self.last_ack_at: float | None = None
@@ -316,12 +316,7 @@ class Devices:
                 return
             acked = self.acked.setdefault(device, set())
             before = len(acked)
-            upto = int(body.get("upto_seq", 0))
-            if upto > self.upto[device]:
-                acked.update(range(self.upto[device] + 1, upto + 1))
-                self.upto[device] = upto
-            for event_id in body.get("acks", ()):
-                acked.add(int(self.seq_of[event_id][1] or 0))
+            acked.update(int(e["seq"]) for e in body.get("events", ()))  # signed acks name (seq, event_id) pairs
             if len(acked) > before:
                 self.covered += len(acked) - before
                 self.last_ack_at = time.monotonic()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
 from kiosk import atrest
 from kiosk.camera import Frame, FrameSource, open_source
+from kiosk.commands import AppliedVersion, Queued
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
 from kiosk.errors import CameraError, ConfigError, KioskError
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk")
 
-_NIP = re.compile(r"[0-9]{18}")
 PRUNE_EVERY_S = 3600.0  # retention is counted in days; once an hour is plenty
 CAMERA_RETRY_MIN_S = 1.0
 CAMERA_RETRY_MAX_S = 30.0
@@ -51,59 +49,6 @@ def store_gallery(cfg: RecognizerConfig, data: bytes, cipher: DataCipher | None 
     """Verify a gallery file's bytes and write them as the configured gallery, atomically and with its version kept
     (versions are central's), sealed with the data key when the device has one."""
     return store_received(data, cfg.gallery, cfg.gallery_key(), cipher)
-
-
-def gallery_actions(
-    pipeline: Pipeline, commands: queue.Queue[tuple[str, Any]]
-) -> dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
-    """Central's signed commands on the gallery, checked on the MQTT thread and carried out by the frame loop
-    between two frames: ``reload_gallery``; ``install_gallery`` with a gallery file of a newer ``version``
-    (``gallery_b64``, its ``sha256``); and ``remove_people`` with ``nips`` and the ``gallery_version`` central saw
-    (a captured removal replayed after a person was enrolled again finds a newer gallery: refused)."""
-
-    def queue_it(action: str, argument: Any = None) -> dict[str, Any]:
-        try:
-            commands.put_nowait((action, argument))
-        except queue.Full:
-            raise ValueError("the kiosk is still busy with earlier gallery commands; try again") from None
-        return {"queued": True, "gallery_version": pipeline.gallery.version}
-
-    def install_gallery(cmd: Mapping[str, Any]) -> dict[str, Any]:
-        version, encoded, digest = cmd.get("version"), cmd.get("gallery_b64"), cmd.get("sha256")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError("'version' (a positive integer) is missing")
-        if not isinstance(encoded, str) or not isinstance(digest, str):
-            raise ValueError("'gallery_b64' and 'sha256' (strings) are missing")
-        running = pipeline.gallery.version
-        if version == running:  # a retained push comes again at every reconnect
-            return {"installed": False, "gallery_version": running}
-        if version < running:
-            raise ValueError(f"stale gallery: version {version} is older than the running version {running}")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except ValueError:
-            raise ValueError("'gallery_b64' is not base64") from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ValueError("the gallery does not match its sha256")
-        return queue_it("install", data)
-
-    def remove_people(cmd: Mapping[str, Any]) -> dict[str, Any]:
-        nips, version = cmd.get("nips"), cmd.get("gallery_version")
-        if not isinstance(nips, list) or not nips or not all(isinstance(n, str) and _NIP.match(n) for n in nips):
-            raise ValueError("'nips' must be a non-empty list of 18-digit NIPs")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise ValueError("'gallery_version' (the version central removed them from) is missing")
-        if pipeline.gallery.version > version:
-            raise ValueError(
-                f"stale removal: the gallery here is at version {pipeline.gallery.version}, newer than {version}"
-            )
-        return queue_it("remove", tuple(nips))
-
-    return {
-        "reload_gallery": lambda cmd: queue_it("reload"),
-        "install_gallery": install_gallery,
-        "remove_people": remove_people,
-    }
 
 
 def stream(
@@ -152,8 +97,13 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         watcher = clock.ClockWatcher().start()
         parts.callback(watcher.close)
         recorder = Recorder(cfg, outbox, read_clock=watcher.state)
-        commands: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=16)  # for the frame loop
-        publisher = _start_publisher(cfg, outbox, parts, gallery_actions(pipeline, commands))
+        work: queue.Queue[Queued] = queue.Queue(maxsize=16)  # central's checked commands, for the frame loop
+        applied = AppliedVersion(cfg.device.state_dir / "commands.json")
+
+        def synced_now() -> datetime | None:
+            return datetime.now(UTC) if watcher.state().synced else None
+
+        publisher = _start_publisher(cfg, outbox, parts, work, applied, lambda: pipeline.gallery, synced_now)
         pins = _open_pins(cfg)
         parts.callback(pins.close)
         inputs: queue.Queue[str] = queue.Queue(maxsize=64)
@@ -173,7 +123,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         terminal = Terminal(
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
             clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer, cipher),
-            store_gallery=lambda data: store_gallery(cfg.recognizer, data, cipher), commands=commands,
+            store_gallery=lambda data: store_gallery(cfg.recognizer, data, cipher), commands=work, applied=applied,
         )  # fmt: skip
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
@@ -206,7 +156,9 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             now = time.monotonic()
             status_frames += 1
             if publisher is not None and now - status_at >= cfg.mqtt.status_every_s:  # health, signed like any event
-                recorder.status(fps=status_frames / (now - status_at), gallery_version=pipeline.gallery.version)
+                stats = publisher.status()
+                recorder.status(fps=status_frames / (now - status_at), gallery=pipeline.gallery,
+                                refused_acks=stats["refused_acks"], refused_commands=stats["refused_commands"])
                 status_at, status_frames = now, 0
                 wake()
             if now - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
@@ -319,21 +271,38 @@ def _start_publisher(
     cfg: KioskConfig,
     outbox: Outbox,
     parts: contextlib.ExitStack,
-    actions: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]],
+    work: queue.Queue[Queued],
+    applied: AppliedVersion,
+    gallery: Callable[[], Gallery],
+    synced_now: Callable[[], datetime | None],
 ) -> Publisher | None:
-    """Start the MQTT publisher when enabled (events are signed with the device key, ``actions`` are commands
-    that change the device, accepted only when signed by the central key)."""
+    """Start the MQTT publisher when enabled: events signed with the device key; acks and the commands that change
+    the device accepted only when signed with the central key (kiosk.commands)."""
     if not cfg.mqtt.enabled:
         log.info("mqtt is off: events stay in the outbox")
         return None
+    from kiosk.commands import CentralCommands
     from kiosk.events.mqtt import Publisher
     from kiosk_contract import signing
 
     if cfg.events.signing_key_file is None:
         raise ConfigError("mqtt", ["events.signing_key_file: publishing needs the device's Ed25519 key"])
+    if cfg.mqtt.central_key_file is None:
+        raise ConfigError("mqtt", ["mqtt.central_key_file: publishing needs the central server's public key, which "
+                                   "signs the acks that release events"])
     secret = read_secret(cfg.events.signing_key_file, key="events.signing_key_file")
     key = signing.private_key_from_pem(secret, "events.signing_key_file")
     key_id = signing.key_id_of(key)
+    central_keys = signing.load_public_keys([cfg.mqtt.central_key_file])
+    commands = CentralCommands(device=cfg.device.id, office=cfg.device.office_code or "", central_keys=central_keys,
+                               applied=applied, work=work, gallery=gallery, now=synced_now)
+
+    def alarm(name: str, detail: str) -> None:
+        try:
+            work.put_nowait(Queued("alarm", (name, detail), 0))
+        except queue.Full:
+            log.error("no room to queue the %s alarm: %s", name, detail)
+
     publisher = Publisher(
         outbox,
         cfg.mqtt,
@@ -341,8 +310,9 @@ def _start_publisher(
         window=cfg.mqtt.window,
         republish_after_s=cfg.mqtt.republish_after_s,
         seal=lambda body, seq: signing.seal(body, seq, key, key_id),
-        actions=actions,
-        central_keys=signing.load_public_keys([cfg.mqtt.central_key_file]) if cfg.mqtt.central_key_file else {},
+        central_keys=central_keys,
+        commands=commands,
+        alarm=alarm,
     ).start()
     parts.callback(publisher.close)
     return publisher

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.schedule import ScheduleConfig, check_schedule
 from kiosk_contract.settings import TableParser, opt, read_secret, reference_markdown, to_toml
+from kiosk_contract.topics import is_office_code
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class DeviceConfig:
 
     id: str = opt("kiosk-dev", "Device id, unique in the regency (used in events and topics).")
     office: str = opt("Kantor Contoh", "Office name shown on the screen.")
+    office_code: str | None = opt(
+        None, "Office code in the central server's rules and registry.json; central's commands must name it."
+    )
     timezone: str = opt("Asia/Makassar", "IANA time zone of the site (WITA by default).")
     state_dir: Path = opt(Path("/var/lib/kiosk"), "Writable folder for the gallery, outbox and evidence.")
     data_key: Literal["none", "file", "otp"] = opt(
@@ -341,6 +345,19 @@ def config_reference_markdown() -> str:
 def _cross_check(parser: TableParser, cfg: KioskConfig) -> None:
     """Rules that involve several keys; skipped when one of those keys already has a problem."""
     parser.check_time_zone("device.timezone", cfg.device.timezone)
+    code = cfg.device.office_code
+    if code and not is_office_code(code):
+        parser.report("device.office_code", f"{code!r} is not an office code (1-64 of A-Z a-z 0-9 . _ -)")
+    if cfg.mqtt.enabled and parser.clean("mqtt.enabled"):
+        needed = {
+            "device.office_code": (code, "the office code central's commands name"),
+            "mqtt.central_key_file": (cfg.mqtt.central_key_file, "the central server's public key, which signs "
+                                      "the acks that release events and the commands that change the kiosk"),
+            "events.signing_key_file": (cfg.events.signing_key_file, "the device's Ed25519 key, which signs events"),
+        }
+        for key, (value, what) in needed.items():
+            if not value and parser.clean(key):
+                parser.report(key, f"required when mqtt.enabled is true: {what}")
     if cfg.device.data_key == "file" and cfg.device.data_key_file is None and parser.clean("device.data_key"):
         parser.report("device.data_key_file", 'required when device.data_key is "file" (32 random bytes, chmod 600)')
     cam = cfg.camera

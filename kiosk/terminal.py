@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from kiosk_contract.fsutil import free_bytes
 from kiosk_contract.nip import nip_typo
@@ -23,6 +23,7 @@ from kiosk_contract.schedule import local_time, punch_kind
 
 if TYPE_CHECKING:
     from kiosk.camera import Frame
+    from kiosk.commands import AppliedVersion, Queued
     from kiosk.config import KioskConfig
     from kiosk.display import Screen
     from kiosk.events.outbox import Outbox
@@ -180,7 +181,8 @@ class Terminal:
         clock_synced: Callable[[], bool | None] = lambda: None,
         load_gallery: Callable[[], Gallery] | None = None,
         store_gallery: Callable[[bytes], Gallery] | None = None,
-        commands: queue.Queue[tuple[str, Any]] | None = None,
+        commands: queue.Queue[Queued] | None = None,
+        applied: AppliedVersion | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -204,6 +206,7 @@ class Terminal:
         self._load_gallery = load_gallery
         self._store_gallery = store_gallery  # verifies a gallery file's bytes and writes them (version kept)
         self.commands = commands if commands is not None else queue.Queue()  # central's, from the MQTT thread
+        self._applied = applied  # the version of the last command carried out (kiosk.commands)
         self._gallery_tried_at = start
         self.problems: dict[str, bool] = {}
         self.set_problem("gallery", len(pipeline.gallery) == 0)
@@ -274,42 +277,64 @@ class Terminal:
             (log.error if present else log.info)("problem %s %s", name, "present" if present else "solved")
         self.problems[name] = present
 
-    def reload_gallery(self) -> None:
-        """Load the gallery file again (central pushed one, or it was missing); a bad file keeps the running one."""
+    def reload_gallery(self) -> bool:
+        """Load the gallery file again (central asked, or it was missing); a bad file keeps the running one. True
+        when a gallery was loaded."""
         from kiosk.errors import KioskError
 
         if self._load_gallery is None:
-            return
+            return False
         try:
             new = self._load_gallery()
         except KioskError as exc:
             log.error("gallery not loaded, keeping version %d: %s", self.pipeline.gallery.version, exc)
-            return
+            return False
         log.info("gallery loaded: version %d -> %d, %d people", self.pipeline.gallery.version, new.version, len(new))
         self.pipeline.gallery = new
         self.set_problem("gallery", len(new) == 0)
+        return True
 
-    def remove_people(self, nips: tuple[str, ...]) -> None:
+    def remove_people(self, nips: tuple[str, ...]) -> bool:
         """Delete people from the gallery file and from recognition (central removed them: the personal-data law
         requires it to reach every device); the file is written before the running gallery changes, with the same
-        version (versions are central's: its next push is newer)."""
+        version and office (versions are central's: its next push is newer). True when done."""
         from kiosk_contract.gallery import Gallery
 
         old = self.pipeline.gallery
         gone = set(nips)
-        kept = Gallery([p for p in old.people if p.nip not in gone], version=old.version, model=old.model)
+        kept = Gallery([p for p in old.people if p.nip not in gone], version=old.version, model=old.model,
+                       office=old.office)
         if len(kept) == len(old):
             log.info("removal of %d NIP(s): none is enrolled here", len(gone))
-            return
+            return True
         if self._install(kept.to_bytes(self.cfg.recognizer.gallery_key()), f"removal of {len(gone)} NIP(s)"):
             log.info("removed %d people; gallery version %d", len(old) - len(kept), kept.version)
+            return True
+        return False
 
-    def install_gallery(self, data: bytes) -> None:
-        """A gallery file pushed by central (its signature already checked): verified, written, then swapped in."""
+    def install_gallery(self, data: bytes, version: int | None = None, office: str | None = None) -> bool:
+        """A gallery file pushed by central (its command already checked): verified, written, then swapped in. With
+        ``version`` and ``office`` (the command's), a file that says otherwise is refused."""
+        from kiosk_contract.errors import KioskError
+        from kiosk_contract.gallery import Gallery
+
         old = self.pipeline.gallery
+        if version is not None:
+            try:
+                pushed = Gallery.from_bytes(data, self.cfg.recognizer.gallery_key(), origin="the pushed gallery")
+            except KioskError as exc:
+                log.error("the pushed gallery is refused, the gallery is unchanged: %s", exc)
+                return False
+            if (pushed.version, pushed.office) != (version, office):
+                log.error("the pushed gallery is version %d of office %s, its command says version %d of office %s; "
+                          "refused, the gallery is unchanged", pushed.version, pushed.office, version, office)
+                return False
         if self._install(data, "the pushed gallery"):
             new = self.pipeline.gallery
-            log.info("gallery installed: version %d -> %d, %d people", old.version, new.version, len(new))
+            log.info("gallery installed: version %d -> %d (office %s), %d people", old.version, new.version,
+                     new.office, len(new))
+            return True
+        return False
 
     def _install(self, data: bytes, what: str) -> bool:
         """Write ``data`` as the gallery file and run it; False (and nothing changed) when it cannot be."""
@@ -328,17 +353,29 @@ class Terminal:
         return True
 
     def _take_commands(self) -> None:
+        """Carry out what the MQTT thread queued: central's checked commands (recording each version once it is
+        done; a version applied meanwhile is skipped) and alarms to store."""
+
         while True:
             try:
-                action, argument = self.commands.get_nowait()
+                item: Queued = self.commands.get_nowait()
             except queue.Empty:
                 return
-            if action == "reload":
-                self.reload_gallery()
-            elif action == "install":
-                self.install_gallery(argument)
-            elif action == "remove":
-                self.remove_people(argument)
+            if item.action == "alarm":
+                name, detail = item.argument
+                self.recorder.alarm(name, detail)
+                continue
+            if self._applied is not None and item.version <= self._applied.value:
+                log.info("command version %d (%s) was applied already; skipped", item.version, item.action)
+                continue
+            if item.action == "reload":
+                done = self.reload_gallery()
+            elif item.action == "install":
+                done = self.install_gallery(*item.argument)
+            else:
+                done = self.remove_people(item.argument)
+            if done and self._applied is not None:
+                self._applied.record(item.version)
 
     # --- decisions and manual entries ---------------------------------------------------------------------------
 

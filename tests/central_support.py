@@ -13,17 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk_central.ingest import Ingestor, RegisteredDevice
+from kiosk_central.ingest import Ingestor, Outgoing, RegisteredDevice
 from kiosk_central.settings import DeviceEntry
 from kiosk_central.store import Ledger
 from kiosk_contract import schema, signing
+from kiosk_contract.acks import open_ack
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 PREFIX = "presensi/v1"
 SITE = "kantor"
 BOOT = "3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2 + b"\xff\xd9"
+
+CENTRAL_KEY = Ed25519PrivateKey.generate()  # the central server's key: it signs acks and commands
+CENTRAL_KEYS = {signing.key_id_of(CENTRAL_KEY): CENTRAL_KEY.public_key()}
 
 ALEX = "198001012005011001"
 LIN = "198002022006021002"
@@ -128,5 +133,19 @@ def registry_entry(device_id: str, office: str, key_file: Path, revoked: bool = 
 
 
 def ingestor(ledger: Ledger, registry: dict[str, RegisteredDevice], now: list[float], **kw: Any) -> Ingestor:
-    """An ingestor on a clock the test moves (``now[0]`` in epoch seconds)."""
-    return Ingestor(ledger, registry, topic_prefix=PREFIX, clock=lambda: now[0], **kw)
+    """An ingestor on a clock the test moves (``now[0]`` in epoch seconds), signing with :data:`CENTRAL_KEY`."""
+    return Ingestor(ledger, registry, topic_prefix=PREFIX, clock=lambda: now[0], signing_key=CENTRAL_KEY, **kw)
+
+
+def acked(out: list[Outgoing]) -> list[tuple[int, str]]:
+    """The (seq, event_id) pairs the acks in ``out`` confirm, each ack verified as a kiosk does it (signature by the
+    central key, its device); sorted."""
+    pairs: list[tuple[int, str]] = []
+    for o in out:
+        if o.suffix == "ack":
+            pairs += open_ack(signing.wire(o.payload), CENTRAL_KEYS, device=o.device).events
+    return sorted(pairs)
+
+
+def acked_seqs(out: list[Outgoing]) -> list[int]:
+    return [seq for seq, _ in acked(out)]

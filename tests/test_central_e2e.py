@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from broker import Broker, available
-from central_support import ALEX, LIN, RULES, database, wita, write_key
+from central_support import ALEX, CENTRAL_KEY, CENTRAL_KEYS, LIN, RULES, database, wita, write_key
 from conftest import FILM_LIVENESS_TOML, wait_for
+from cryptography.hazmat.primitives import serialization
 
 from kiosk.config import KioskConfig, MqttConfig
 from kiosk.events.clock import ClockState
@@ -30,6 +31,7 @@ from kiosk_central import recap as recaps
 from kiosk_central.cli import Service, start_service
 from kiosk_central.settings import load_central_config
 from kiosk_contract import signing
+from kiosk_contract.gallery import Gallery
 
 pytestmark = pytest.mark.skipif(not available(), reason="mosquitto is not installed")
 
@@ -57,7 +59,7 @@ class Kiosk:
                                  boot_id=BOOT)
         mqtt = MqttConfig(enabled=True, host=broker.host, port=broker.port, site="kantor", keepalive_s=5,
                           reconnect_min_s=0.2, reconnect_max_s=1.0)
-        self.publisher = Publisher(self.outbox, mqtt, device_id,
+        self.publisher = Publisher(self.outbox, mqtt, device_id, central_keys=CENTRAL_KEYS,
                                    seal=seal or (lambda payload, seq: signing.seal(payload, seq, key))).start()
 
     def at(self, when: datetime) -> None:
@@ -81,6 +83,11 @@ class Kiosk:
 
 
 def central_config(folder: Path, broker: Broker, url: str, devices: dict[str, Path]) -> Path:
+    """central.toml in ``folder`` with the rules, the roster, the devices and the central key (:data:`CENTRAL_KEY`)."""
+    key_file = folder / "central.key"
+    if not key_file.exists():
+        signing.write_private_key(key_file, CENTRAL_KEY.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (folder / "rules.toml").write_text(RULES)
     (folder / "employees.csv").write_text(f"nip,name,unit\n{ALEX},Alex Lacamoire,bkpsdm\n{LIN},Lin,bkpsdm\n")
     config = folder / "central.toml"
@@ -90,6 +97,7 @@ def central_config(folder: Path, broker: Broker, url: str, devices: dict[str, Pa
         "reconnect_min_s = 0.2\nreconnect_max_s = 1.0\n"
         "[ingest]\nresend_interval_s = 0.3\n"
         '[rules]\nfile = "rules.toml"\nemployees = "employees.csv"\n'
+        '[signing]\nkey_file = "central.key"\n'
         + "".join(f'[[devices]]\nid = "{d}"\noffice = "bkpsdm"\npublic_keys = ["{p}"]\n' for d, p in devices.items())
     )
     return config
@@ -241,15 +249,18 @@ def test_a_replayed_clip_becomes_a_recap_through_the_broker_and_postgresql(hamil
             'end = 23:59:00 }]\n'
         )
         service = serve(config)
+        central_pub = tmp_path / "central.pub"
+        central_pub.write_bytes(CENTRAL_KEY.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         kiosk_toml = tmp_path / "kiosk.toml"
         kiosk_toml.write_text(
-            f'[device]\nid = "kiosk-e2e"\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[device]\nid = "kiosk-e2e"\noffice_code = "bkpsdm"\nstate_dir = "{tmp_path / "state"}"\n'
             f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
             f'[recognizer]\ngallery = "{hamilton_gallery}"\n{FILM_LIVENESS_TOML}'
             f'[[schedule.windows]]\ndays = {every_day}\nkind = "masuk"\nstart = 00:00:00\nend = 23:59:00\n'
             f'[events]\nsigning_key_file = "{key_file}"\n'
             f'[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.port}\nsite = "kantor"\n'
-            "reconnect_min_s = 0.2\nreconnect_max_s = 1.0\n"
+            f'central_key_file = "{central_pub}"\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\n'
             '[display]\nbackend = "null"\n'
         )
         kcfg = load_config(kiosk_toml)
@@ -260,9 +271,10 @@ def test_a_replayed_clip_becomes_a_recap_through_the_broker_and_postgresql(hamil
             # acks the ledger sent meanwhile wait for it at the broker (persistent session).
             outbox = Outbox.open(kcfg.device.state_dir / "outbox.sqlite")
             recorder = Recorder(kcfg, outbox, read_clock=lambda: ClockState(synced=True, source="ntp", how="test"))
-            recorder.status(fps=15.0, gallery_version=1)
+            recorder.status(fps=15.0, gallery=Gallery(version=1))
             key = signing.load_private_key(key_file)
-            publisher = Publisher(outbox, kcfg.mqtt, "kiosk-e2e", seal=lambda p, s: signing.seal(p, s, key)).start()
+            publisher = Publisher(outbox, kcfg.mqtt, "kiosk-e2e", seal=lambda p, s: signing.seal(p, s, key),
+                                  central_keys=CENTRAL_KEYS).start()
             wait_for(lambda: outbox.counts()["pending"] + outbox.counts()["published"] == 0,
                      f"every event acknowledged (outbox {outbox.counts()}, ledger {service.ingestor.snapshot()})")
         finally:

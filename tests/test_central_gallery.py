@@ -1,29 +1,32 @@
-"""Gallery distribution: central cuts the master gallery by office, signs it and publishes it retained to each
-office's kiosks; a kiosk that connects later gets it, verifies it and installs it (tests/broker.py: real Mosquitto)."""
+"""Gallery distribution: central cuts the master gallery by office and publishes it retained to each office's kiosks,
+each in a command signed for that kiosk with its next command version; a kiosk that connects later gets it, checks
+it and installs it, and refuses another office's push (tests/broker.py: real Mosquitto)."""
 
 from __future__ import annotations
 
 import json
 import queue
+import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, available
 from central_support import ALEX, LIN, OBAMA, database, write_key
 from conftest import wait_for
 
 from kiosk import app
+from kiosk.commands import AppliedVersion, CentralCommands, Queued
 from kiosk.config import MqttConfig, RecognizerConfig
 from kiosk.events.mqtt import Publisher
 from kiosk.events.outbox import Outbox
-from kiosk.recognizer.pipeline import Pipeline
 from kiosk_central import distribute
 from kiosk_central.cli import main as central_main
 from kiosk_central.settings import BrokerConfig
 from kiosk_central.store import Ledger
 from kiosk_contract import signing
+from kiosk_contract.commands import parse_command
 from kiosk_contract.gallery import Gallery, Person
 
 NOW = "2026-11-30T07:00:00+08:00"
@@ -54,65 +57,113 @@ def ledger_with_offices(url: str) -> Ledger:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_each_office_gets_its_own_signed_gallery_with_the_next_version(backend: str, tmp_path: Path) -> None:
+def test_each_kiosk_gets_its_office_gallery_in_a_command_bound_to_it(backend: str, tmp_path: Path) -> None:
     central, central_pub = write_key(tmp_path, "central")
     keys = signing.load_public_keys([central_pub])
     with database(backend, tmp_path) as url:
         ledger = ledger_with_offices(url)
         try:
             plans = {p.office: p for p in distribute.plan(ledger, master())}
-            assert {o: (p.gallery.nips, p.gallery.version, p.devices, p.unaddressed) for o, p in plans.items()} == {
-                "bkpsdm": ([ALEX], 1, (("kiosk-1", "kantor"),), ()),
-                "dinkes": ([LIN], 1, (("kiosk-2", "puskesmas"),), ("kiosk-3",)),
+            assert {o: (p.gallery.nips, p.gallery.version, p.gallery.office, p.devices, p.unaddressed)
+                    for o, p in plans.items()} == {
+                "bkpsdm": ([ALEX], 1, "bkpsdm", (("kiosk-1", "kantor"),), ()),
+                "dinkes": ([LIN], 1, "dinkes", (("kiosk-2", "puskesmas"),), ("kiosk-3",)),
             }, "Obama is in no office; the revoked kiosk-4 gets nothing"
             sent: list[tuple[str, bytes]] = []
             report = distribute.push(ledger, list(plans.values()), central, lambda t, p: sent.append((t, p)),
                                      "presensi/v1")
             assert "dinkes: version 1, 1 people, to 1 kiosk(s); not yet connected (push again later): kiosk-3" in report
             assert [t for t, _ in sent] == ["presensi/v1/kantor/kiosk-1/cmd", "presensi/v1/puskesmas/kiosk-2/cmd"]
-            command = json.loads(sent[1][1])
+            command = parse_command(sent[1][1])
             signing.verify(command, keys)
-            assert command["cmd"] == "install_gallery" and command["version"] == 1 and command["office"] == "dinkes"
-            forged = {**command, "gallery_b64": command["gallery_b64"][:-8] + "AAAAAAA="}
+            assert (command["cmd"], command["gallery_version"], command["target"], command["version"]) == (
+                "install_gallery", 1, {"office": "dinkes", "device": "kiosk-2"}, 1)
+            assert command["issued_at"] < command["expires_at"]
+            forged = {**command, "target": {"office": "bkpsdm", "device": "kiosk-1"}}
             with pytest.raises(signing.SignatureError):
                 signing.verify(forged, keys)
-            again = distribute.plan(ledger, master(), ["dinkes"])
-            assert [(p.office, p.gallery.version) for p in again] == [("dinkes", 2)]
+            again = distribute.plan(ledger, master(), ["bkpsdm"])
+            distribute.push(ledger, again, central, lambda t, p: sent.append((t, p)), "presensi/v1")
+            assert parse_command(sent[-1][1])["version"] == 2, "each kiosk's command versions grow"
             with pytest.raises(ValueError, match="nowhere"):
                 distribute.plan(ledger, master(), ["nowhere"])
-            ledger.set_gallery_version("kiosk-1", "1")
-            assert distribute.status(ledger)[:2] == [("kiosk-1", "bkpsdm", "1", 1), ("kiosk-2", "dinkes", None, 1)]
+            ledger.set_gallery("kiosk-1", "2", "bkpsdm")
+            ledger.set_gallery("kiosk-2", "1", "bkpsdm")  # dinkes' kiosk running bkpsdm's gallery
+            state = {k.device: (k.running_office, k.running_version, k.latest, k.state)
+                     for k in distribute.status(ledger)}
+            assert state["kiosk-1"] == ("bkpsdm", "2", 2, "current")
+            assert state["kiosk-2"] == ("bkpsdm", "1", 1, "wrong office"), "never reported current"
+            assert state["kiosk-3"] == (None, None, 1, "unknown")
         finally:
             ledger.close()
 
 
 @pytest.mark.skipif(not available(), reason="mosquitto is not installed")
-def test_a_kiosk_that_connects_later_installs_the_pushed_gallery(tmp_path: Path) -> None:
+def test_another_offices_push_is_refused_and_a_kiosk_that_connects_later_installs_its_own(tmp_path: Path) -> None:
+    """The issue's attack: office A's signed push, replayed on office B's kiosk, was installed."""
     central, central_pub = write_key(tmp_path, "central")
     device_key, _ = write_key(tmp_path, "kiosk-1")
     with Broker(tmp_path / "broker") as broker, database("sqlite", tmp_path) as url:
         ledger = ledger_with_offices(url)
-        plans = distribute.plan(ledger, master(), ["bkpsdm"])
         with distribute.RetainedPublisher(BrokerConfig(host=broker.host, port=broker.port)) as out:
-            distribute.push(ledger, plans, central, out.publish, "presensi/v1")
+            distribute.push(ledger, distribute.plan(ledger, master()), central, out.publish, "presensi/v1")
         ledger.close()
+        dinkes_push = wait_for(lambda: retained(broker, "presensi/v1/puskesmas/kiosk-2/cmd"), "dinkes' retained push")
 
-        # the kiosk comes online afterwards: the retained command is delivered, verified and queued for its loop
+        # kiosk-1 (bkpsdm) comes online afterwards: its retained command is delivered, checked and queued
         cfg = RecognizerConfig(gallery=tmp_path / "kiosk-gallery.kgal")
-        pipeline = Pipeline(Gallery(), cfg)
-        commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        work: queue.Queue[Queued] = queue.Queue()
+        applied = AppliedVersion(tmp_path / "commands.json")
+        gate = CentralCommands(device="kiosk-1", office="bkpsdm", central_keys=signing.load_public_keys([central_pub]),
+                               applied=applied, work=work, gallery=Gallery, now=lambda: None)
         mqtt_cfg = MqttConfig(enabled=True, host=broker.host, port=broker.port, site="kantor", keepalive_s=5,
                               reconnect_min_s=0.2, reconnect_max_s=1.0)
+        results = Listener(broker, "presensi/v1/kantor/kiosk-1/cmd/result")
         with Outbox.open(tmp_path / "outbox.sqlite") as outbox, Publisher(
             outbox, mqtt_cfg, "kiosk-1", seal=lambda payload, seq: signing.seal(payload, seq, device_key),
-            actions=app.gallery_actions(pipeline, commands), central_keys=signing.load_public_keys([central_pub]),
+            central_keys=gate.central_keys, commands=gate,
         ).start():
-            wait_for(lambda: not commands.empty(), "the retained install_gallery command")
-            action, data = commands.get_nowait()
-        assert action == "install"
-        installed = app.store_gallery(cfg, data)
-        assert installed.nips == [ALEX] and installed.version == 1
+            item = wait_for(lambda: None if work.empty() else work.get_nowait(), "the retained install_gallery")
+            results.send("presensi/v1/kantor/kiosk-1/cmd", dinkes_push)  # office A's push replayed on B's kiosk
+            answers = wait_for(lambda: len(results.got) >= 2 and results.got, "both results")
+        results.close()
+        assert (item.action, item.version, item.argument[1:]) == ("install", 1, (1, "bkpsdm"))
+        refused = json.loads(answers[1])
+        assert (refused["ok"], refused["refused"]) == (False, "wrong_device") and work.empty()
+        installed = app.store_gallery(cfg, item.argument[0])
+        assert (installed.nips, installed.version, installed.office) == ([ALEX], 1, "bkpsdm")
         assert Gallery.load(cfg.gallery).nips == [ALEX], "written where the kiosk loads it from"
+
+
+class Listener:
+    """A test client: the messages of one topic, and a way to publish as anyone could with a stolen certificate."""
+
+    def __init__(self, broker: Broker, topic: str) -> None:
+        self.got: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = lambda c, u, m: self.got.append(bytes(m.payload))
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def retained(broker: Broker, topic: str) -> bytes | None:
+    """The retained message of ``topic``, or None."""
+    listener = Listener(broker, topic)
+    try:
+        wait_for(lambda: listener.got, f"the retained message of {topic}", timeout=3)
+    except AssertionError:
+        return None
+    finally:
+        listener.close()
+    return listener.got[0]
 
 
 @pytest.mark.skipif(not available(), reason="mosquitto is not installed")
@@ -126,15 +177,16 @@ def test_the_push_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFixt
     with Broker(tmp_path / "broker") as broker, database("sqlite", tmp_path) as url:
         ledger_with_offices(url).close()
         config = tmp_path / "central.toml"
-        config.write_text(f'[database]\nurl = "{url}"\n[broker]\nhost = "{broker.host}"\nport = {broker.port}\n')
-        push = ["gallery", "push", "--config", str(config), "--gallery", str(gallery), "--key", str(key)]
+        config.write_text(f'[database]\nurl = "{url}"\n[broker]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                          f'[signing]\nkey_file = "{key}"\n')
+        push = ["gallery", "push", "--config", str(config), "--gallery", str(gallery)]
         assert central_main([*push, "--office", "nowhere"]) == 2
         assert "no employee or kiosk of office(s) nowhere" in capsys.readouterr().err
         assert central_main([*push, "--office", "bkpsdm"]) == 0
         assert "bkpsdm: version 1, 1 people, to 1 kiosk(s)" in capsys.readouterr().out
         assert central_main(["gallery", "status", "--config", str(config)]) == 0
         shown = capsys.readouterr().out.splitlines()
-        assert shown[0] == "kiosk-1\tbkpsdm\truns -\tlatest 1\tbehind"
+        assert shown[0] == "kiosk-1\tbkpsdm\truns -\tlatest 1\tunknown"
         assert shown[1].startswith("kiosk-2\tdinkes\truns -\tlatest -")
         key.chmod(0o644)
         assert central_main(push) == 2, "a central key open to others is refused"

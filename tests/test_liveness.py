@@ -144,7 +144,11 @@ def test_surroundings_held_in_a_hand_move_and_a_still_background_does_not(
     assert moving_share(attack_marks["replay"]) > 0.7
     assert moving_share(attack_marks["print on a stand"], measured=0) == 0.0, "a photo on a stand moves nothing"
     second_shot = largest_face_marks(hamilton[217:251])  # the clip's second shot: the camera holds still
-    assert moving_share(second_shot) == 0.0, "a real person before a still background"
+    moving = [m for _, m in second_shot if m is not None and m >= LivenessConfig().surroundings_motion]
+    # OpenCV 4.11 (the Bookworm device's, locks/) sees one frame of 29 just above the threshold where 5.1 saw none:
+    # never the surroundings_frames in a row that would bring the challenge
+    assert moving_share(second_shot) < 0.05 and len(moving) < LivenessConfig().surroundings_frames, (
+        "a real person before a still background")
     assert moving_share(lin_marks) > 0.3, "a film's panning camera moves the background as a hand would"
 
 
@@ -333,8 +337,10 @@ def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     problems = schema.validate(body, complete=False)
     for path in ("method", "score", "challenge", "extra"):
         assert any(p.startswith(f"$.decision.liveness.{path}:") for p in problems), (path, problems)
-    for challenge, problem in (("turn_left+blink", None), ("blink+smile", "'smile' in 'blink+smile'"),
-                               ("blink+turn_left+blink+turn_right", "at most 3"), (3, "must be a string")):
+    for challenge, problem in (("turn_left+blink", None),
+                               ("blink+smile", "'blink+smile' is not 1 to 3 of blink, turn_left, turn_right"),
+                               ("blink+turn_left+blink+turn_right", "is not 1 to 3 of"),
+                               (3, "must be a string or null")):
         decision["liveness"] = dict(field, challenge=challenge)
         problems = [p for p in schema.validate(body, complete=False) if "liveness.challenge" in p]
         assert (problems == []) if problem is None else (problem in problems[0]), (challenge, problems)

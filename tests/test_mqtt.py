@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,19 @@ import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, available
 from conftest import wait_for
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kiosk.commands import AppliedVersion, CentralCommands, Queued
 from kiosk.config import MqttConfig
 from kiosk.events.mqtt import Publisher, Topics
-from kiosk.events.outbox import Outbox
+from kiosk.events.outbox import Outbox, OutboxEvent
+from kiosk_contract import schema, signing, validation
+from kiosk_contract.acks import build_acks
+from kiosk_contract.commands import Target, build_command
+from kiosk_contract.gallery import Gallery
 
 pytestmark = pytest.mark.skipif(not available(), reason="mosquitto is not installed")
 
@@ -37,6 +45,8 @@ PREFIX = "presensi/v1"
 SITE = "s1"
 DEVICE = "kiosk-1"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
+CENTRAL = Ed25519PrivateKey.generate()  # the central server's key: acks and commands are signed with it
+CENTRAL_KEYS = {signing.key_id_of(CENTRAL): CENTRAL.public_key()}
 
 
 class Sub:
@@ -132,8 +142,13 @@ def subs() -> Iterator[list[Sub]]:
         s.close()
 
 
+def eid(i: int) -> str:
+    """The event id of test event ``i``: a UUIDv7, as every event id is."""
+    return schema.new_event_id(1_764_547_200_000 + i, i.to_bytes(10, "big"))
+
+
 def payload(i: int) -> bytes:
-    return json.dumps({"event_id": f"e-{i}", "nip": "198001012005011001", "i": i}).encode()
+    return json.dumps({"event_id": eid(i), "nip": "198001012005011001", "i": i}).encode()
 
 
 def test_events_arrive_in_seq_order_with_evidence_and_online(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
@@ -143,7 +158,7 @@ def test_events_arrive_in_seq_order_with_evidence_and_online(broker: Broker, out
     with Publisher(outbox, config(broker), DEVICE) as pub:
         appended = []
         for i in range(45):  # more than the window of 20
-            appended.append(outbox.append(f"e-{i}", "attendance", payload(i), evidence=JPEG if i % 3 == 0 else None))
+            appended.append(outbox.append(eid(i), "attendance", payload(i), evidence=JPEG if i % 3 == 0 else None))
             pub.wake()
         wait_for(lambda: len(sub.on("event")) >= 45, "45 events")
         wait_for(lambda: outbox.counts()["published"] == 45, "all events marked published after PUBACK")
@@ -172,115 +187,178 @@ def test_events_arrive_in_seq_order_with_evidence_and_online(broker: Broker, out
     pub.close()  # idempotent
 
 
-def test_acks_by_event_id_and_upto_seq(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+def ack(events: list[OutboxEvent], *, key: Ed25519PrivateKey = CENTRAL, device: str = DEVICE,
+        ids: list[str] | None = None) -> bytes:
+    """A signed ack for these stored events (``ids`` replaces their event ids: an ack for other events)."""
+    pairs = [(e.seq, e.event_id if ids is None else ids[i]) for i, e in enumerate(events)]
+    (message,) = build_acks(device, pairs, key)
+    return signing.wire(message)
+
+
+def test_signed_acks_release_events_by_seq_and_event_id(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    with Publisher(outbox, config(broker), DEVICE) as pub:
-        events = [outbox.append(f"e-{i}", "attendance", payload(i), evidence=JPEG) for i in range(10)]
+    with Publisher(outbox, config(broker), DEVICE, central_keys=CENTRAL_KEYS) as pub:
+        events = [outbox.append(eid(i), "attendance", payload(i), evidence=JPEG) for i in range(10)]
         pub.wake()
         wait_for(lambda: outbox.counts()["published"] == 10, "10 published")
-        sub.send(topics.ack, json.dumps({"acks": ["e-0", "e-1", "e-7"]}).encode())
-        wait_for(lambda: outbox.counts()["acknowledged"] == 3, "3 acknowledged by event_id")
-        assert outbox.get("e-7").state == "acknowledged" and outbox.evidence(events[7].seq) is None  # type: ignore[union-attr]
-        sub.send(topics.ack, json.dumps({"upto_seq": events[5].seq}).encode())
-        wait_for(lambda: outbox.counts()["acknowledged"] == 7, "upto_seq acknowledges 2..5 too")
-        assert outbox.get("e-6").state == "published"  # type: ignore[union-attr]
-        assert pub.status()["acked"] == 7
+        sub.send(topics.ack, ack([events[0], events[1], events[7]]))
+        wait_for(lambda: outbox.counts()["acknowledged"] == 3, "3 acknowledged by (seq, event_id)")
+        assert outbox.get(eid(7)).state == "acknowledged" and outbox.evidence(events[7].seq) is None  # type: ignore[union-attr]
+        sub.send(topics.ack, ack([events[3]], ids=["0190a4c2-7a1e-7b3c-8d4e-5f6a7b8c9d0e"]))  # another event, seq 3
+        wait_for(lambda: outbox.mismatched_acks == 1, "an ack naming another event under seq 3 counted")
+        assert outbox.get(eid(3)).state == "published"  # type: ignore[union-attr]
+        assert pub.status()["acked"] == 3
 
 
-def test_malformed_acks_and_commands_change_nothing(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
+def test_unsigned_forged_and_other_devices_acks_release_nothing(broker: Broker, outbox: Outbox,
+                                                                subs: list[Sub]) -> None:
+    """The issue's attack: with a copy of one kiosk's MQTT certificate, ``{"upto_seq": 1000000}`` on its ack topic
+    made the kiosk release events the ledger never stored. Now only the central key's signature releases anything."""
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    with Publisher(outbox, config(broker), DEVICE) as pub:
-        outbox.append("e-0", "attendance", payload(0))
+    stranger = Ed25519PrivateKey.generate()
+    with Publisher(outbox, config(broker), DEVICE, central_keys=CENTRAL_KEYS) as pub:
+        events = [outbox.append(eid(i), "attendance", payload(i), evidence=JPEG) for i in range(5)]
+        pub.wake()
+        wait_for(lambda: outbox.counts()["published"] == 5, "5 published")
+        signed = json.loads(ack(events))
+        attacks = [
+            b'{"upto_seq": 1000000}',
+            json.dumps({"acks": [e.event_id for e in events]}).encode(),
+            json.dumps({k: v for k, v in signed.items() if k != "sig"}).encode(),  # unsigned
+            ack(events, key=stranger),  # signed by a key that is not central's
+            ack(events, device="kiosk-2"),  # central's ack for another kiosk, replayed here
+            json.dumps(signed | {"events": signed["events"] + [{"seq": 99, "event_id": events[0].event_id}]}).encode(),
+        ]
+        for body in attacks:
+            sub.send(topics.ack, body)
+        wait_for(lambda: pub.status()["refused_acks"] == len(attacks), "every forged ack refused and counted")
+        assert outbox.counts() == {"pending": 0, "published": 5, "acknowledged": 0}
+        assert all(outbox.evidence(e.seq) == JPEG for e in events), "no photo deleted"
+        sub.send(topics.ack, ack(events))
+        wait_for(lambda: outbox.counts()["acknowledged"] == 5, "the genuine ack still works")
+
+
+def test_malformed_acks_and_commands_change_nothing_and_every_command_gets_a_result(
+    broker: Broker, outbox: Outbox, subs: list[Sub]
+) -> None:
+    sub = Sub(broker)
+    subs.append(sub)
+    topics = Topics.of(PREFIX, SITE, DEVICE)
+    with Publisher(outbox, config(broker), DEVICE, central_keys=CENTRAL_KEYS) as pub:
+        outbox.append(eid(0), "attendance", payload(0))
         pub.wake()
         wait_for(lambda: outbox.counts()["published"] == 1, "published")
-        bad_acks = [
-            b"not json",
-            b"\xff\xfe",
-            b"[1,2]",
-            b"{}",
-            b'{"acks": "e-0"}',
-            b'{"acks": [1]}',
-            b'{"upto_seq": "9"}',
-            b'{"upto_seq": true}',
-            b'{"upto_seq": -1}',
-        ]
+        bad_acks = [b"not json", b"\xff\xfe", b"[1,2]", b"{}", b'{"acks": "e-0"}', b"[" * 100_000 + b"]" * 100_000]
         for body in bad_acks:
             sub.send(topics.ack, body)
-        wait_for(lambda: pub.status()["malformed_acks"] == len(bad_acks), "all malformed acks counted")
-        sub.send(topics.ack, b'{"acks": ["no-such-event"]}')  # well formed, unknown: the outbox counts it
-        sub.send(topics.cmd, b"garbage")
-        sub.send(topics.cmd, json.dumps({"request_id": "r1", "cmd": "reboot"}).encode())
-        sub.send(topics.cmd, json.dumps({"cmd": "ping"}).encode())
-        sub.send(topics.cmd, json.dumps({"request_id": "r2", "cmd": "ping"}).encode())
-        results = wait_for(lambda: len(sub.on("cmd/result")) >= 4 and sub.on("cmd/result"), "4 command results")
+        wait_for(lambda: pub.status()["refused_acks"] == len(bad_acks), "all malformed acks counted")
+        commands = [
+            b"garbage",
+            json.dumps({"v": 1, "request_id": "r1", "cmd": "reboot"}).encode(),
+            json.dumps({"v": 1, "cmd": "ping"}).encode(),
+            b'{"v": 1, "request_id": "deep", "cmd": "ping", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+            b'{"request_id": "big", "cmd": "ping", "pad": "' + b"x" * (49 * 1024 * 1024) + b'"}',
+            json.dumps({"v": 1, "request_id": "r2", "cmd": "ping"}).encode(),
+        ]
+        for body in commands:
+            sub.send(topics.cmd, body)
+        results = wait_for(lambda: len(sub.on("cmd/result")) >= len(commands) and sub.on("cmd/result"),
+                           "a result for every command")
         got = [json.loads(p) for p, _, _ in results]
-        assert got[0]["request_id"] is None and got[0]["ok"] is False and got[0]["error"]
-        assert got[1]["request_id"] == "r1" and got[1]["ok"] is False and "unknown" in got[1]["error"]
+        for result in got:
+            assert validation.problems("command-result", result) == [], result
+        assert got[0]["request_id"] is None and got[0]["ok"] is False and got[0]["refused"] == "malformed"
+        assert got[1]["request_id"] == "r1" and got[1]["refused"] == "unknown_command" and "reboot" in got[1]["error"]
         assert got[2]["request_id"] is None and got[2]["ok"] is False
-        assert got[3] == {"request_id": "r2", "ok": True}
-        wait_for(lambda: outbox.unknown_acks == 1, "unknown ack counted by the outbox")
+        assert got[3]["ok"] is False and "nested" in got[3]["error"], "deep nesting is an error result, not a crash"
+        assert got[4]["ok"] is False and "more than the limit" in got[4]["error"]
+        assert got[5] == {"request_id": "r2", "ok": True, "cmd": "ping"}
         assert outbox.counts() == {"pending": 0, "published": 1, "acknowledged": 0}
         st = pub.status()
-        assert st["malformed_cmds"] == 3 and st["commands"] == 1 and st["connected"]
+        assert st["refused_commands"] == 5 and st["commands"] == 1 and st["connected"]
 
 
 def test_resend_and_status_commands(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    with Publisher(outbox, config(broker), DEVICE, status_every_s=3600) as pub:
-        for i in range(4):
-            outbox.append(f"e-{i}", "attendance", payload(i))
+    with Publisher(outbox, config(broker), DEVICE, status_every_s=3600, central_keys=CENTRAL_KEYS) as pub:
+        events = [outbox.append(eid(i), "attendance", payload(i)) for i in range(4)]
         pub.wake()
         wait_for(lambda: len(sub.on("event")) == 4, "4 events")
-        sub.send(topics.ack, b'{"acks": ["e-0"]}')
+        sub.send(topics.ack, ack(events[:1]))
         wait_for(lambda: outbox.counts()["acknowledged"] == 1, "e-0 acknowledged")
         statuses = len(sub.on("status"))
-        sub.send(topics.cmd, json.dumps({"request_id": "s1", "cmd": "status"}).encode())
+        sub.send(topics.cmd, json.dumps({"v": 1, "request_id": "s1", "cmd": "status"}).encode())
         wait_for(lambda: len(sub.on("status")) > statuses, "a status published on request")
-        sub.send(topics.cmd, json.dumps({"request_id": "r1", "cmd": "resend", "from_seq": 1}).encode())
-        sub.send(topics.cmd, json.dumps({"request_id": "r2", "cmd": "resend", "from_seq": "x"}).encode())
+        sub.send(topics.cmd, signing.wire(build_command("resend", request_id="r1", from_seq=1, key=CENTRAL)))
+        sub.send(topics.cmd, json.dumps({"v": 1, "request_id": "r2", "cmd": "resend", "from_seq": "x"}).encode())
         wait_for(lambda: len(sub.on("event")) == 7, "the three unacknowledged events sent again")
         wait_for(lambda: len(sub.on("cmd/result")) == 3, "three command results")
         results = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
-        assert results["s1"] == {"request_id": "s1", "ok": True}
-        assert results["r1"] == {"request_id": "r1", "ok": True, "requeued": 3}
+        assert results["s1"] == {"request_id": "s1", "ok": True, "cmd": "status"}
+        assert results["r1"] == {"request_id": "r1", "ok": True, "cmd": "resend", "requeued": 3}
         assert results["r2"]["ok"] is False and "from_seq" in results["r2"]["error"]
         again = [props["event_id"] for _, props, _ in sub.on("event")[4:]]
-        assert sorted(again) == ["e-1", "e-2", "e-3"], "the acknowledged event is not sent again"
+        assert sorted(again) == [eid(1), eid(2), eid(3)], "the acknowledged event is not sent again"
 
 
-def test_commands_that_change_the_device_must_be_signed_by_the_central_key(
-    broker: Broker, outbox: Outbox, subs: list[Sub]
+def test_a_changing_command_is_carried_out_only_when_signed_for_this_office_and_device_newer_and_unexpired(
+    broker: Broker, outbox: Outbox, subs: list[Sub], tmp_path: Path
 ) -> None:
-    from kiosk_contract import signing
-
-    central = signing.private_key_from_pem(signing.generate_key()[0])
-    stranger = signing.private_key_from_pem(signing.generate_key()[0])
-    reloads: list[int] = []
+    stranger = Ed25519PrivateKey.generate()
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    actions = {"reload_gallery": lambda cmd: reloads.append(1) or {"queued": True}}
-    keys = {signing.key_id_of(central): central.public_key()}
-    with Publisher(outbox, config(broker), DEVICE, actions=actions, central_keys=keys):
+    work: queue.Queue[Queued] = queue.Queue()
+    applied = AppliedVersion(tmp_path / "commands.json")
+    gate = CentralCommands(device=DEVICE, office="bkpsdm", central_keys=CENTRAL_KEYS, applied=applied, work=work,
+                           gallery=Gallery, now=lambda: datetime.now(UTC))
+    here = Target("bkpsdm", DEVICE)
+
+    def reload(request_id: str, version: int, **kw: Any) -> dict[str, Any]:
+        options = {"key": CENTRAL, "target": here} | kw
+        return build_command("reload_gallery", request_id=request_id, version=version, **options)
+
+    signed = reload("s", 5)
+    commands = [
+        {k: v for k, v in signed.items() if k != "sig"} | {"request_id": "u"},  # unsigned
+        reload("f", 6, key=stranger),
+        signed | {"request_id": "t"},  # changed after signing
+        reload("d", 7, target=Target("bkpsdm", "kiosk-2")),  # another kiosk's (office A's push replayed here)
+        reload("o", 8, target=Target("dinkes", DEVICE)),
+        reload("x", 9, now=datetime.now(UTC) - timedelta(days=31)),  # expired after 30 days
+        signed,
+    ]
+    with Publisher(outbox, config(broker), DEVICE, central_keys=CENTRAL_KEYS, commands=gate) as pub:
         wait_for(lambda: sub.on("status/online"), "online")
-        unsigned = {"request_id": "u", "cmd": "reload_gallery"}
-        forged = signing.sign({"request_id": "f", "cmd": "reload_gallery"}, stranger)
-        tampered = signing.sign({"request_id": "t", "cmd": "ping"}, central) | {"cmd": "reload_gallery"}
-        signed = signing.sign({"request_id": "s", "cmd": "reload_gallery"}, central)
-        for command in (unsigned, forged, tampered, signed):
+        for command in commands:
             sub.send(topics.cmd, json.dumps(command).encode())
-        wait_for(lambda: len(sub.on("cmd/result")) == 4, "four command results")
+        wait_for(lambda: len(sub.on("cmd/result")) == len(commands), "a result for every command")
         results = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
-    for refused in ("u", "f", "t"):
-        assert results[refused]["ok"] is False and "signed by the central key" in results[refused]["error"]
-    assert results["s"] == {"request_id": "s", "ok": True, "queued": True}
-    assert reloads == [1], "only the command signed by the central key changed the device"
+        assert {k: (r["ok"], r.get("refused")) for k, r in results.items()} == {
+            "u": (False, "unsigned"), "f": (False, "bad_signature"), "t": (False, "bad_signature"),
+            "d": (False, "wrong_device"), "o": (False, "wrong_office"), "x": (False, "expired"), "s": (True, None),
+        }
+        assert "signed by the central key" in results["f"]["error"]
+        assert work.get_nowait() == Queued("reload", None, 5) and work.empty(), "only the valid command is queued"
+        applied.record(5)  # the frame loop carried it out
+        sub.send(topics.cmd, json.dumps(signed | {"request_id": "again"}).encode())  # the request id is signed too
+        sub.send(topics.cmd, json.dumps(reload("old", 4)).encode())
+        wait_for(lambda: len(sub.on("cmd/result")) == len(commands) + 2, "two more results")
+        later = {r["request_id"]: r for r in (json.loads(p) for p, _, _ in sub.on("cmd/result"))}
+        assert later["again"]["refused"] == "bad_signature"
+        sub.send(topics.cmd, json.dumps(signed).encode())
+        wait_for(lambda: len(sub.on("cmd/result")) == len(commands) + 3, "the replay's result")
+        replay = [json.loads(p) for p, _, _ in sub.on("cmd/result")][-1]
+        assert (replay["request_id"], replay["refused"]) == ("s", "replay")
+        assert later["old"]["refused"] == "older_version"
+        assert pub.status()["refused_commands"] == 9 and work.empty()
+    assert AppliedVersion(tmp_path / "commands.json").value == 5, "the applied version survives a restart"
 
 
 def test_broker_down_and_back_delivers_everything(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:
@@ -289,20 +367,20 @@ def test_broker_down_and_back_delivers_everything(broker: Broker, outbox: Outbox
     with Publisher(outbox, config(broker), DEVICE, republish_after_s=1.0) as pub:
         ids = []
         for i in range(5):
-            ids.append(outbox.append(f"e-{i}", "attendance", payload(i)).event_id)
+            ids.append(outbox.append(eid(i), "attendance", payload(i)).event_id)
         pub.wake()
         wait_for(lambda: len(set(sub.event_ids())) == 5, "the first 5 events")
         broker.stop()
         wait_for(lambda: not pub.status()["connected"], "the publisher to notice the broker is gone")
         for i in range(5, 25):
-            ids.append(outbox.append(f"e-{i}", "attendance", payload(i)).event_id)
+            ids.append(outbox.append(eid(i), "attendance", payload(i)).event_id)
             pub.wake()
         assert pub.status()["last_error"]
         broker.start()
         wait_for(lambda: set(sub.event_ids()) == set(ids), "all 25 events after the broker came back")
         # Duplicates are possible (republish, QoS 1) but only ever with the same event_id and payload
         for body, up, _ in sub.on("event"):
-            assert up["event_id"] in ids and body == payload(int(up["event_id"][2:]))
+            assert up["event_id"] in ids and body == payload(ids.index(up["event_id"]))
             assert outbox.get(up["event_id"]).seq == int(up["seq"])  # type: ignore[union-attr]
 
 
@@ -371,9 +449,9 @@ def test_tls_with_client_certificates(tmp_path: Path, outbox: Outbox, subs: list
         cert, key = b.client_cert(DEVICE)
         cfg = config(b, tls_ca_file=b.ca_file, tls_cert_file=cert, tls_key_file=key)
         with Publisher(outbox, cfg, DEVICE) as pub:
-            outbox.append("e-0", "attendance", payload(0))
+            outbox.append(eid(0), "attendance", payload(0))
             pub.wake()
-            wait_for(lambda: sub.event_ids() == ["e-0"], "the event over TLS")
+            wait_for(lambda: sub.event_ids() == [eid(0)], "the event over TLS")
             wait_for(lambda: outbox.counts()["published"] == 1, "published over TLS")
 
 
@@ -413,12 +491,12 @@ def test_mqtt_311_delivers_and_applies_acks(broker: Broker, outbox: Outbox, subs
     sub = Sub(broker)
     subs.append(sub)
     topics = Topics.of(PREFIX, SITE, DEVICE)
-    with Publisher(outbox, config(broker, protocol="3.1.1"), DEVICE) as pub:
-        outbox.append("e-0", "attendance", payload(0))
+    with Publisher(outbox, config(broker, protocol="3.1.1"), DEVICE, central_keys=CENTRAL_KEYS) as pub:
+        event = outbox.append(eid(0), "attendance", payload(0))
         pub.wake()
         wait_for(lambda: [p for p, _, _ in sub.on("event")] == [payload(0)], "the event over MQTT 3.1.1")
         wait_for(lambda: outbox.counts()["published"] == 1, "published")
-        sub.send(topics.ack, b'{"acks": ["e-0"]}')
+        sub.send(topics.ack, ack([event]))
         wait_for(lambda: outbox.counts()["acknowledged"] == 1, "acknowledged")
 
 
@@ -426,7 +504,7 @@ def test_broker_down_at_start_then_up(tmp_path: Path, outbox: Outbox, subs: list
     b = Broker(tmp_path / "late")
     try:
         with Publisher(outbox, config(b), DEVICE) as pub:
-            outbox.append("e-0", "attendance", payload(0))
+            outbox.append(eid(0), "attendance", payload(0))
             pub.wake()
             wait_for(lambda: pub.status()["last_error"], "a failed first attempt")
             assert not pub.status()["connected"] and outbox.counts()["pending"] == 1
@@ -454,7 +532,7 @@ def test_window_is_bounded_and_expires_without_pubacks(tmp_path: Path, outbox: O
     pub = Publisher(outbox, config(b), DEVICE, window=3, republish_after_s=10, clock=lambda: now[0])
     try:
         for i in range(5):
-            outbox.append(f"e-{i}", "attendance", payload(i))
+            outbox.append(eid(i), "attendance", payload(i))
         pub._connected = True  # pretend: paho queues the messages (MQTT_ERR_NO_CONN) and never PUBACKs them
         pub._fill_window()
         assert sorted(f.seq for f in pub._inflight.values() if f.seq) == [1, 2, 3]

@@ -73,17 +73,21 @@ def test_lifecycle_append_publish_republish_ack(db: Path, clock: Clock) -> None:
         again = ob.get(1)
         assert again is not None and again.publish_count == 2
 
-        assert ob.acknowledge(["ev-a", 2]) == 2
+        assert ob.acknowledge([(a.seq, "ev-a"), (b.seq, b.event_id)]) == 2
         assert ob.evidence(a.seq) is None  # personal data goes once the server has the event
-        assert ob.acknowledge(["ev-a", 2]) == 0  # idempotent
-        assert ob.acknowledge(["nobody", 999]) == 0
-        assert ob.unknown_acks == 2
+        assert ob.acknowledge([(a.seq, "ev-a"), (b.seq, b.event_id)]) == 0  # idempotent
+        assert ob.acknowledge([(999, "nobody")]) == 0
+        assert ob.unknown_acks == 1
+        assert ob.acknowledge([(3, "ev-a")]) == 0  # another event under seq 3: nothing is released
+        assert ob.mismatched_acks == 1 and ob.counts()["acknowledged"] == 2
         assert ob.mark_published([1]) == 0  # an acknowledged event never goes back
         acked = ob.get("ev-a")
         assert acked is not None and (acked.state, acked.acknowledged_at) == ("acknowledged", clock.t)
         assert seqs(ob.pending(republish_after_s=0)) == [3]
         assert ob.counts() == {"pending": 1, "published": 0, "acknowledged": 2}
-        assert ob.acknowledge([3]) == 1  # an event acknowledged before it was marked published
+        third = ob.get(3)
+        assert third is not None
+        assert ob.acknowledge([(3, third.event_id)]) == 1  # acknowledged before it was marked published
         assert ob.pending() == []
 
 
@@ -113,7 +117,7 @@ def test_seq_strictly_increases_across_reopen_prune_and_blocks(db: Path, clock: 
         with open_outbox(db, clock, seq_block=3, retention_s=DAY) as ob:
             for i in range(4):
                 issued.append(ob.append(f"r{round_}-{i}", "attendance", b"x").seq)
-            ob.acknowledge([e.seq for e in ob.pending(limit=100)])
+            ob.acknowledge([(e.seq, e.event_id) for e in ob.pending(limit=100)])
             clock.t += 2 * DAY
             assert ob.prune() == 4
             assert sum(ob.counts().values()) == 0  # the database is empty, the numbering goes on
@@ -175,7 +179,7 @@ def test_corrupt_database_is_moved_aside_and_numbering_continues(
         assert sum(ob.counts().values()) == 0
         new = ob.append("new-1", "alarm", b"outbox recovered")
         assert new.seq > last  # never repeats a number the lost database issued
-        assert ob.acknowledge(["new-1"]) == 1
+        assert ob.acknowledge([(new.seq, "new-1")]) == 1
     with open_outbox(db, clock) as ob:  # the new database is healthy
         assert ob.recovered_from is None
         assert ob.append("new-2", "attendance", b"x").seq > new.seq
@@ -223,7 +227,7 @@ def test_max_events_refuses_and_stores_nothing(db: Path) -> None:
             ob.append("e3", "attendance", b"x", JPEG)
         assert ob.get("e3") is None and ob.counts()["pending"] == 3
         assert ob.append("e0", "attendance", b"x").seq == 1  # a retry of a stored event is still answered
-        ob.acknowledge(["e0"])  # acknowledged events no longer count
+        ob.acknowledge([(1, "e0")])  # acknowledged events no longer count
         assert ob.append("e3", "attendance", b"x").seq == 4  # the refused attempt consumed no number
         with pytest.raises(OutboxFull):
             ob.append("e4", "attendance", b"x")
@@ -252,7 +256,7 @@ def test_full_disk_becomes_outbox_full_and_acks_still_work(db: Path) -> None:
         stored = ob.counts()["pending"]
         assert seqs(ob.pending(limit=100)) == list(range(1, stored + 1))  # reads work
         assert ob.mark_published([1, 2]) == 2
-        assert ob.acknowledge(["e0", "e1", "e2"]) == 3  # acks work (evidence deletion frees pages)
+        assert ob.acknowledge([(1, "e0"), (2, "e1"), (3, "e2")]) == 3  # acks work (evidence deletion frees pages)
         assert ob.evidence(1) is None
         assert ob.counts() == {"pending": stored - 3, "published": 0, "acknowledged": 3}
         ob._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
@@ -265,11 +269,11 @@ def test_retention_prunes_acked_events_and_old_evidence_but_keeps_unacked(db: Pa
         old_unacked = ob.append("old-unacked", "attendance", b"2", JPEG)
         old_published = ob.append("old-published", "attendance", b"3", JPEG)
         ob.mark_published([old_published.seq])
-        ob.acknowledge(["old-acked"])
+        ob.acknowledge([(old_acked.seq, "old-acked")])
         clock.t += 20 * DAY
         new_acked = ob.append("new-acked", "attendance", b"4", JPEG)
         new_pending = ob.append("new-pending", "attendance", b"5", JPEG)
-        ob.acknowledge(["new-acked"])
+        ob.acknowledge([(new_acked.seq, "new-acked")])
         assert ob.prune() == 0  # nothing is older than the retention yet
         assert ob.evidence(old_unacked.seq) == JPEG
         clock.t += 11 * DAY
@@ -341,7 +345,9 @@ def test_bad_arguments(db: Path) -> None:
         with pytest.raises(TypeError):
             ob.append("a", "attendance", "text")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            ob.acknowledge([1.5])  # type: ignore[list-item]
+            ob.acknowledge([1])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            ob.acknowledge([(1.5, "x")])  # type: ignore[list-item]
         assert ob.counts() == dict.fromkeys(STATES, 0)
 
 
@@ -360,7 +366,7 @@ def test_threads_share_one_outbox(db: Path) -> None:
             try:
                 for _ in range(25):
                     ob.mark_published([e.seq for e in ob.pending(limit=10)])
-                    ob.acknowledge([e.seq for e in ob.pending(limit=5, republish_after_s=0)])
+                    ob.acknowledge([(e.seq, e.event_id) for e in ob.pending(limit=5, republish_after_s=0)])
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -385,7 +391,7 @@ def test_deleted_evidence_leaves_the_database_file(db: Path, clock: Clock) -> No
     with open_outbox(db, clock, retention_s=DAY) as ob:
         acked = ob.append("acked", "attendance", b"1", JPEG)
         ob.append("expired", "attendance", b"2", JPEG)
-        ob.acknowledge([acked.seq])
+        ob.acknowledge([(acked.seq, acked.event_id)])
         clock.t += 2 * DAY
         ob.prune()
         assert ob.counts()["pending"] == 1
@@ -426,7 +432,7 @@ def test_wrong_or_missing_key_is_refused_and_nothing_is_changed(db: Path, clock:
     with open_outbox(db, clock, cipher=cipher, retention_s=DAY) as ob:
         acked = ob.append("acked", "attendance", b"1", JPEG)
         ob.append("pending", "attendance", b"2", JPEG)
-        ob.acknowledge([acked.seq])
+        ob.acknowledge([(acked.seq, acked.event_id)])
     before = db.read_bytes()
     clock.t += 10 * DAY  # everything acknowledged is past retention: a prune would delete it
     other = DataCipher(bytes(reversed(DATA_KEY)), "the other key")

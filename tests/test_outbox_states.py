@@ -71,7 +71,7 @@ class OutboxMachine(RuleBasedStateMachine):
     def ack(self, n: int) -> None:
         """The central server acknowledges some published events (acks may repeat)."""
         published = sorted(e for e, s in self.state.items() if s in ("published", "acknowledged"))[:n]
-        self.outbox.acknowledge(published)
+        self.outbox.acknowledge([(self.committed[e], e) for e in published])
         for e in published:
             self.state[e] = "acknowledged"
 

@@ -23,6 +23,7 @@ from kiosk.events.recorder import Recorder, face_jpeg
 from kiosk.recognizer.faces import Box
 from kiosk.recognizer.pipeline import Decision
 from kiosk_contract import schema, signing
+from kiosk_contract.gallery import Gallery
 
 MONDAY_0721_WITA = datetime(2026, 11, 30, 7, 21, tzinfo=UTC) - timedelta(hours=8)  # 07:21 +08:00
 FACE = np.random.default_rng(0).integers(0, 255, size=(360, 640, 3), dtype=np.uint8)
@@ -81,6 +82,34 @@ def test_masuk_then_already_recorded_then_pulang(setup) -> None:  # type: ignore
     assert outbox.evidence(first.seq) == face_jpeg(FACE, [100, 300, 300, 100], 20_000)  # type: ignore[arg-type]
 
 
+def test_the_repeat_guard_survives_a_restart(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A watchdog restart used to forget the guard: the same person got a new MASUK within the interval."""
+    clocks, outbox, recorder = setup
+    assert recorder.record(decision(LIN), FACE).status == "recorded"
+    for minutes in (2, 3):  # two restarts, the person tries again each time
+        clocks.advance(minutes * 60)
+        restarted = Recorder(KioskConfig(), outbox, read_clock=lambda: clocks.state, now=lambda: clocks.utc,
+                             mono_ns=lambda: clocks.mono, boot_id="3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c")
+        again = restarted.record(decision(LIN, track=minutes), FACE)
+        assert (again.status, again.message) == ("already", "Sudah tercatat pukul 07:21")
+    clocks.advance(6 * 60)  # 07:32: more than repeat_interval_min (10) after the first punch
+    later = Recorder(KioskConfig(), outbox, read_clock=lambda: clocks.state, now=lambda: clocks.utc,
+                     mono_ns=lambda: clocks.mono, boot_id="3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c")
+    assert later.record(decision(LIN, track=9), FACE).status == "recorded"
+    assert [e["kind"] for e in stored(outbox) if e["type"] == "attendance"] == ["masuk", "masuk"]
+
+
+def test_an_event_that_cannot_be_built_is_an_alarm_and_cannot_record_never_a_crash(setup) -> None:  # type: ignore[no-untyped-def]
+    """A 17-digit NIP enrolled by an old release made the daemon exit when it recognised that person."""
+    _clocks, outbox, recorder = setup
+    bad = recorder.record(decision("19850505201001102"), FACE)
+    assert (bad.status, bad.seq) == ("cannot_record", None) and "tidak dapat disimpan" in bad.message
+    (alarm,) = stored(outbox)
+    assert (alarm["type"], alarm["alarm"]) == ("alarm", "event_invalid")
+    assert "'19850505201001102' is not a NIP: it has 17 digits" in alarm["detail"]
+    assert recorder.record(decision(LIN, track=2), FACE).status == "recorded", "the kiosk goes on"
+
+
 def test_unknown_face_is_a_review_case_and_outside_hours_records_nothing(setup) -> None:  # type: ignore[no-untyped-def]
     clocks, outbox, recorder = setup
     unknown = recorder.record(decision(None), FACE)
@@ -124,10 +153,11 @@ def test_status_event_reports_device_health(setup) -> None:  # type: ignore[no-u
     clocks, outbox, recorder = setup
     recorder.record(decision(None), FACE)
     clocks.advance(90)
-    seq = recorder.status(fps=12.46, gallery_version=7)
+    seq = recorder.status(fps=12.46, gallery=Gallery(version=7, office="bkpsdm"), refused_acks=3, refused_commands=1)
     status = stored(outbox)[-1]
     assert seq is not None and status["type"] == "status"
-    assert status["fps"] == "12.5" and status["gallery_version"] == "7"
+    assert status["fps"] == "12.5" and (status["gallery_office"], status["gallery_version"]) == ("bkpsdm", "7")
+    assert (status["refused_acks"], status["refused_commands"]) == (3, 1)
     assert status["outbox_depth"] == 1 and status["oldest_pending_age_s"] == 90  # the review waiting before it
     assert status["free_disk_bytes"] > 0
     assert schema.validate(status, complete=False) == []
@@ -167,13 +197,14 @@ def test_daemon_publishes_signed_events_for_a_replayed_clip(hamilton_gallery: Pa
         sub.loop_start()
         config = tmp_path / "kiosk.toml"
         config.write_text(
-            f'[device]\nid = "kiosk-e2e"\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[device]\nid = "kiosk-e2e"\noffice_code = "bkpsdm"\nstate_dir = "{tmp_path / "state"}"\n'
             f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
             f'[recognizer]\ngallery = "{hamilton_gallery}"\n{FILM_LIVENESS_TOML}'
             '[[schedule.windows]]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
             'kind = "masuk"\nstart = 00:00:00\nend = 23:59:00\n'
             f'[events]\nsigning_key_file = "{key_file}"\n'
             f'[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.port}\nsite = "kantor"\n'
+            f'central_key_file = "{_write(tmp_path / "central.pub", signing.generate_key()[1])}"\n'
             '[display]\nbackend = "null"\n'
         )
         assert run(load_config(config), threading.Event()) == 0

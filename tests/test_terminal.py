@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from conftest import EXAMPLES, LIN, need
 
 from kiosk import app
 from kiosk.camera import Frame
+from kiosk.commands import AppliedVersion
 from kiosk.config import EventsConfig, FallbackConfig, HardwareConfig, KioskConfig, LivenessConfig, RecognizerConfig
 from kiosk.errors import CameraError
 from kiosk.events.clock import ClockState
@@ -126,7 +128,7 @@ class Rig:
     """A terminal on a real outbox and recorder, with a monotonic clock the test moves."""
 
     def __init__(self, tmp_path: Path, cfg: KioskConfig, gallery: Gallery | None = None,
-                 load: Gallery | None = None) -> None:
+                 load: Gallery | None = None, applied: AppliedVersion | None = None) -> None:
         self.mono = 1000.0
         self.cfg = cfg
         self.outbox = Outbox.open(tmp_path / "outbox.sqlite", max_events=max(1, cfg.events.max_events))
@@ -140,7 +142,7 @@ class Rig:
             cfg, self.pipeline, self.recorder, self.outbox, self.screen, self.pins, inputs=self.inputs,
             wake=self.wake, monotonic=lambda: self.mono, now=lambda: MONDAY_0721_WITA,
             load_gallery=(lambda: Gallery.load(cfg.recognizer.gallery)) if load is None else (lambda: load),
-            store_gallery=lambda data: app.store_gallery(cfg.recognizer, data),
+            store_gallery=lambda data: app.store_gallery(cfg.recognizer, data), applied=applied,
         )
 
     def wake(self) -> None:
@@ -394,54 +396,78 @@ def test_gpio_parts_on_mock_pins_drive_the_terminal(hamilton_gallery: Path, tmp_
         Device.pin_factory = None
 
 
-def test_central_removes_people_from_the_file_and_from_recognition(hamilton_gallery: Path, tmp_path: Path) -> None:
-    from conftest import ALEX
+def test_central_commands_are_checked_then_carried_out_by_the_frame_loop(hamilton_gallery: Path,
+                                                                          tmp_path: Path) -> None:
+    import base64
+    import hashlib
 
+    from conftest import ALEX
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kiosk.commands import AppliedVersion, CentralCommands
+    from kiosk_contract import signing
+    from kiosk_contract.commands import CommandRefused, Target, build_command, parse_command
+
+    central = Ed25519PrivateKey.generate()
     path = tmp_path / "g.kgal"
     shutil.copy(hamilton_gallery, path)
-    r = Rig(tmp_path, KioskConfig(recognizer=RecognizerConfig(gallery=path)), Gallery.load(path))
-    actions = app.gallery_actions(r.pipeline, r.terminal.commands)
+    applied = AppliedVersion(tmp_path / "commands.json")
+    r = Rig(tmp_path, KioskConfig(recognizer=RecognizerConfig(gallery=path)), Gallery.load(path), applied=applied)
+    keys = {signing.key_id_of(central): central.public_key()}
+    gate = CentralCommands(device="kiosk-dev", office="bkpsdm", central_keys=keys, applied=applied,
+                           work=r.terminal.commands, gallery=lambda: r.pipeline.gallery, now=lambda: None)
+
+    def cmd(name: str, version: int, **fields: Any) -> dict[str, Any]:
+        return build_command(name, key=central, target=Target("bkpsdm", "kiosk-dev"), version=version, **fields)
+
+    bad = signing.sign({**cmd("remove_people", 1, nips=[LIN]), "nips": ["12345"]}, central)
+    with pytest.raises(CommandRefused, match="'12345' is not a NIP: it has 5 digits"):  # the contract's one rule
+        parse_command(signing.wire(bad))
     version = r.pipeline.gallery.version
-    for bad in ({"nips": ["12345"], "gallery_version": version}, {"nips": [], "gallery_version": version},
-                {"nips": [LIN]}, {"nips": [LIN], "gallery_version": True}):
-        with pytest.raises(ValueError):
-            actions["remove_people"](bad)
-    assert actions["remove_people"]({"nips": [LIN], "gallery_version": version}) == {
-        "queued": True, "gallery_version": version}
+    assert gate.handle(cmd("remove_people", 1, nips=[LIN]))["queued"]
     assert r.pipeline.gallery.get(LIN) is not None, "carried out by the frame loop, not the MQTT thread"
     r.frame()
     on_disk = Gallery.load(path)
     assert r.pipeline.gallery.nips == on_disk.nips == [ALEX] and on_disk.version == version, "versions are central's"
-    assert actions["reload_gallery"]({})["queued"]
+    assert applied.value == 1, "recorded once it is done"
+    assert gate.handle(cmd("reload_gallery", 2))["queued"]
     r.frame()
-    assert r.pipeline.gallery.nips == [ALEX]
+    assert r.pipeline.gallery.nips == [ALEX] and applied.value == 2
 
     # central enrols Lin-Manuel again and pushes the office's gallery as version + 1
-    import base64
-    import hashlib
-
     pushed = Gallery.load(hamilton_gallery)
-    pushed.version = version + 1
+    pushed.version, pushed.office = version + 1, "bkpsdm"
     data = pushed.to_bytes()
-    push = {"version": version + 1, "gallery_b64": base64.b64encode(data).decode(),
-            "sha256": hashlib.sha256(data).hexdigest()}
-    for bad in ({**push, "sha256": "0" * 64}, {**push, "gallery_b64": "%%%"}, {**push, "version": 0}):
-        with pytest.raises(ValueError):
-            actions["install_gallery"](bad)
-    assert actions["install_gallery"](push)["queued"]
+
+    def install(command_version: int, data: bytes, gallery_version: int) -> dict[str, Any]:
+        return cmd("install_gallery", command_version, gallery_version=gallery_version,
+                   sha256=hashlib.sha256(data).hexdigest(), gallery_b64=base64.b64encode(data).decode())
+
+    with pytest.raises(CommandRefused, match="does not match its sha256"):
+        gate.handle(signing.sign({**install(3, data, version + 1), "sha256": "0" * 64}, central))
+    push = install(3, data, version + 1)
+    assert gate.handle(push)["queued"]
     r.frame()
     assert sorted(r.pipeline.gallery.nips) == sorted([ALEX, LIN]) and Gallery.load(path).version == version + 1
-    assert actions["install_gallery"](push) == {"installed": False, "gallery_version": version + 1}, "retained again"
-    with pytest.raises(ValueError, match="stale gallery"):
-        actions["install_gallery"]({**push, "version": version})
-    with pytest.raises(ValueError, match="stale removal"):  # the removal captured and replayed after re-enrolment
-        actions["remove_people"]({"nips": [LIN], "gallery_version": version})
-    damaged = {**push, "version": version + 2, "gallery_b64": base64.b64encode(data[:-1]).decode(),
-               "sha256": hashlib.sha256(data[:-1]).hexdigest()}
-    assert actions["install_gallery"](damaged)["queued"]
+    assert (r.pipeline.gallery.office, applied.value) == ("bkpsdm", 3)
+    with pytest.raises(CommandRefused, match="already applied") as replay:
+        gate.handle(push)  # the retained copy again at a reconnect
+    assert replay.value.reason == "replay"
+    with pytest.raises(CommandRefused) as older:  # the removal captured and replayed after the re-enrolment
+        gate.handle(cmd("remove_people", 2, nips=[LIN]))
+    assert older.value.reason == "older_version"
+    other_office = Gallery.load(hamilton_gallery)
+    other_office.version, other_office.office = version + 2, "dinkes"
+    assert gate.handle(install(4, other_office.to_bytes(), version + 2))["queued"]
+    r.frame()
+    assert (r.pipeline.gallery.version, r.pipeline.gallery.office, applied.value) == (version + 1, "bkpsdm", 3), (
+        "a file of another office than its command says is refused")
+    damaged = data[:-1]
+    assert gate.handle(install(5, damaged, version + 2))["queued"]
     r.frame()
     assert r.pipeline.gallery.version == version + 1, "a damaged file never replaces the running gallery"
     r.outbox.close()
+    assert AppliedVersion(tmp_path / "commands.json").value == 3
 
 
 def test_a_removal_that_cannot_be_written_changes_nothing(hamilton_gallery: Path, tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 the device registry into the database), ``recap`` (daily and monthly recaps as CSV or HTML), ``web`` (the HR review
 page) and ``user`` (its reviewer accounts). See docs/central.md.
 
-    python -m kiosk_central serve --config central.toml
-    python -m kiosk_central load --config central.toml
-    python -m kiosk_central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
-    python -m kiosk_central user add siti --role reviewer --config central.toml   # password from the terminal
-    python -m kiosk_central web --config central.toml
+    kiosk-central serve --config central.toml
+    kiosk-central load --config central.toml
+    kiosk-central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
+    kiosk-central user add siti --role reviewer --config central.toml   # password from the terminal
+    kiosk-central web --config central.toml
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,15 +32,13 @@ from kiosk_central.rules import (
     save_excused,
     save_rules,
 )
-from kiosk_central.settings import CentralConfig, load_central_config
+from kiosk_central.settings import CentralConfig, load_central_config, signing_key
 from kiosk_central.store import Ledger
 from kiosk_central.web import auth
-from kiosk_contract import signing
 from kiosk_contract.errors import KioskError
 from kiosk_contract.fsutil import write_atomic
 from kiosk_contract.gallery import Gallery
 from kiosk_contract.runtime import stop_on_signals
-from kiosk_contract.settings import read_secret
 
 if TYPE_CHECKING:
     from kiosk_central.subscriber import Subscriber
@@ -57,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KioskError as exc:
-        print(f"kiosk central: {exc}", file=sys.stderr)
+        print(f"kiosk-central: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk central", description="The central attendance ledger and its recaps.")
+    p = argparse.ArgumentParser(prog="kiosk-central", description="The central attendance ledger and its recaps.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -116,13 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     push = gal_sub.add_parser("push", help="sign each office's gallery and publish it to its kiosks (retained)")
     push.add_argument("--config", type=Path, required=True, help="central.toml (database, broker)")
     push.add_argument("--gallery", type=Path, required=True, help="the master gallery from `kiosk enroll`")
-    push.add_argument("--key", type=Path, required=True,
-                      help="the central Ed25519 private key (PEM, chmod 600, or credential:NAME) kiosks trust")
     push.add_argument("--office", action="append", help="only this office (repeatable; default: every office)")
     push.set_defaults(func=_cmd_gallery_push)
-    gstatus = gal_sub.add_parser("status", help="the gallery version each kiosk reports, against the latest pushed")
+    gstatus = gal_sub.add_parser("status", help="the gallery office and version each kiosk reports, against the "
+                                 "latest pushed to its office")
     gstatus.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     gstatus.set_defaults(func=_cmd_gallery_status)
+    alarms = sub.add_parser("alarms", help="what IT must look at: gaps given up, seq conflicts, kiosks' alarms")
+    alarms.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    alarms.add_argument("--limit", type=int, default=100, help="the latest N (default 100)")
+    alarms.set_defaults(func=_cmd_alarms)
     return p
 
 
@@ -154,6 +155,7 @@ def start_service(cfg: CentralConfig) -> Service:
     """Open the ledger, load the configured files and start subscribing."""
     from kiosk_central.subscriber import Subscriber  # paho: only the serving process needs it
 
+    key = signing_key(cfg)  # a missing key stops the start: kiosks release nothing without signed acks
     ledger = Ledger(cfg.database.url)
     try:
         registry = load_all(ledger, cfg)
@@ -165,6 +167,7 @@ def start_service(cfg: CentralConfig) -> Service:
             evidence_max_bytes=cfg.evidence.max_bytes,
             resend_interval_s=cfg.ingest.resend_interval_s,
             resend_max_tries=cfg.ingest.resend_max_tries,
+            signing_key=key,
         )
         subscriber = Subscriber(cfg.broker, cfg.ingest, ingestor).start()
     except BaseException:
@@ -208,12 +211,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_recap(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
     if args.out is not None and args.out.exists():
-        print(f"kiosk central: {args.out} exists; choose another file or remove it first", file=sys.stderr)
+        print(f"kiosk-central: {args.out} exists; choose another file or remove it first", file=sys.stderr)
         return EXIT_USAGE
     try:
         first, last = recaps.month_range(args.month) if args.month else (args.date, args.date)
     except ValueError as exc:
-        print(f"kiosk central: --month: {exc}", file=sys.stderr)
+        print(f"kiosk-central: --month: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with Ledger(cfg.database.url) as ledger:
         recap = recaps.build_recap(ledger, args.office, first, last, args.as_of)
@@ -257,7 +260,7 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
     with Ledger(cfg.database.url) as ledger:
         if ledger.reviewer(args.name) is not None:
-            raise KioskError(f"reviewer {args.name!r} exists; use `kiosk central user passwd {args.name}` to change "
+            raise KioskError(f"reviewer {args.name!r} exists; use `kiosk-central user passwd {args.name}` to change "
                              "the password")
         password_hash = auth.hash_password(read_new_password())
         with ledger.transaction():
@@ -272,7 +275,7 @@ def _cmd_user_passwd(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
     with Ledger(cfg.database.url) as ledger:
         if ledger.reviewer(args.name) is None:
-            raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk central user add {args.name}`")
+            raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk-central user add {args.name}`")
         password_hash = auth.hash_password(read_new_password())
         with ledger.transaction():
             ledger.set_reviewer_password(args.name, password_hash)
@@ -299,19 +302,20 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 
 def _cmd_gallery_push(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
-    key = signing.private_key_from_pem(read_secret(args.key, key="--key"), str(args.key))
+    key = signing_key(cfg)
     master = Gallery.load(args.gallery)
     with Ledger(cfg.database.url) as ledger:
         try:
             plans = distribute.plan(ledger, master, args.office)
         except ValueError as exc:
-            print(f"kiosk central: --office: {exc}", file=sys.stderr)
+            print(f"kiosk-central: --office: {exc}", file=sys.stderr)
             return EXIT_USAGE
         try:
             with distribute.RetainedPublisher(cfg.broker) as out:
-                report = distribute.push(ledger, plans, key, out.publish, cfg.broker.topic_prefix)
+                report = distribute.push(ledger, plans, key, out.publish, cfg.broker.topic_prefix,
+                                         timedelta(days=cfg.signing.command_ttl_days))
         except ConnectionError as exc:
-            print(f"kiosk central: {exc}; push again when the broker answers", file=sys.stderr)
+            print(f"kiosk-central: {exc}; push again when the broker answers", file=sys.stderr)
             return EXIT_USAGE
     for line in report:
         print(line)
@@ -322,7 +326,15 @@ def _cmd_gallery_status(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
     with Ledger(cfg.database.url) as ledger:
         rows = distribute.status(ledger)
-    for device, office, running, latest in rows:
-        state = "current" if running is not None and latest is not None and int(running) >= latest else "behind"
-        print(f"{device}\t{office}\truns {running or '-'}\tlatest {latest or '-'}\t{state}")
+    for row in rows:
+        runs = f"{row.running_office or '-'} {row.running_version}" if row.running_version is not None else "-"
+        print(f"{row.device}\t{row.office}\truns {runs}\tlatest {row.latest or '-'}\t{row.state}")
+    return EXIT_OK
+
+
+def _cmd_alarms(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        for at, device, kind, detail in ledger.alarms(max(1, args.limit)):
+            print(f"{at}\t{device or '-'}\t{kind}\t{detail}")
     return EXIT_OK

@@ -1,12 +1,13 @@
 """Roster and gallery distribution: each office's kiosks run the gallery of that office's employees.
 
 ``push`` cuts the master gallery (from ``kiosk enroll``) by the roster's offices, gives each office's gallery the
-next version of that office, signs an ``install_gallery`` command with the central key and publishes it, retained
-and QoS 1, on the command topic of every kiosk of the office, so that a kiosk that is offline gets it when it
-connects. Kiosks verify the signature, refuse older versions, verify the file, write it (sealed with their data
-key) atomically and swap it in; they report the version they run in their status events (``kiosk central gallery
-status``). A person added, moved between offices or removed is one more push: the new version has them, or not
-(docs/central.md, "Gallery distribution").
+next version of that office (and names the office in the file), and for every kiosk of the office signs an
+``install_gallery`` command with the central key, bound to that office and device with the device's next command
+version and an expiry, and publishes it, retained and QoS 1, on that kiosk's command topic, so that a kiosk that is
+offline gets it when it connects. Kiosks check the signature, the target, the expiry and the version, verify the
+file, write it (sealed with their data key) atomically and swap it in; they report the office and version they run
+in their status events (``kiosk-central gallery status``). A person added, moved between offices or removed is one
+more push: the new version has them, or not (docs/central.md, "Gallery distribution").
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk_central.settings import BrokerConfig
 from kiosk_central.store import Ledger
-from kiosk_contract import signing
+from kiosk_contract.commands import Target, build_command
 from kiosk_contract.gallery import Gallery
+from kiosk_contract.signing import wire
+from kiosk_contract.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def plan(ledger: Ledger, master: Gallery, offices: Iterable[str] | None = None) 
             continue
         nips = by_office.get(office, set())
         gallery = Gallery([p for p in master.people if p.nip in nips], version=next_version(ledger, office),
-                          model=master.model)  # fmt: skip
+                          model=master.model, office=office)  # fmt: skip
         kiosks = sorted(devices.get(office, []))
         plans.append(
             OfficePush(
@@ -80,18 +83,15 @@ def next_version(ledger: Ledger, office: str) -> int:
     return max(versions, default=0) + 1
 
 
-def install_command(data: bytes, version: int, office: str, key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The signed ``install_gallery`` command for a gallery file's bytes (docs/mqtt.md, "Commands")."""
-    command = {
-        "request_id": f"gallery-{office}-{version}",
-        "cmd": "install_gallery",
-        "office": office,
-        "version": version,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "gallery_b64": base64.b64encode(data).decode("ascii"),
-        "issued_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    return signing.sign(command, key)
+def install_command(data: bytes, gallery_version: int, target: Target, version: int, key: Ed25519PrivateKey,
+                    ttl: timedelta) -> dict[str, Any]:
+    """The signed ``install_gallery`` command of a gallery file's bytes for one kiosk (docs/mqtt.md, "Commands")."""
+    return build_command(
+        "install_gallery", key=key, target=target, version=version, ttl=ttl,
+        request_id=f"gallery-{target.office}-{gallery_version}-{target.device}-{version}",
+        gallery_version=gallery_version, sha256=hashlib.sha256(data).hexdigest(),
+        gallery_b64=base64.b64encode(data).decode("ascii"),
+    )
 
 
 def push(
@@ -100,20 +100,19 @@ def push(
     key: Ed25519PrivateKey,
     publish: Callable[[str, bytes], None],
     topic_prefix: str,
+    ttl: timedelta = timedelta(days=30),
 ) -> list[str]:
-    """Publish every planned gallery to its kiosks and record the version; returns a report line per office."""
-    import json
-
-    from kiosk_contract.topics import Topics
-
+    """Publish every planned gallery to its kiosks, each command bound to its kiosk with that kiosk's next command
+    version, and record the gallery version; returns a report line per office."""
     report = []
     for p in plans:
         data = p.gallery.to_bytes()
-        payload = json.dumps(install_command(data, p.gallery.version, p.office, key)).encode()
-        for device_id, site in p.devices:
-            publish(Topics.of(topic_prefix, site, device_id).cmd, payload)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
         with ledger.transaction():
+            for device_id, site in p.devices:
+                version = ledger.next_command_version(device_id)
+                command = install_command(data, p.gallery.version, Target(p.office, device_id), version, key, ttl)
+                publish(Topics.of(topic_prefix, site, device_id).cmd, wire(command))
+            now = datetime.now(UTC).isoformat(timespec="seconds")
             ledger.execute(
                 "INSERT INTO gallery_versions (office, version, sha256, created_at, published_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -126,14 +125,37 @@ def push(
     return report
 
 
-def status(ledger: Ledger) -> list[tuple[str, str, str | None, int | None]]:
-    """(device, office, version it reports, latest version pushed to its office) for every kiosk."""
+@dataclass(frozen=True)
+class KioskGallery:
+    """What a kiosk reports it runs, against what it should: its office's latest pushed version."""
+
+    device: str
+    office: str
+    running_office: str | None
+    running_version: str | None
+    latest: int | None
+
+    @property
+    def state(self) -> str:
+        """``current``; ``wrong office`` (it runs another office's gallery); ``behind``; ``unknown`` (no report)."""
+        if self.running_version is None:
+            return "unknown"
+        if self.running_office is not None and self.running_office != self.office:
+            return "wrong office"
+        if self.latest is None or (self.running_office == self.office and int(self.running_version) >= self.latest):
+            return "current" if self.latest is not None else "unknown"
+        return "behind"
+
+
+def status(ledger: Ledger) -> list[KioskGallery]:
+    """Every kiosk: the gallery office and version it reports, and the latest version pushed to its office."""
     latest: dict[str, int] = {}
     for office, version in ledger.rows("SELECT office, version FROM gallery_versions"):
         latest[str(office)] = max(latest.get(str(office), 0), int(version))
     return [
-        (str(d), str(o), None if v is None else str(v), latest.get(str(o)))
-        for d, o, v in ledger.rows("SELECT device_id, office, gallery_version FROM devices ORDER BY office, device_id")
+        KioskGallery(str(d), str(o), None if ro is None else str(ro), None if v is None else str(v), latest.get(str(o)))
+        for d, o, v, ro in ledger.rows(
+            "SELECT device_id, office, gallery_version, gallery_office FROM devices ORDER BY office, device_id")
     ]
 
 

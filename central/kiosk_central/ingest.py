@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk_central.settings import DeviceEntry
 from kiosk_central.store import Ledger, utc_ms, utc_text
-from kiosk_contract import schema, signing
+from kiosk_contract import schema, signing, topics, validation
+from kiosk_contract.acks import Conflict, build_acks
+from kiosk_contract.commands import build_command
 from kiosk_contract.errors import ConfigError
+from kiosk_contract.jsonbound import JsonLimitError, loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ def read_registry(ledger: Ledger) -> dict[str, RegisteredDevice]:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message the subscriber publishes for a device: an ack or a command (topic suffix ``ack`` or ``cmd``)."""
+    """A message the subscriber publishes for a device: a signed ack or a command (topic suffix ``ack`` or ``cmd``);
+    ``payload`` is the message as a dict, put on the wire by :func:`kiosk_contract.signing.wire`."""
 
     device: str
     site: str
@@ -179,6 +182,15 @@ class _Rejected(Exception):
     """A message that is not stored; the text is the reason."""
 
 
+@dataclass(frozen=True)
+class _Conflict:
+    """An event refused because the ledger holds another event of its device under its seq."""
+
+    device: str
+    site: str
+    conflict: Conflict
+
+
 class Ingestor:
     """Stores what devices publish; see the module docstring. Counters are in :attr:`counts`."""
 
@@ -193,8 +205,10 @@ class Ingestor:
         resend_interval_s: float = 30.0,
         resend_max_tries: int = 10,
         clock: Callable[[], float] = time.time,
+        signing_key: Ed25519PrivateKey,
     ) -> None:
         self.ledger = ledger
+        self.signing_key = signing_key  # the central key: every ack is signed with it
         self.registry = registry
         self.prefix = topic_prefix.strip("/") + "/"
         self.retention_ms = int(evidence_retention_s * 1000)
@@ -205,6 +219,7 @@ class Ingestor:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self._next_purge_ms = 0
+        self._conflicts: list[_Conflict] = []  # found while storing the batch in hand
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -225,6 +240,7 @@ class Ingestor:
         The batch's devices are locked first (``Ledger.lock_devices``), so that several workers on a shared
         subscription store one device's messages one transaction at a time."""
         stored: list[_Stored] = []
+        self._conflicts = []
         with self.ledger.transaction():
             devices = {self._parse_topic_quietly(topic) for topic, _ in messages}
             self.ledger.lock_devices(d for d in devices if d is not None and d in self.registry)
@@ -237,7 +253,7 @@ class Ingestor:
                     continue
                 if found is not None:
                     stored.append(found)
-        return self._acks(stored) + self.tick()
+        return self._acks(stored, self._conflicts) + self.tick()
 
     def tick(self) -> list[Outgoing]:
         """Housekeeping between batches: resend requests for gaps that lasted, and the evidence retention."""
@@ -255,17 +271,11 @@ class Ingestor:
                 if last_ms is not None and now - last_ms < self.resend_interval_ms:
                     continue
                 if tries >= self.resend_max_tries:
-                    contiguous, _ = self.ledger.skip_gap(device)
-                    reason = (f"seq {first_missing}..{contiguous} never arrived after {tries} resend requests "
-                              "(lost on the device, or numbers it skipped after a crash)")
-                    self.ledger.reject("gap", device, None, reason)
-                    self.count("gaps_given_up")
-                    log.warning("ledger: device %s: %s", device, reason)
+                    self._give_up(device, tries)
                     continue
                 self.ledger.note_resend(device, first_missing, tries + 1, now)
-                out.append(Outgoing(device, site, "cmd", {
-                    "request_id": f"resend-{uuid.uuid4().hex[:12]}", "cmd": "resend", "from_seq": first_missing,
-                }))
+                out.append(Outgoing(device, site, "cmd", build_command("resend", key=self.signing_key,
+                                                                       from_seq=first_missing)))
                 self.count("resend_requests")
                 log.info("ledger: device %s: asking to resend from seq %d", device, first_missing)
             if now >= self._next_purge_ms:
@@ -275,6 +285,21 @@ class Ingestor:
                     self.count("evidence_purged", purged)
                     log.info("ledger: deleted %d evidence photo(s) past their retention", purged)
         return out
+
+    def _give_up(self, device: str, tries: int) -> None:
+        """Stop asking for a gap: a rejection row and an alarm for IT with the missing range. Nothing is acknowledged:
+        the device keeps those events, and if one arrives later it is stored and acknowledged then."""
+        gap = self.ledger.skip_gap(device)
+        if gap is None:
+            return
+        first, last = gap
+        span = f"seq {first}" if first == last else f"seq {first}..{last}"
+        reason = (f"{span} never arrived after {tries} resend requests (lost on the device, or numbers it skipped "
+                  "after a crash); not acknowledged: stored and acknowledged if it comes later")
+        self.ledger.reject("gap", device, None, reason)
+        self.ledger.alarm(device, "gap_given_up", reason)
+        self.count("gaps_given_up")
+        log.warning("ledger: device %s: %s", device, reason)
 
     def purge_now(self) -> int:
         """Apply the evidence retention now (the next tick would do it within the hour)."""
@@ -294,11 +319,10 @@ class Ingestor:
         raise _Rejected(f"not an event or evidence topic: {topic[:200]}")
 
     def _parse_topic(self, topic: str) -> tuple[str, str, str]:
-        parts = topic[len(self.prefix):].split("/") if topic.startswith(self.prefix) else []
-        if len(parts) != 3:
-            raise _Rejected(f"topic {topic[:200]!r} is not {self.prefix}<site>/<device>/event|evidence")
-        site, device, suffix = parts
-        return site, device, suffix
+        try:
+            return topics.parse(topic, self.prefix)
+        except ValueError as exc:
+            raise _Rejected(str(exc)) from None
 
     def _device(self, device: str) -> RegisteredDevice:
         known = self.registry.get(device)
@@ -328,8 +352,13 @@ class Ingestor:
         complete = declared is None or self.ledger.has_evidence(device, event["event_id"], declared["sha256"])
         outcome = self.ledger.insert_event(event, payload.decode("utf-8"), time_ms, source, complete)
         if outcome == "seq_taken":
-            other = self.ledger.event_at_seq(device, event["seq"])
-            raise _Rejected(f"seq {event['seq']} is already event {other}; event {event['event_id']} is not stored")
+            other = self.ledger.event_at_seq(device, event["seq"]) or "?"
+            reason = (f"seq conflict: seq {event['seq']} is already event {other}; event {event['event_id']} is not "
+                      "stored (the device numbered two events alike: its outbox was damaged or replaced)")
+            self.ledger.alarm(device, "seq_conflict", reason)
+            self.count("seq_conflicts")
+            self._conflicts.append(_Conflict(device, site, Conflict(event["seq"], event["event_id"], other)))
+            raise _Rejected(reason)
         if outcome == "duplicate":
             self.count("duplicates")
             found = self.ledger.stored_event(device, event["event_id"])
@@ -343,7 +372,9 @@ class Ingestor:
         elif event["type"] == "time_anchor":
             self._redate(device, event)
         elif event["type"] == "status":
-            self.ledger.set_gallery_version(device, event["gallery_version"])
+            self.ledger.set_gallery(device, event["gallery_version"], event.get("gallery_office"))
+        elif event["type"] == "alarm":
+            self.ledger.alarm(device, event["alarm"], event["detail"] or "")
         return _Stored(device, site, event["event_id"], event["seq"], complete)
 
     def _event_time(self, event: dict[str, Any]) -> tuple[int | None, str]:
@@ -370,21 +401,21 @@ class Ingestor:
 
     def _evidence(self, site: str, device: str, payload: bytes) -> _Stored | None:
         self._device(device)
+        limit = self.evidence_max_bytes * 4 // 3 + 1024
         try:
-            envelope = json.loads(payload)
-            if not isinstance(envelope, dict):
-                raise ValueError("not a JSON object")
-            event_id, content_type, data = envelope.get("event_id"), envelope.get("content_type"), envelope.get(
-                "jpeg_b64")
-            if not isinstance(event_id, str) or not event_id or len(event_id) > 64:
-                raise ValueError("'event_id' is missing")
-            if content_type != "image/jpeg" or not isinstance(data, str):
-                raise ValueError("expected content_type image/jpeg and jpeg_b64")
-            if len(data) > self.evidence_max_bytes * 4 // 3 + 4:
-                raise ValueError(f"photo larger than evidence.max_bytes ({self.evidence_max_bytes})")
-            jpeg = base64.b64decode(data.encode("ascii"), validate=True)
-        except (ValueError, binascii.Error, UnicodeEncodeError) as exc:
-            raise _Rejected(f"malformed evidence: {exc}") from None
+            envelope = loads_bounded(payload, max_bytes=limit, max_depth=2, what="evidence")
+        except JsonLimitError as exc:
+            raise _Rejected(f"malformed evidence: {exc} (evidence.max_bytes is {self.evidence_max_bytes})") from None
+        wrong = validation.problems("evidence", envelope)
+        if wrong:
+            raise _Rejected("malformed evidence: " + "; ".join(wrong[:5]))
+        event_id = envelope["event_id"]
+        try:
+            jpeg = base64.b64decode(envelope["jpeg_b64"].encode("ascii"), validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise _Rejected(f"malformed evidence: jpeg_b64 is not base64 ({exc})") from None
+        if len(jpeg) > self.evidence_max_bytes:
+            raise _Rejected(f"malformed evidence: photo larger than evidence.max_bytes ({self.evidence_max_bytes})")
         if not jpeg.startswith(b"\xff\xd8"):
             raise _Rejected(f"evidence for {event_id} is not a JPEG")
         sha = hashlib.sha256(jpeg).hexdigest()
@@ -402,11 +433,11 @@ class Ingestor:
         device = self._parse_topic_quietly(topic)
         event_id = None
         try:
-            parsed = json.loads(payload)
+            parsed = loads_bounded(payload, max_bytes=self.evidence_max_bytes * 2, max_depth=8, what="message")
             if isinstance(parsed, dict) and isinstance(parsed.get("event_id"), str):
                 event_id = parsed["event_id"][:64]
-        except ValueError:
-            pass
+        except JsonLimitError:
+            pass  # the reason says what is wrong with it; the id is only a help
         self.count("rejected")
         self.ledger.reject(topic, device, event_id, reason)
         log.warning("ledger: rejected a message on %s: %s", topic[:200], reason[:500])
@@ -419,24 +450,24 @@ class Ingestor:
 
     # ------------------------------------------------------------------ acknowledgements
 
-    def _acks(self, stored: list[_Stored]) -> list[Outgoing]:
-        by_device: dict[str, list[_Stored]] = {}
+    def _acks(self, stored: list[_Stored], conflicts: list[_Conflict]) -> list[Outgoing]:
+        """Signed acks naming each stored event (whose photo, if it declares one, is held too) by seq and event id,
+        and the seq conflicts found; one or more messages per device."""
+        ready: dict[str, list[_Stored]] = {}
         for item in stored:
-            by_device.setdefault(item.device, []).append(item)
+            if item.complete:
+                ready.setdefault(item.device, []).append(item)
+        found: dict[str, list[_Conflict]] = {}
+        for c in conflicts:
+            found.setdefault(c.device, []).append(c)
         out: list[Outgoing] = []
-        positions = self.ledger.ack_positions(by_device)
-        for device, items in by_device.items():
-            upto, incomplete = positions[device]
-            if incomplete is not None:
-                upto = min(upto, incomplete - 1)
-            ready = [i for i in items if i.complete]
-            site = items[-1].site
-            if upto > 0 and any(i.seq <= upto for i in ready):
-                out.append(Outgoing(device, site, "ack", {"upto_seq": upto}))
-            ids = sorted({i.event_id for i in ready if i.seq > upto})
-            if ids:
-                out.append(Outgoing(device, site, "ack", {"acks": ids}))
-            self.count("acked", len({i.event_id for i in ready}))
+        for device in sorted(set(ready) | set(found)):
+            items, clashes = ready.get(device, []), found.get(device, [])
+            site = (items or clashes)[-1].site
+            pairs = {(i.seq, i.event_id) for i in items}
+            for message in build_acks(device, pairs, self.signing_key, conflicts=[c.conflict for c in clashes]):
+                out.append(Outgoing(device, site, "ack", message))
+            self.count("acked", len(pairs))
         return out
 
 

@@ -30,6 +30,7 @@ from kiosk_central.rules import (
     read_schedule,
 )
 from kiosk_central.store import Ledger
+from kiosk_contract.punch import kinds_meaning
 
 STATUS_LABELS = {
     "present": "Hadir",
@@ -123,13 +124,17 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
     return Recap(schedule, table, first, last, days, months)
 
 
+CHECK_IN_KINDS = kinds_meaning("check_in")
+CHECK_OUT_KINDS = kinds_meaning("check_out")
+
+
 def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: date,
              punches: list[tuple[str, time]], excuses: list[Excuse], today: date) -> DayLine:
     """The recap of one person's day from their punches (kind, local time to the minute)."""
     base = DayLine(person.nip, person.name, day, "off")
     hours = schedule.hours_on(day)
-    check_in = min((t for k, t in punches if k == "masuk"), default=None)
-    check_out = max((t for k, t in punches if k == "pulang"), default=None)
+    check_in = min((t for k, t in punches if k in CHECK_IN_KINDS), default=None)
+    check_out = max((t for k, t in punches if k in CHECK_OUT_KINDS), default=None)
     if hours is None:
         off = schedule.days_off.get(day)
         return replace(base, check_in=check_in, check_out=check_out, note=off[1] if off else "")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kiosk_central.store import Ledger, utc_text
 from kiosk_contract.errors import ConfigError
+from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.roster import RosterError, read_roster
 from kiosk_contract.schedule import DAYS, Day, RamadanPeriod
 from kiosk_contract.settings import TableParser, opt, read_toml
@@ -216,9 +217,12 @@ def load_excused(path: Path) -> list[Excuse]:
         except ValueError:
             problems.append(f"line {line}: start and end must be dates like 2026-02-03")
             continue
-        if not (len(nip) == 18 and nip.isdigit()):
-            problems.append(f"line {line}: NIP {nip!r} must be 18 digits")
-        elif kind not in EXCUSE_KINDS:
+        try:
+            nip = parse_nip(nip, f"line {line}, nip")
+        except NipError as exc:
+            problems.append(str(exc))
+            continue
+        if kind not in EXCUSE_KINDS:
             problems.append(f"line {line}: kind {row['kind']!r} must be duty (dinas), leave (cuti) or sick (sakit)")
         elif end < start:
             problems.append(f"line {line}: end {end} is before start {start}")

@@ -1,16 +1,21 @@
 """The central server's configuration (``central.toml``): database, broker, ingest tuning, evidence retention, the
-rules files, the device registry and the HR review page. Loaded with the kiosk's own TOML loader (unknown keys,
-types and ranges are reported with their paths, all at once); see examples/central.toml and docs/central.md."""
+rules files, the device registry, the HR review page and the signing key. Loaded with the contract's TOML loader
+(unknown keys, types and ranges are reported with their paths, all at once); see examples/central.toml and
+docs/central.md."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from kiosk_contract import signing
 from kiosk_contract.errors import ConfigError
-from kiosk_contract.settings import TableParser, opt, read_toml
+from kiosk_contract.settings import TableParser, opt, read_secret, read_toml
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,17 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    """The central server's Ed25519 key: it signs every ack and command; kiosks trust its public key
+    (mqtt.central_key_file in their kiosk.toml)."""
+
+    key_file: Path | None = opt(None, "The central Ed25519 private key (PEM; chmod 600, or credential:NAME).")
+    command_ttl_days: float = opt(
+        30.0, "A command that changes a kiosk (a gallery push) expires this long after it is issued.", lo=0.01, hi=365
+    )
+
+
+@dataclass(frozen=True)
 class DeviceEntry:
     """One kiosk of the registry: its id, its office and the public keys its events are signed with."""
 
@@ -119,6 +135,7 @@ class CentralConfig:
     rules: RulesConfig = opt(RulesConfig(), "Rules files.")
     registry: RegistryFilesConfig = opt(RegistryFilesConfig(), "The device registry as provisioning writes it.")
     web: WebConfig = opt(WebConfig(), "The HR review page.")
+    signing: SigningConfig = opt(SigningConfig(), "The central signing key.")
     devices: tuple[DeviceEntry, ...] = opt((), "More devices of the registry, written by hand.")
 
 
@@ -140,3 +157,13 @@ def load_central_config(path: Path | str) -> CentralConfig:
         absolute = path.absolute().parent / url[len("sqlite:///") :]
         cfg = dataclasses.replace(cfg, database=DatabaseConfig(url=f"sqlite:///{absolute}"))
     return cfg
+
+
+def signing_key(cfg: CentralConfig) -> Ed25519PrivateKey:
+    """The central private key of ``[signing] key_file``; ConfigError when it is not set or not readable."""
+    if cfg.signing.key_file is None:
+        raise ConfigError("signing.key_file", ["signing.key_file: not set; the central server signs every ack and "
+                                               "command with its Ed25519 key (generate it with provisioning's CA step "
+                                               "or `openssl genpkey -algorithm ed25519`)"])
+    data = read_secret(cfg.signing.key_file, key="signing.key_file")
+    return signing.private_key_from_pem(data, "signing.key_file")

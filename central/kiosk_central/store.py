@@ -223,6 +223,26 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ALTER TABLE review_audit ADD COLUMN after_state TEXT",
         ),
     ),
+    (
+        3,
+        "signed commands per device, the gallery office devices report, alarms for IT",
+        (
+            # The version of the last command that changes a device (install_gallery, remove_people, ...) issued to
+            # it: every new one is one more, so a kiosk can refuse replays and older commands.
+            """CREATE TABLE device_commands (
+                device_id TEXT PRIMARY KEY,
+                last_version BIGINT NOT NULL)""",
+            "ALTER TABLE devices ADD COLUMN gallery_office TEXT",
+            # What IT must look at: a gap the ledger gave up asking for, a seq conflict, a device's alarm event.
+            """CREATE TABLE ledger_alarms (
+                id {id},
+                at TEXT NOT NULL,
+                device_id TEXT,
+                kind TEXT NOT NULL,
+                detail TEXT NOT NULL)""",
+            "CREATE INDEX ledger_alarms_device ON ledger_alarms (device_id, id)",
+        ),
+    ),
 )
 
 
@@ -557,18 +577,22 @@ class Ledger:
                          "WHERE device_id = ?", (site, contiguous, highest, device_id))
         return contiguous, highest
 
-    def skip_gap(self, device_id: str) -> tuple[int, int]:
-        """Give up on the seqs missing after contiguous_seq: move it to the next stored run's end."""
+    def skip_gap(self, device_id: str) -> tuple[int, int] | None:
+        """Stop asking for the seqs missing after contiguous_seq: move it to the end of the next stored run. Returns
+        the missing range given up on, (first, last), or None when nothing is missing. Nothing is acknowledged by
+        this: acks name stored events only, and a missing event that arrives later is stored and acknowledged."""
         found = self.progress(device_id)
         if found is None:
             raise LedgerError(f"no progress recorded for device {device_id}")
         row = self.one("SELECT MIN(seq) FROM events WHERE device_id = ? AND seq > ?", (device_id, found[0]))
         if row is None or row[0] is None:
-            return found[0], found[1]
+            return None
+        next_stored = int(row[0])
         self.execute("UPDATE device_progress SET contiguous_seq = ?, resend_from = NULL, resend_tries = 0 "
-                     "WHERE device_id = ?", (int(row[0]) - 1, device_id))
+                     "WHERE device_id = ?", (next_stored - 1, device_id))
         site = self.one("SELECT site FROM device_progress WHERE device_id = ?", (device_id,))
-        return self.advance(device_id, str(site[0]) if site else "", int(row[0]))
+        self.advance(device_id, str(site[0]) if site else "", next_stored)
+        return found[0] + 1, next_stored - 1
 
     def devices_with_gaps(self) -> list[tuple[str, str, int, int | None, int, int | None]]:
         """(device, site, first missing seq, resend_from, resend_tries, last_resend_ms) of devices with a gap."""
@@ -583,20 +607,6 @@ class Ledger:
     def note_resend(self, device_id: str, from_seq: int, tries: int, now_ms: int) -> None:
         self.execute("UPDATE device_progress SET resend_from = ?, resend_tries = ?, last_resend_ms = ? "
                      "WHERE device_id = ?", (from_seq, tries, now_ms, device_id))
-
-    def ack_positions(self, device_ids: Iterable[str]) -> dict[str, tuple[int, int | None]]:
-        """Per device: (contiguous_seq, the lowest seq of a stored event still waiting for its photo, or None);
-        what its ``upto_seq`` ack may cover. Two queries for a whole batch's devices."""
-        ids = sorted(set(device_ids))
-        if not ids:
-            return {}
-        marks = ", ".join("?" * len(ids))
-        contiguous = {str(r[0]): int(r[1]) for r in self.rows(
-            f"SELECT device_id, contiguous_seq FROM device_progress WHERE device_id IN ({marks})", ids)}
-        waiting = {str(r[0]): int(r[1]) for r in self.rows(
-            f"SELECT device_id, MIN(seq) FROM events WHERE evidence_ok = 0 AND device_id IN ({marks}) "
-            "GROUP BY device_id", ids)}
-        return {d: (contiguous.get(d, 0), waiting.get(d)) for d in ids}
 
     def lock_devices(self, device_ids: Iterable[str]) -> None:
         """Hold these devices' registry rows until the transaction ends, taken in one order (no deadlock): ledger
@@ -617,8 +627,32 @@ class Ledger:
         self.execute("INSERT INTO rejections (received_at, topic, device_id, event_id, reason) VALUES (?, ?, ?, ?, ?)",
                      (utc_text(), topic[:300], device_id, event_id, reason[:1000]))
 
-    def set_gallery_version(self, device_id: str, version: str | None) -> None:
-        self.execute("UPDATE devices SET gallery_version = ? WHERE device_id = ?", (version, device_id))
+    def set_gallery(self, device_id: str, version: str | None, office: str | None) -> None:
+        """What a device reports it runs (its status events)."""
+        self.execute("UPDATE devices SET gallery_version = ?, gallery_office = ? WHERE device_id = ?",
+                     (version, office, device_id))
+
+    def next_command_version(self, device_id: str) -> int:
+        """One more than the version of the last changing command issued to this device (1 for the first); call it
+        inside the transaction that records the command, so that two pushes never share a version."""
+        self.lock_devices([device_id])
+        row = self.one("SELECT last_version FROM device_commands WHERE device_id = ?", (device_id,))
+        version = 1 if row is None else int(row[0]) + 1
+        if row is None:
+            self.execute("INSERT INTO device_commands (device_id, last_version) VALUES (?, ?)", (device_id, version))
+        else:
+            self.execute("UPDATE device_commands SET last_version = ? WHERE device_id = ?", (version, device_id))
+        return version
+
+    def alarm(self, device_id: str | None, kind: str, detail: str) -> None:
+        """An alarm for IT (``kiosk-central alarms``): a gap given up, a seq conflict, a device's alarm event."""
+        self.execute("INSERT INTO ledger_alarms (at, device_id, kind, detail) VALUES (?, ?, ?, ?)",
+                     (utc_text(), device_id, kind, detail[:2000]))
+
+    def alarms(self, limit: int = 100) -> list[tuple[str, str | None, str, str]]:
+        """The latest alarms, newest first: (at, device, kind, detail)."""
+        return [(str(r[0]), None if r[1] is None else str(r[1]), str(r[2]), str(r[3])) for r in self.rows(
+            "SELECT at, device_id, kind, detail FROM ledger_alarms ORDER BY id DESC LIMIT ?", (limit,))]
 
     # ------------------------------------------------------------------ HR review: reviewers, sessions, decisions
 

@@ -11,7 +11,6 @@ device publishes it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -25,6 +24,7 @@ from paho.mqtt.properties import Properties
 from kiosk_central.ingest import Ingestor, Outgoing
 from kiosk_central.settings import BrokerConfig, IngestConfig
 from kiosk_contract.mqttclient import paho_client
+from kiosk_contract.signing import wire
 from kiosk_contract.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,6 @@ class Subscriber:
     def _publish(self, item: Outgoing) -> None:
         topics = Topics.of(self.prefix, item.site, item.device)
         topic = topics.ack if item.suffix == "ack" else topics.cmd
-        info = self.client.publish(topic, json.dumps(item.payload).encode(), qos=QOS)
+        info = self.client.publish(topic, wire(item.payload), qos=QOS)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("ledger: publishing to %s failed: %s", topic, mqtt.error_string(info.rc))

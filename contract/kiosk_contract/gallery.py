@@ -80,6 +80,7 @@ class Gallery:
     people: list[Person] = field(default_factory=list)
     version: int = 0  # bumped at every save; devices report the version they run
     model: str = MODEL_ID
+    office: str | None = None  # the office a gallery cut by central is for; kiosks report it with the version
 
     def __post_init__(self) -> None:
         self._index()
@@ -143,6 +144,7 @@ class Gallery:
             "format": FORMAT_VERSION,
             "version": self.version,
             "model": self.model,
+            **({"office": self.office} if self.office is not None else {}),
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "people": [
                 {k: v for k, v in p.summary().items() if k != "templates"} | {"count": len(p.templates)}
@@ -222,7 +224,8 @@ class Gallery:
             )
             for i, m in enumerate(meta)
         ]
-        return cls(people=people, version=int(header["version"]))
+        office = header.get("office")
+        return cls(people=people, version=int(header["version"]), office=office if isinstance(office, str) else None)
 
 
 def seal_gallery(src: Path, dst: Path, cipher: DataCipher, key: bytes | None = None) -> Gallery:

@@ -1,4 +1,4 @@
-"""Ed25519 signatures over the canonical encoding of an event (see docs/events.md, "Signatures").
+"""Ed25519 signatures over the canonical encoding of an event, an ack or a command (docs/events.md, "Signatures").
 
 Canonical bytes: the event without its ``sig`` field, as JSON in UTF-8 with keys sorted (all keys are ASCII), no
 whitespace (separators ``,`` and ``:``), non-ASCII characters as themselves (``ensure_ascii=False``). Values are
@@ -30,7 +30,7 @@ ALG = "ed25519"
 
 
 class SignatureError(KioskError):
-    """An event's signature is missing, made with an unknown key, malformed, or does not match its content."""
+    """A message's signature is missing, made with an unknown key, malformed, or does not match its content."""
 
 
 class KeyFileError(KioskError):
@@ -59,6 +59,12 @@ def _no_floats(value: Any, path: str) -> None:
         raise TypeError(f"{path}: {type(value).__name__} cannot be encoded in an event")
 
 
+def wire(message: Mapping[str, Any]) -> bytes:
+    """A signed ack, command or result as it goes on the wire: canonical JSON with its ``sig`` (events have
+    :func:`kiosk_contract.schema.to_bytes`, which also bounds their size)."""
+    return json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
 def raw_public_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -78,18 +84,25 @@ def sign(event: Mapping[str, Any], private_key: Ed25519PrivateKey, key_id: str |
     return signed
 
 
-def verify(event: Mapping[str, Any], public_keys: Mapping[str, Ed25519PublicKey]) -> None:
-    """Return if ``event`` carries a valid signature by one of ``public_keys`` (by key id); else SignatureError."""
-    sig = event.get("sig") if isinstance(event, Mapping) else None
+def verify(
+    message: Mapping[str, Any],
+    public_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    what: str = "event",
+    unknown_key_hint: str = "add the device's public key",
+) -> None:
+    """Return if ``message`` (an event, an ack, a command) carries a valid signature by one of ``public_keys`` (by key
+    id); else SignatureError, worded for ``what``."""
+    sig = message.get("sig") if isinstance(message, Mapping) else None
     if sig is None:
-        raise SignatureError("the event has no signature (field sig is missing)")
+        raise SignatureError(f"the {what} has no signature (field sig is missing)")
     if not isinstance(sig, Mapping):
-        raise SignatureError("the event's sig field is not an object")
+        raise SignatureError(f"the {what}'s sig field is not an object")
     if sig.get("alg") != ALG:
         raise SignatureError(f"unsupported signature algorithm {sig.get('alg')!r} (expected {ALG!r})")
     kid = sig.get("key_id")
     if not isinstance(kid, str) or kid not in public_keys:
-        raise SignatureError(f"the event is signed with an unknown key id {kid!r}; add the device's public key")
+        raise SignatureError(f"the {what} is signed with an unknown key id {str(kid)[:40]!r}; {unknown_key_hint}")
     value = sig.get("value")
     try:
         if not isinstance(value, str):
@@ -100,15 +113,16 @@ def verify(event: Mapping[str, Any], public_keys: Mapping[str, Ed25519PublicKey]
     if len(signature) != 64:
         raise SignatureError(f"the signature is {len(signature)} bytes, an Ed25519 signature is 64")
     try:
-        message = canonical_bytes(event)
+        data = canonical_bytes(message)
     except (TypeError, ValueError) as exc:
-        raise SignatureError(f"the event cannot be encoded canonically: {exc}") from exc
+        raise SignatureError(f"the {what} cannot be encoded canonically: {exc}") from exc
     try:
-        public_keys[kid].verify(signature, message)
+        public_keys[kid].verify(signature, data)
     except InvalidSignature:
+        name = message.get("event_id") or message.get("request_id") or ""
         raise SignatureError(
-            f"bad signature on event {str(event.get('event_id'))[:40]!r} (key {kid}): the content was changed "
-            "after signing, or it was signed by another key"
+            f"bad signature on {what} {str(name)[:40]!r} (key {kid}): the content was changed after signing, or it "
+            "was signed by another key"
         ) from None
 
 

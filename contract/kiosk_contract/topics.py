@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
+
+from kiosk_contract.validation import schema
+
+DEFAULT_PREFIX = "presensi/v1"
+DEVICE_SUFFIXES = ("event", "evidence")
+"""What a device publishes that the ledger stores (the rest: status, status/online, cmd/result)."""
+
+
+@cache
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(schema("defs")["$defs"][name]["pattern"])
+
+
+def is_office_code(text: str) -> bool:
+    """Whether ``text`` is an office code (the schemas' ``$defs/office``)."""
+    return _pattern("office").match(text) is not None
+
+
+def is_device_id(text: str) -> bool:
+    """Whether ``text`` is a device id (the schemas' ``$defs/device_id``)."""
+    return _pattern("device_id").match(text) is not None
+
+
+def parse(topic: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str]:
+    """(site, device, suffix) of ``<prefix>/<site>/<device>/<suffix>``; ValueError naming the topic otherwise."""
+    head = prefix.strip("/") + "/"
+    parts = topic[len(head):].split("/", 2) if topic.startswith(head) else []
+    if len(parts) != 3 or not all(parts) or not is_device_id(parts[1]):
+        raise ValueError(f"topic {topic[:200]!r} is not {head}<site>/<device>/<suffix>")
+    site, device, suffix = parts
+    return site, device, suffix
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from kiosk_contract.punch import KINDS as PUNCH_KINDS
+
 LANGUAGES: Final = ("id", "en")
 
 DAYS: Final[dict[str, tuple[str, ...]]] = {
@@ -71,8 +73,6 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cannot_record": "Presensi tidak dapat disimpan",
         "cannot_record_hint": "Hubungi petugas TI",
         "nip": "NIP {nip}",
-        "masuk": "MASUK",
-        "pulang": "PULANG",
         "not_recognised_fallback": "Sentuh layar untuk presensi manual dengan NIP",
         "not_live": "Silakan coba lagi",
         "not_live_hint": "Lihat ke kamera tanpa foto atau layar",
@@ -120,8 +120,6 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cannot_record": "Attendance cannot be saved",
         "cannot_record_hint": "Please call IT staff",
         "nip": "NIP {nip}",
-        "masuk": "IN",
-        "pulang": "OUT",
         "not_recognised_fallback": "Touch the screen to enter your NIP instead",
         "not_live": "Please try again",
         "not_live_hint": "Look at the camera without a photo or a screen",
@@ -177,11 +175,11 @@ def text(language: str, key: str, **fields: object) -> str:
 
 
 def kind_label(language: str, kind: str | None) -> str:
-    """The big punch-kind word: MASUK / PULANG, or the kind itself upper-cased for other kinds."""
+    """The big punch-kind word from the contract's labels: MASUK / PULANG (IN / OUT), ISTIRAHAT KELUAR, ..."""
     if not kind:
         return ""
-    table = TEXTS.get(language, TEXTS["id"])
-    return table.get(kind.lower(), kind.upper())
+    info = PUNCH_KINDS.get(kind.lower())
+    return info.label(language).upper() if info is not None else kind.upper()
 
 
 def zone_name(local: datetime, tz: str) -> str:

@@ -25,12 +25,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.config import MqttConfig
-from kiosk_contract import signing
+from kiosk_contract.acks import AckError, open_ack
+from kiosk_contract.commands import CHANGING, CommandRefused, parse_command, result
 from kiosk_contract.mqttclient import paho_client
+from kiosk_contract.signing import wire
 from kiosk_contract.topics import Topics
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from kiosk.commands import CentralCommands
 from kiosk.events.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ DEFAULT_WINDOW = 20
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps the session (and the acks sent to it) for a week offline
 DEFAULT_REPUBLISH_AFTER_S = 300.0
 _TICK_S = 1.0  # the worker looks at the outbox at least this often even without wake()
-_UPTO_BATCH = 500
+CONFLICT_HOLD_S = 6 * 3600.0  # an event in a seq conflict is offered again only this often
 
 
 @dataclass
@@ -68,8 +72,9 @@ class Publisher:
         status_every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         seal: Callable[[bytes, int], bytes] | None = None,
-        actions: Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]] | None = None,
         central_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        commands: CentralCommands | None = None,
+        alarm: Callable[[str, str], None] = lambda name, detail: None,
     ) -> None:
         if window < 1 or republish_after_s <= 0:
             raise ValueError("window must be at least 1 and republish_after_s positive")
@@ -82,8 +87,9 @@ class Publisher:
         self.status_every_s = cfg.status_every_s if status_every_s is None else status_every_s
         self._clock = clock
         self._seal = seal  # (stored body, seq) -> the signed message (kiosk_contract.signing.seal)
-        self._actions = dict(actions or {})  # commands that change the device: only when signed by the central key
-        self._central_keys = dict(central_keys or {})
+        self._central_keys = dict(central_keys or {})  # acks are released only when signed with one of these
+        self._commands = commands  # the commands that change the device (kiosk.commands)
+        self._alarm = alarm  # stores an alarm event (through the frame loop): (name, detail)
         self._v5 = cfg.protocol == "5"
         self._lock = threading.Lock()  # guards the counters and flags read by status()
         self._stop = threading.Event()
@@ -98,8 +104,9 @@ class Publisher:
             "published": 0,  # PUBACKs for events
             "refused": 0,  # PUBACKs with an error reason code (MQTT 5: e.g. not authorized)
             "acked": 0,  # events acknowledged by the server through this publisher
-            "malformed_acks": 0,
-            "malformed_cmds": 0,
+            "refused_acks": 0,  # malformed, unsigned, forged or another device's acks
+            "refused_commands": 0,  # commands not carried out, with the reason in their result
+            "seq_conflicts": 0,  # events the ledger refused because it holds another event under their seq
             "commands": 0,
             "connects": 0,
         }
@@ -351,82 +358,55 @@ class Publisher:
     # ------------------------------------------------------------------ acks and commands
 
     def _handle_ack(self, payload: bytes) -> None:
+        """Release what a signed ack of the central server names by (seq, event_id); anything else is refused and
+        counted, and releases nothing."""
         try:
-            data = json.loads(payload)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            if "acks" in data:
-                ids = data["acks"]
-                if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-                    raise ValueError("'acks' must be a list of event_id strings")
-                changed = self.outbox.acknowledge(ids) if ids else 0
-            elif "upto_seq" in data:
-                upto = data["upto_seq"]
-                if isinstance(upto, bool) or not isinstance(upto, int) or upto < 0:
-                    raise ValueError("'upto_seq' must be a non-negative integer")
-                changed = self._ack_upto(upto)
-            else:
-                raise ValueError("neither 'acks' nor 'upto_seq'")
-        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            ack = open_ack(payload, self._central_keys, device=self.device_id)
+        except AckError as exc:
             with self._lock:
-                self._stats["malformed_acks"] += 1
-            log.warning("mqtt: malformed ack ignored (%s): %r", exc, payload[:200])
+                self._stats["refused_acks"] += 1
+            log.warning("mqtt: ack refused (%s): %s", exc.reason, exc)
             return
+        changed = self.outbox.acknowledge(ack.events) if ack.events else 0
         with self._lock:
             self._stats["acked"] += changed
-
-    def _ack_upto(self, upto: int) -> int:
-        changed = 0
-        while True:
-            batch = self.outbox.pending(limit=_UPTO_BATCH, republish_after_s=-1e9)
-            seqs = [e.seq for e in batch if e.seq <= upto]
-            if seqs:
-                changed += self.outbox.acknowledge(seqs)
-            if len(seqs) < _UPTO_BATCH:
-                return changed
+            self._stats["seq_conflicts"] += len(ack.conflicts)
+        for c in ack.conflicts:
+            detail = (f"the ledger holds event {c.stored_event_id} as seq {c.seq}; this kiosk's event {c.event_id} "
+                      f"under the same seq was refused and is kept here")
+            log.error("mqtt: seq conflict: %s", detail)
+            self._held[c.seq] = self._clock() + CONFLICT_HOLD_S  # not sent again and again meanwhile
+            self._alarm("seq_conflict", detail)
 
     def _handle_cmd(self, payload: bytes) -> None:
+        """Answer every command on ``…/cmd/result``: carried out, or refused with the reason."""
         request_id: str | int | None = None
+        name = None
         try:
-            data = json.loads(payload)
-            if not isinstance(data, dict):
-                raise ValueError("the command is not a JSON object")
-            rid = data.get("request_id")
-            if isinstance(rid, str | int) and not isinstance(rid, bool):
-                request_id = rid
-            else:
-                raise ValueError("'request_id' (a string) is missing")
-            cmd = data.get("cmd")
-            if not isinstance(cmd, str):
-                raise ValueError("'cmd' (a string) is missing")
-            result: dict[str, Any] = {"request_id": request_id, "ok": True}
-            if cmd == "status":
+            command = parse_command(payload)
+            request_id, name = command["request_id"], command["cmd"]
+            fields: dict[str, Any] = {}
+            if name == "status":
                 self._next_status = 0.0  # the worker publishes a fresh status on its next pass
-            elif cmd == "resend":
-                from_seq = data.get("from_seq")
-                if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
-                    raise ValueError("'from_seq' (a positive integer) is missing")
-                result["requeued"] = self.outbox.requeue(from_seq)
+            elif name == "resend":
+                fields["requeued"] = self.outbox.requeue(command["from_seq"])
                 self._wake.set()
-            elif cmd in self._actions:
-                try:
-                    signing.verify(data, self._central_keys)
-                except signing.SignatureError as exc:
-                    raise ValueError(
-                        f"{cmd!r} changes the device and must be signed by the central key: {exc}"
-                    ) from exc
-                result.update(self._actions[cmd](data))  # an action raises ValueError for bad parameters
-            elif cmd != "ping":
-                known = ", ".join(["ping", "status", "resend", *self._actions])
-                raise ValueError(f"unknown command {cmd!r} (known: {known})")
+            elif name in CHANGING:
+                if self._commands is None:
+                    raise CommandRefused(f"{name} needs the central key and the device's state; this kiosk has "
+                                         "neither configured", "unsupported")
+                fields = self._commands.handle(command)
+            answer = result(request_id, True, cmd=name, **fields)
             with self._lock:
                 self._stats["commands"] += 1
-        except ValueError as exc:
+        except CommandRefused as exc:
+            request_id, name = request_id if request_id is not None else exc.request_id, name or exc.cmd
             with self._lock:
-                self._stats["malformed_cmds"] += 1
-            log.warning("mqtt: command refused (%s): %r", exc, payload[:200])
-            result = {"request_id": request_id, "ok": False, "error": str(exc)}
-        self.client.publish(self.topics.cmd_result, json.dumps(result).encode(), qos=QOS)
+                self._stats["refused_commands"] += 1
+            log.warning("mqtt: command %s refused (%s): %s", name or "?", exc.reason, exc)
+            answer = result(request_id, False, **({"cmd": name} if name else {}), error=str(exc)[:2000],
+                            refused=exc.reason)
+        self.client.publish(self.topics.cmd_result, wire(answer), qos=QOS)
 
     def _error(self, text: str) -> None:
         log.warning("mqtt: %s", text)

@@ -145,7 +145,8 @@ class Outbox:
         self.path = path
         self.seq_path = _companion(path, ".seq")
         self.recovered_from = recovered_from
-        self.unknown_acks = 0  # acknowledgements for events this outbox does not know, since open
+        self.unknown_acks = 0  # acknowledgements for seqs this outbox does not hold, since open
+        self.mismatched_acks = 0  # acknowledgements naming another event than the one stored under that seq
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.retention_s = retention_s
@@ -337,30 +338,36 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise self._translate(exc, "cannot queue events again") from exc
 
-    def acknowledge(self, keys: Iterable[str | int]) -> int:
-        """Mark events acknowledged by ``event_id`` (str) or ``seq`` (int) and delete their evidence.
+    def acknowledge(self, pairs: Iterable[tuple[int, str]]) -> int:
+        """Mark events acknowledged, each named by its ``(seq, event_id)``, and delete their evidence.
 
-        Idempotent: returns how many events became acknowledged now. Unknown keys are ignored, logged and added
-        to ``unknown_acks``.
+        An event is released only when both match what is stored: an ack for another event under the same seq (a
+        reused number) releases nothing and is counted in ``mismatched_acks``; an ack for a seq this outbox does not
+        hold is counted in ``unknown_acks``. Idempotent: returns how many events became acknowledged now.
         """
-        keys = list(keys)
-        for key in keys:
-            if isinstance(key, bool) or not isinstance(key, str | int):
-                raise TypeError(f"an acknowledgement names an event_id (str) or a seq (int), not {key!r}")
+        wanted = list(pairs)
+        for pair in wanted:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], str)):
+                raise TypeError(f"an acknowledgement is (seq, event_id), not {pair!r}")
+            _as_seq(pair[0])
         with self._lock:
             self._check_open()
             todo: dict[int, None] = {}
-            unknown = 0
-            for key in keys:
-                column = "event_id" if isinstance(key, str) else "seq"
-                row = self._conn.execute(f"SELECT seq, state FROM events WHERE {column} = ?", (key,)).fetchone()
+            unknown = mismatched = 0
+            for seq, event_id in wanted:
+                row = self._conn.execute("SELECT event_id, state FROM events WHERE seq = ?", (seq,)).fetchone()
                 if row is None:
                     unknown += 1
+                elif row[0] != event_id:
+                    mismatched += 1
+                    log.error("outbox: an ack names event %s as seq %d, but seq %d here is event %s; nothing released",
+                              event_id, seq, seq, row[0])
                 elif row[1] != "acknowledged":
-                    todo[row[0]] = None
+                    todo[seq] = None
             if unknown:
                 self.unknown_acks += unknown
-                log.warning("outbox: %d acknowledgement(s) for unknown events ignored", unknown)
+                log.warning("outbox: %d acknowledgement(s) for events this outbox does not hold ignored", unknown)
+            self.mismatched_acks += mismatched
             if not todo:
                 return 0
             now = self._clock()
@@ -436,6 +443,17 @@ class Outbox:
                 ).fetchall()
                 rows.sort(key=lambda r: r[0])
         return [OutboxEvent._from_row(r) for r in rows[:limit]]
+
+    def recent(self, kind: str, since: float, limit: int = 10_000) -> list[OutboxEvent]:
+        """The stored events of ``kind`` created at or after ``since`` (the outbox clock), oldest first, in any
+        state: what the kiosk recorded lately, for the repeat guard after a restart."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND created_at >= ? ORDER BY seq DESC LIMIT ?",
+                (kind, since, limit),
+            ).fetchall()
+        return [OutboxEvent._from_row(r) for r in reversed(rows)]
 
     def get(self, key: str | int) -> OutboxEvent | None:
         """The stored event with this ``event_id`` (str) or ``seq`` (int), or None."""

@@ -26,6 +26,7 @@ from kiosk_contract.schedule import local_time, punch_kind
 
 if TYPE_CHECKING:
     from kiosk.recognizer.pipeline import Decision
+    from kiosk_contract.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ Status = Literal[
 """``pending_review``: a manual entry went to HR; ``limited``: a manual entry was refused by the rate limits;
 ``not_live``: a known face that did not prove liveness (a suspected spoof went to HR, the screen stays neutral)."""
 NOT_LIVE_MESSAGE = "Silakan coba lagi"
+CANNOT_RECORD = "Presensi tidak dapat disimpan: hubungi petugas TI"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Recorder:
         self._boot_id = boot_id or clock.boot_id()
         self._anchors = clock.TimeAnchorTracker()
         self._guard = RepeatGuard.from_config(cfg.events)
+        self._restore_repeats()
         if outbox.recovered_from is not None:
             self._append(
                 schema.build_alarm(
@@ -99,7 +102,32 @@ class Recorder:
             return self._record(decision, rgb, kind)
         except OutboxFull as exc:
             log.error("cannot record the decision for %s: %s", decision.nip or "an unknown face", exc)
-            return Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=decision.nip)
+            return Outcome("cannot_record", CANNOT_RECORD, nip=decision.nip)
+        except ValueError as exc:  # an event that cannot be built (a bad NIP in the gallery): never a crash
+            return self._unbuildable(f"the decision for {decision.nip or 'an unknown face'}", exc, decision.nip)
+
+    def _unbuildable(self, what: str, exc: ValueError, nip: str | None) -> Outcome:
+        """An event that fails its schema: logged, stored as an ``event_invalid`` alarm for IT, and "cannot record"
+        on the screen; the kiosk goes on."""
+        log.error("cannot build the event for %s: %s", what, exc)
+        self.alarm("event_invalid", f"cannot build the event for {what}: {exc}"[:1000])
+        return Outcome("cannot_record", CANNOT_RECORD, nip=nip)
+
+    def _restore_repeats(self) -> None:
+        """Remember the attendance recorded within the repeat interval before this start (the guard lives in memory;
+        the outbox keeps the events), so that a restart does not record the same person again."""
+        interval = self._guard.interval
+        if interval.total_seconds() <= 0:
+            return
+        since = self._now().timestamp() - interval.total_seconds()
+        for stored in self.outbox.recent("attendance", since):
+            try:
+                body = schema.from_bytes(stored.payload, complete=False)
+                at = local_time(datetime.fromisoformat(body["time_utc"].replace("Z", "+00:00")), body["tz"])
+            except (ValueError, KeyError):
+                log.warning("outbox event seq %d is not a readable attendance; not used for repeats", stored.seq)
+                continue
+            self._guard.remember(body["person"]["nip"], body["kind"], at)
 
     def manual(self, nip: str, kind: str | None, rgb: np.ndarray, box: list[int] | None) -> Outcome:
         """Store a typed NIP as a ``manual_entry`` review event with a photo (the face ``box`` when one was in view,
@@ -114,7 +142,9 @@ class Recorder:
             seq = self._append(body, evidence)
         except OutboxFull as exc:
             log.error("cannot record the manual entry for %s: %s", nip, exc)
-            return Outcome("cannot_record", "Presensi tidak dapat disimpan: hubungi petugas TI", nip=nip)
+            return Outcome("cannot_record", CANNOT_RECORD, nip=nip)
+        except ValueError as exc:
+            return self._unbuildable(f"the manual entry of {nip}", exc, nip)
         local = local_time(stamp.utc, self.cfg.device.timezone)
         return Outcome("pending_review", "Menunggu verifikasi", nip=nip, kind=kind, at=local, seq=seq)
 
@@ -148,12 +178,13 @@ class Recorder:
         """Store an alarm event (e.g. the case opened); None when the outbox has no room."""
         try:
             return self._append(schema.build_alarm(self._stamp(), alarm=alarm, detail=detail))
-        except OutboxFull as exc:
-            log.error("no room for the %s alarm: %s", alarm, exc)
+        except (OutboxFull, ValueError) as exc:
+            log.error("cannot store the %s alarm (%s): %s", alarm, detail, exc)
             return None
 
-    def status(self, *, fps: float, gallery_version: int) -> int | None:
-        """Store a signed device status event (health for the regency's dashboard); None if it cannot."""
+    def status(self, *, fps: float, gallery: Gallery, refused_acks: int = 0, refused_commands: int = 0) -> int | None:
+        """Store a signed device status event (health for the regency's dashboard: the office and version of the
+        gallery it runs, its queue, the acks and commands it refused); None if it cannot."""
         oldest = self.outbox.pending(limit=1)
         stamp = self._stamp()
         counts = self.outbox.counts()
@@ -164,9 +195,12 @@ class Recorder:
                     fps=fps,
                     outbox_depth=counts["pending"] + counts["published"],
                     oldest_pending_age_s=int(stamp.utc.timestamp() - oldest[0].created_at) if oldest else None,
-                    gallery_version=str(gallery_version),
+                    gallery_version=str(gallery.version),
+                    gallery_office=gallery.office,
                     cpu_temp_c=cpu_temperature(),
                     free_disk_bytes=free_bytes(self.outbox.path.parent),
+                    refused_acks=refused_acks,
+                    refused_commands=refused_commands,
                 )
             )
         except OutboxFull as exc:

@@ -272,6 +272,7 @@ def device_config(opts: Options, inputs: Inputs, device: Device) -> str:
             cfg.device,
             id=device.device_id,
             office=device.office,
+            office_code=device.office,
             timezone=device.timezone,
             state_dir=Path("/var/lib/kiosk"),
             data_key="file",

@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from central_support import (
     ALEX,
+    CENTRAL_KEYS,
     JPEG,
     LIN,
     Device,
+    acked,
+    acked_seqs,
     database,
     ingestor,
     registry_entry,
@@ -24,10 +27,11 @@ from central_support import (
     write_key,
 )
 
-from kiosk_central.ingest import Outgoing, sync_registry
+from kiosk_central.ingest import sync_registry
 from kiosk_central.settings import load_central_config
 from kiosk_central.store import MIGRATIONS, Ledger, LedgerError, utc_ms
 from kiosk_contract import schema, signing
+from kiosk_contract.acks import Conflict, open_ack
 from kiosk_contract.errors import ConfigError
 
 DAY = "2026-02-02"  # a Monday
@@ -48,23 +52,19 @@ def kiosk(ledger: Ledger, tmp_path: Path) -> tuple[Device, Any, list[float]]:
     return Device("kiosk-1", key), ingestor(ledger, registry, now, resend_interval_s=10, resend_max_tries=2), now
 
 
-def acks(out: list[Outgoing]) -> list[dict[str, Any]]:
-    return [o.payload for o in out if o.suffix == "ack"]
-
-
 def test_events_are_stored_once_and_acked_after_commit(ledger: Ledger, kiosk: Any) -> None:
     device, ing, _ = kiosk
     first = device.punch(ALEX, "masuk", wita(DAY, "07:25"))
     second = device.punch(LIN, "masuk", wita(DAY, "07:40"))
     out = ing.handle_batch([first[:2], second[:2]])
-    assert acks(out) == [{"upto_seq": 2}]
+    assert acked(out) == [(1, first[2]["event_id"]), (2, second[2]["event_id"])]  # by seq and id, signed
     assert all(o.device == "kiosk-1" and o.site == "kantor" for o in out)
     assert ledger.rows("SELECT seq, nip, time_source FROM events ORDER BY seq") == [
         (1, ALEX, "device"), (2, LIN, "device")
     ]
     # The same message again (a lost ack, a republish): not stored twice, acknowledged again.
     again = ing.handle_batch([first[:2]])
-    assert acks(again) == [{"upto_seq": 2}]
+    assert acked(again) == [(1, first[2]["event_id"])]
     assert ledger.one("SELECT COUNT(*) FROM events") == (2,)
     assert ing.snapshot()["duplicates"] == 1 and ing.snapshot()["stored"] == 2
 
@@ -106,7 +106,7 @@ def test_forged_altered_misrouted_and_malformed_messages_are_rejected(ledger: Le
     assert ledger.one("SELECT COUNT(*) FROM events") == (0,)
     assert ing.snapshot()["rejected"] == 6
     # The genuine message still goes in afterwards.
-    assert acks(ing.handle_batch([(topic, wire)])) == [{"upto_seq": 1}]
+    assert acked_seqs(ing.handle_batch([(topic, wire)])) == [1]
 
 
 def test_revoked_device_and_reused_seq_are_rejected(ledger: Ledger, kiosk: Any, tmp_path: Path) -> None:
@@ -115,9 +115,13 @@ def test_revoked_device_and_reused_seq_are_rejected(ledger: Ledger, kiosk: Any, 
     other = device.punch(LIN, "masuk", wita(DAY, "07:11"))
     reused = device.seal(schema.build_attendance(device.stamp(wita(DAY, "07:12")), kind="masuk", nip=LIN,
                                                  decision=schema.manual_decision("key")), seq=1)
-    assert acks(ing.handle_batch([reused[:2], other[:2]])) == [{"upto_seq": 2}]
+    out = ing.handle_batch([reused[:2], other[:2]])
+    assert acked(out) == [(2, other[2]["event_id"])], "never the reused number's other event"
+    (ack,) = [open_ack(signing.wire(o.payload), CENTRAL_KEYS, device="kiosk-1") for o in out if o.suffix == "ack"]
+    assert ack.conflicts == (Conflict(1, reused[2]["event_id"], ledger.event_at_seq("kiosk-1", 1) or ""),)
     reason = ledger.one("SELECT reason FROM rejections")
-    assert reason is not None and reason[0].startswith("seq 1 is already event")
+    assert reason is not None and reason[0].startswith("seq conflict: seq 1 is already event")
+    assert [a[2] for a in ledger.alarms()] == ["seq_conflict"], "an alarm for IT on the ledger's side too"
     pub = tmp_path / "keys" / "kiosk-1.pub"
     ing.registry = sync_registry(ledger, [registry_entry("kiosk-1", "bkpsdm", pub, revoked=True)])
     assert ing.handle_batch([device.punch(ALEX, "pulang", wita(DAY, "16:10"))[:2]]) == []
@@ -127,16 +131,16 @@ def test_revoked_device_and_reused_seq_are_rejected(ledger: Ledger, kiosk: Any, 
 def test_an_event_with_a_photo_is_acknowledged_only_once_the_photo_is_held(ledger: Ledger, kiosk: Any) -> None:
     device, ing, now = kiosk
     topic, wire, event = device.punch(ALEX, "masuk", wita(DAY, "07:20"), evidence=JPEG)
-    assert acks(ing.handle_batch([(topic, wire)])) == []  # stored, but its photo has not come
+    assert acked(ing.handle_batch([(topic, wire)])) == []  # stored, but its photo has not come
     ev_topic, envelope = device.evidence(event)
     wrong = device.evidence(event, JPEG[:-2] + b"\x00\xff\xd9")
-    assert acks(ing.handle_batch([wrong])) == []
+    assert acked(ing.handle_batch([wrong])) == []
     assert "does not match" in ledger.rows("SELECT reason FROM rejections")[-1][0]
-    assert acks(ing.handle_batch([(ev_topic, envelope)])) == [{"upto_seq": 1}]
+    assert acked_seqs(ing.handle_batch([(ev_topic, envelope)])) == [1]
     assert ledger.evidence("kiosk-1", event["event_id"]) == JPEG
     # A photo that comes before its event makes the event complete at once.
     t2, w2, e2 = device.punch(LIN, "masuk", wita(DAY, "07:21"), evidence=JPEG)
-    assert acks(ing.handle_batch([device.evidence(e2), (t2, w2)])) == [{"upto_seq": 2}]
+    assert acked_seqs(ing.handle_batch([device.evidence(e2), (t2, w2)])) == [2]
     # Retention: the photos go after it, the events stay.
     now[0] += 91 * 86400
     assert ing.purge_now() == 2
@@ -163,13 +167,13 @@ def test_a_gap_is_asked_for_again_and_acked_by_id_meanwhile(ledger: Ledger, kios
     one, two, three = (device.punch(n, "masuk", wita(DAY, t)) for n, t in ((ALEX, "07:01"), (LIN, "07:02"),
                                                                            (ALEX, "07:03")))
     out = ing.handle_batch([one[:2], three[:2]])
-    assert acks(out) == [{"upto_seq": 1}, {"acks": [three[2]["event_id"]]}]  # never upto 3 over the hole
+    assert acked_seqs(out) == [1, 3]  # each by its id: never anything over the hole
     assert [o for o in out if o.suffix == "cmd"] == []  # not at once: a late message may still come
     now[0] += 11
     cmds = ing.tick()
     assert [(c.suffix, c.payload["cmd"], c.payload["from_seq"]) for c in cmds] == [("cmd", "resend", 2)]
     assert ing.tick() == []  # rate-limited
-    assert acks(ing.handle_batch([two[:2]])) == [{"upto_seq": 3}]
+    assert acked_seqs(ing.handle_batch([two[:2]])) == [2]
     now[0] += 11
     assert ing.tick() == []  # filled: nothing more to ask
 
@@ -185,8 +189,27 @@ def test_a_gap_that_never_fills_is_recorded_and_skipped(ledger: Ledger, kiosk: A
         sent += ing.tick()
     assert [c.payload["from_seq"] for c in sent] == [2, 2]  # resend_max_tries = 2
     assert ledger.progress("kiosk-1")[:2] == (4, 4)  # type: ignore[index]
-    assert "seq 2..4 never arrived" in ledger.rows("SELECT reason FROM rejections")[-1][0]
-    assert acks(ing.handle_batch([device.punch(ALEX, "pulang", wita(DAY, "16:01"))[:2]])) == [{"upto_seq": 5}]
+    reason = ledger.rows("SELECT reason FROM rejections")[-1][0]
+    assert reason.startswith("seq 2..3 never arrived"), reason  # the missing range, not the stored 4
+    assert [(a[1], a[2]) for a in ledger.alarms()] == [("kiosk-1", "gap_given_up")]
+    assert acked_seqs(ing.handle_batch([device.punch(ALEX, "pulang", wita(DAY, "16:01"))[:2]])) == [5]
+
+
+def test_a_gap_given_up_is_never_acknowledged_and_its_event_is_stored_when_it_comes(ledger: Ledger,
+                                                                                 kiosk: Any) -> None:
+    device, ing, now = kiosk
+    one, two, three = (device.punch(n, "masuk", wita(DAY, t)) for n, t in ((ALEX, "07:01"), (LIN, "07:02"),
+                                                                           (ALEX, "07:03")))
+    out = ing.handle_batch([one[:2], three[:2]])  # seq 2 is on a kiosk that went offline
+    for _ in range(4):
+        now[0] += 11
+        out += ing.tick()
+    out += ing.handle_batch([device.punch(LIN, "pulang", wita(DAY, "16:00"))[:2]])
+    assert 2 not in acked_seqs(out), "the ledger gave up asking, and still acknowledges only what it holds"
+    assert "seq 2 never arrived" in ledger.rows("SELECT reason FROM rejections")[-1][0]
+    later = ing.handle_batch([two[:2]])  # the kiosk comes back and publishes it again
+    assert acked(later) == [(2, two[2]["event_id"])]
+    assert ledger.one("SELECT nip FROM events WHERE seq = 2") == (LIN,)
 
 
 def test_times_taken_before_the_clock_synced_are_corrected_from_the_anchor(ledger: Ledger, kiosk: Any) -> None:
@@ -261,7 +284,7 @@ def test_the_registry_and_revocations_of_provisioning_are_loaded(ledger: Ledger,
     now = [wita(DAY, "08:00").timestamp()]
     ing = ingestor(ledger, sync_registry(ledger, [], registry_file), now)
     device = Device("kiosk-2", key)
-    assert acks(ing.handle_batch([device.punch(ALEX, "masuk", wita(DAY, "07:10"))[:2]])) == [{"upto_seq": 1}]
+    assert acked_seqs(ing.handle_batch([device.punch(ALEX, "masuk", wita(DAY, "07:10"))[:2]])) == [1]
     revoked_file = tmp_path / "revoked.json"
     revoked_file.write_text(json.dumps([{"device_id": "kiosk-2", "key_id": key_id, "cert_serial": "1",
                                          "revoked_at": "2026-02-02T01:00:00+00:00"}]))

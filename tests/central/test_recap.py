@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from central_support import ALEX, LIN, OBAMA, RULES, Device, database, wita, write_key
+from central_support import ALEX, CENTRAL_KEY, LIN, OBAMA, RULES, Device, database, wita, write_key
 
 from kiosk_central import recap as recaps
 from kiosk_central.cli import load_all, main
@@ -86,7 +86,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path
         with Ledger(url) as ledger:
             from kiosk_central.ingest import read_registry
 
-            ingest = Ingestor(ledger, read_registry(ledger))
+            ingest = Ingestor(ledger, read_registry(ledger), signing_key=CENTRAL_KEY)
             device = Device("kiosk-1", key)
             messages = [device.punch(ALEX, kind, wita(f"2026-02-{day}", hhmm))[:2] for day, kind, hhmm in ALEX_PUNCHES]
             messages.append(device.punch(ALEX, "masuk", wita("2026-02-12", "07:15"), synced=False)[:2])
@@ -205,7 +205,8 @@ def test_rules_files_with_mistakes_are_reported_with_their_paths(tmp_path: Path)
                        f"{ALEX},2026-02-05,2026-02-01,leave,x\n{ALEX},2026-02-01,2026-02-02,holiday,x\n")
     with pytest.raises(ConfigError) as err:
         load_excused(excused)
-    assert "line 2: NIP '123'" in str(err.value) and "line 3: end 2026-02-01 is before" in str(err.value)
+    text = str(err.value)
+    assert "line 2, nip: '123' is not a NIP: it has 3 digits" in text and "line 3: end 2026-02-01 is before" in text
     assert "line 4: kind 'holiday'" in str(err.value)
 
 

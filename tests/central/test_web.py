@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from central_support import ALEX, LIN, RULES, Device, database, registry_entry, wita, write_key
+from central_support import ALEX, CENTRAL_KEY, LIN, RULES, Device, database, registry_entry, wita, write_key
 from PIL import Image, ImageDraw
 
 from kiosk_central import recap as recaps
@@ -118,7 +118,7 @@ def _site(url: str, ledger: Ledger, tmp_path: Path, password_hash: str, web: Web
         topic, wire, event = device.seal(body)
         messages += [(topic, wire), device.evidence(event, photos[name])]
     messages.append(device.seal(anchor)[:2])
-    Ingestor(ledger, registry).handle_batch(messages)
+    Ingestor(ledger, registry, signing_key=CENTRAL_KEY).handle_batch(messages)
     cases = {name: int(ledger.one("SELECT id FROM review_queue WHERE event_id = ?",  # type: ignore[index]
                                   (body["event_id"],))[0]) for name, body in bodies.items()}
     with ledger.transaction():

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from kiosk_contract import schema
+from kiosk_contract import schema, validation
 from kiosk_contract.errors import KioskError
+from kiosk_contract.punch import KINDS as PUNCH_KIND_INFO
+from kiosk_contract.punch import PUNCH_KINDS
 from kiosk_contract.schema import ClockInfo, EventFormatError, Stamp
 
 NIP = "198001012005011001"
@@ -113,10 +115,14 @@ def test_attendance_fields() -> None:
     assert event["clock"] == {"synced": True, "source": "ntp", "since_boot_synced": True}
 
 
-def test_punch_kinds_are_the_schedule_kinds() -> None:
+def test_punch_kinds_are_one_list_in_code_and_schema() -> None:
     expected = ("masuk", "pulang", "istirahat_keluar", "istirahat_masuk", "lembur_masuk", "lembur_pulang")
-    assert expected == schema.PUNCH_KINDS
-    for kind in schema.PUNCH_KINDS:
+    assert expected == PUNCH_KINDS
+    event_schema = validation.schema("event")
+    assert tuple(event_schema["$defs"]["punch_kind"]["enum"]) == PUNCH_KINDS
+    assert tuple(event_schema["$defs"]["optional_punch_kind"]["enum"]) == (*PUNCH_KINDS, None)
+    assert all(PUNCH_KIND_INFO[k].meaning for k in PUNCH_KINDS)
+    for kind in PUNCH_KINDS:
         event = attendance()
         event["kind"] = kind
         assert schema.validate(event) == []
@@ -256,10 +262,10 @@ def test_time_consistency_is_checked() -> None:
         (lambda e: e["decision"].update(method="guess"), "$.decision.method: 'guess' is not one of"),
         (lambda e: e["decision"].update(distance=None), "$.decision.distance: a face decision needs its distance"),
         (lambda e: e["decision"].update(best_nip="199001012015011001"), "$.decision.best_nip: differs"),
-        (lambda e: e["decision"].update(margin="0.12"), "$.decision.margin: '0.12' must be a decimal string"),
+        (lambda e: e["decision"].update(margin="0.12"), "$.decision.margin: '0.12' is not a decimal string with 4"),
         (lambda e: e.update(event_id="not-a-uuid"), "$.event_id: 'not-a-uuid' is not a lowercase UUIDv7"),
         (lambda e: e.update(boot_id="x"), "$.boot_id:"),
-        (lambda e: e.update(evidence="abc"), "$.evidence: must be an object, not a string"),
+        (lambda e: e.update(evidence="abc"), "$.evidence: must be an object or null, not a string"),
         (lambda e: e.pop("clock"), "$.clock: missing"),
     ],
 )

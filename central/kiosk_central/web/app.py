@@ -26,6 +26,7 @@ from kiosk_central.settings import CentralConfig, WebConfig
 from kiosk_central.store import DecisionRefused, Ledger, ReviewCase
 from kiosk_central.web import auth, pages
 from kiosk_contract.errors import KioskError
+from kiosk_contract.nip import NipError, parse_nip
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +242,14 @@ class ReviewApp:
             problem = "reason: write why the case is accepted or rejected (required)"
         elif len(reason) > MAX_REASON_CHARS:
             problem = f"reason: at most {MAX_REASON_CHARS} characters"
-        elif decision == "accept" and not (len(nip) == 18 and nip.isdigit()):
-            problem = f"nip {nip!r}: an 18-digit NIP of the roster"
-        elif decision == "accept" and kind not in pages.KINDS:
-            problem = "kind: choose masuk or pulang"
+        elif decision == "accept":
+            try:
+                nip = parse_nip(nip, "nip")
+            except NipError as exc:
+                problem = f"{exc} (a NIP of the roster)"
+            else:
+                if kind not in pages.KINDS:
+                    problem = "kind: choose masuk or pulang"
         if problem:
             return self.case(case_id, viewer, problem, form, HTTPStatus.BAD_REQUEST)
         try:

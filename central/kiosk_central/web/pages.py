@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from kiosk_central.store import ReviewCase
+from kiosk_contract.punch import KINDS as PUNCH_KINDS
+from kiosk_contract.punch import kinds_meaning
 
 REASONS = {
     "unknown_face": "Wajah tidak dikenal",
@@ -15,7 +17,8 @@ REASONS = {
     "suspected_spoof": "Dugaan pemalsuan wajah",
 }
 STATES = {"open": "Menunggu", "accepted": "Diterima", "rejected": "Ditolak"}
-KINDS = {"masuk": "Masuk", "pulang": "Pulang"}
+KINDS = {k: PUNCH_KINDS[k].label_id for k in kinds_meaning("check_in") + kinds_meaning("check_out")}
+"""The kinds a reviewer may grant: those that count in the recap (kiosk_contract.punch)."""
 
 _CSS = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 11pt; margin: 0; color: #222; }

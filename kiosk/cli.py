@@ -336,11 +336,14 @@ def _data_cipher(args: argparse.Namespace) -> DataCipher | None:
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from kiosk_contract.gallery import Gallery
+    from kiosk_contract.nip import parse_nip
 
     cfg = _recognizer(args)
     key = cfg.gallery_key()
     cipher = _data_cipher(args)
     gallery = Gallery.load(args.gallery, key, cipher=cipher)
+    if args.gallery_command != "list":
+        args.nips = [parse_nip(nip, "NIP") for nip in args.nips]  # printed NIPs with spaces work too
     if args.gallery_command == "list":
         print(
             f"# gallery {args.gallery}: version {gallery.version}, model {gallery.model}, {len(gallery)} people"

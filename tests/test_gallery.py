@@ -117,7 +117,10 @@ def test_cli_list_show_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert '"templates": 2' in capsys.readouterr().out
     assert main(["gallery", "remove", "--gallery", str(path), people[0].nip]) == 0
     assert Gallery.load(path).get(people[0].nip) is None
-    assert main(["gallery", "remove", "--gallery", str(path), "nobody"]) == 1
+    assert main(["gallery", "remove", "--gallery", str(path), "19990101 202001 1 001"]) == 1  # not enrolled
+    before = path.read_bytes()
+    assert main(["gallery", "remove", "--gallery", str(path), "nobody"]) == 2
+    assert "NIP: 'nobody' is not a NIP" in capsys.readouterr().err and path.read_bytes() == before
 
 
 def test_cli_reports_tampered_gallery_with_status_2(

@@ -34,6 +34,7 @@ from kiosk.config import MqttConfig
 from kiosk.events.mqtt import Publisher, Topics
 from kiosk.events.outbox import Outbox, OutboxEvent
 from kiosk_contract import schema, signing, validation
+from kiosk_contract import topics as topics_module
 from kiosk_contract.acks import build_acks
 from kiosk_contract.commands import Target, build_command
 from kiosk_contract.gallery import Gallery
@@ -465,11 +466,9 @@ def test_tls_key_open_to_others_is_refused(tmp_path: Path, outbox: Outbox) -> No
         Publisher(outbox, config(b, tls_ca_file=b.ca_file, tls_cert_file=cert, tls_key_file=key), DEVICE)
 
 
-ACL = "pattern write presensi/v1/+/%u/#\npattern read presensi/v1/+/%u/#\nuser central\ntopic readwrite #\n"
-
-
-def test_acl_stops_a_device_publishing_as_another(tmp_path: Path, subs: list[Sub]) -> None:
-    with Broker(tmp_path / "acl", acl=ACL) as b:
+def test_the_acl_stops_a_device_publishing_as_another_or_writing_its_own_acks(tmp_path: Path,
+                                                                             subs: list[Sub]) -> None:
+    with Broker(tmp_path / "acl", acl=topics_module.mosquitto_acl(PREFIX)) as b:
         sub = Sub(b, username="central")
         subs.append(sub)
         with Outbox.open(tmp_path / "a.db") as ob_a, Outbox.open(tmp_path / "b.db") as ob_b:
@@ -484,7 +483,21 @@ def test_acl_stops_a_device_publishing_as_another(tmp_path: Path, subs: list[Sub
                 honest.wake()
                 wait_for(lambda: sub.event_ids() == ["real"], "the honest device's event")
                 assert ob_b.counts()["published"] == 0 and ob_b.counts()["pending"] == 1
-            assert all("kiosk-b" not in t for t, *_ in sub.messages)
+                # a copy of kiosk-a's certificate cannot write acks or commands to kiosk-a
+                stolen = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="stolen", protocol=mqtt.MQTTv5)
+                stolen.username_pw_set("kiosk-a")
+                refusals: list[bool] = []
+                stolen.on_publish = lambda c, u, mid, rc, p: refusals.append(rc.is_failure)
+                stolen.connect(b.host, b.port)
+                stolen.loop_start()
+                for suffix in ("ack", "cmd"):
+                    stolen.publish(f"{PREFIX}/{SITE}/kiosk-a/{suffix}", b'{"upto_seq": 1000000}', qos=1)
+                wait_for(lambda: len(refusals) == 2, "the broker's answers")
+                stolen.disconnect()
+                stolen.loop_stop()
+                assert refusals == [True, True], "MQTT 5: not authorized"
+                assert honest.status()["refused_acks"] == 0 and honest.status()["refused_commands"] == 0
+            assert all("kiosk-b" not in t and not t.endswith(("/ack", "/cmd")) for t, *_ in sub.messages)
 
 
 def test_mqtt_311_delivers_and_applies_acks(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:

@@ -78,3 +78,19 @@ class Topics:
     @property
     def cmd_result(self) -> str:
         return f"{self.base}/cmd/result"
+
+
+DEVICE_WRITES = ("event", "evidence", "status", "status/online", "cmd/result")
+"""What a device publishes; it only reads its ``ack`` and ``cmd`` topics, which only the central server writes."""
+
+
+def mosquitto_acl(prefix: str = DEFAULT_PREFIX, central_user: str = "central") -> str:
+    """The broker's ACL (mosquitto ``acl_file``) for devices named by their certificate's CN (``%u``, with
+    ``use_identity_as_username``): a device writes only its own outgoing topics and reads only its own ack and
+    command topics, so a copy of its certificate cannot write acks or commands to it; the central server reads and
+    writes everything."""
+    base = prefix.strip("/")
+    lines = [f"pattern write {base}/+/%u/{suffix}" for suffix in DEVICE_WRITES]
+    lines += [f"pattern read {base}/+/%u/{suffix}" for suffix in ("ack", "cmd")]
+    lines += [f"user {central_user}", f"topic readwrite {base}/#"]
+    return "\n".join(lines) + "\n"

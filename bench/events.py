@@ -6,11 +6,12 @@
    empty outbox, divided by N.
 3. Drain: a 10,000-event backlog (filled through ``Outbox.append`` with ``synchronous=OFF`` only to build it
    fast; the outbox is then closed and reopened as after a reboot), a Publisher against a local mosquitto and a
-   central subscriber in this process that verifies every signature and acks by ``upto_seq`` every 200 events.
+   central subscriber in this process that verifies every signature and sends signed acks naming (seq, event_id)
+   every 200 events.
 4. Fault run: a producer child (this file with ``--child``) appends 50 events/s through the outbox and its
    Publisher while the parent stops/restarts the broker and SIGKILLs/restarts the producer; a central
    subscriber (MQTT 5 persistent session, QoS 1) verifies each message with ``signing.open_message``, dedups by
-   event_id and acks by event_id. At the end every event_id ever committed (all rows of the outbox database) is
+   event_id and sends signed acks. At the end every event_id ever committed (all rows of the outbox database) is
    compared with the set delivered.
 
 The brokers are tests/broker.py (imported by putting the repository's ``tests`` folder on ``sys.path``): a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -50,6 +52,7 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/broker.py: our own mosquitto on
 import paho.mqtt.client as mqtt  # noqa: E402
 from broker import Broker, available  # noqa: E402
 from broker import _die_with_parent as die_with_parent  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
@@ -58,6 +61,7 @@ from kiosk.config import MqttConfig  # noqa: E402
 from kiosk.events.mqtt import Publisher, Topics  # noqa: E402
 from kiosk.events.outbox import Outbox, OutboxError  # noqa: E402
 from kiosk_contract import schema, signing  # noqa: E402
+from kiosk_contract.acks import build_acks  # noqa: E402
 
 PREFIX = "presensi/v1"
 SITE = "s1"
@@ -200,18 +204,20 @@ def bench_commits(work: Path, n: int) -> tuple[str, str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------------- central
 
 
+CENTRAL_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"bench/events.py central key").digest())
+"""The central key of this benchmark's own central side, the same in the producer child (it is never a real key)."""
+CENTRAL_KEYS = {signing.key_id_of(CENTRAL_KEY): CENTRAL_KEY.public_key()}
+
+
 class Central:
-    """The central server's side: MQTT 5 persistent session, QoS 1, verify, dedup by event_id, ack.
+    """The central server's side: MQTT 5 persistent session, QoS 1, verify, dedup by event_id, and signed acks naming
+    each received event by (seq, event_id) (duplicates acked again: the device resent because it has not seen an ack)
+    every ``every`` events or 0.1 s."""
 
-    ``upto``: ack ``{"upto_seq": N}`` (N = highest seq with every seq from ``first_seq`` received) every
-    ``every`` events; otherwise ``{"acks": [...]}`` of event_ids (duplicates acked again: the device resent
-    because it has not seen an ack) every ``every`` events or 0.1 s.
-    """
-
-    def __init__(self, broker: Broker, keys: dict[str, Any], *, upto: bool, every: int, first_seq: int = 1) -> None:
+    def __init__(self, broker: Broker, keys: dict[str, Any], *, every: int) -> None:
         self.topics = Topics.of(PREFIX, SITE, DEVICE)
         self.keys = keys
-        self.upto, self.every = upto, every
+        self.every = every
         self.lock = threading.Lock()
         self.seen: dict[str, int] = {}  # event_id -> seq
         self.evidence: set[str] = set()
@@ -219,10 +225,7 @@ class Central:
         self.bad: list[str] = []
         self.first_at: float | None = None
         self.last_new_at = 0.0
-        self._acks: list[str] = []
-        self._seqs: set[int] = set()
-        self._contig = first_seq - 1
-        self._sent_upto = first_seq - 1
+        self._acks: list[tuple[int, str]] = []
         self._kick = threading.Event()
         self._stop = threading.Event()
         self.acks_sent = 0
@@ -269,16 +272,11 @@ class Central:
                 self.first_at = now
             if eid in self.seen:
                 self.duplicates += 1
-                if self.upto and seq <= self._sent_upto:
-                    self._sent_upto = min(self._sent_upto, seq - 1)  # send the upto again
             else:
                 self.seen[eid] = seq
                 self.last_new_at = now
-            self._acks.append(eid)
-            self._seqs.add(seq)
-            while self._contig + 1 in self._seqs:
-                self._contig += 1
-            full = (self._contig - self._sent_upto >= self.every) if self.upto else len(self._acks) >= self.every
+            self._acks.append((seq, eid))
+            full = len(self._acks) >= self.every
         if full:
             self._kick.set()
 
@@ -287,15 +285,11 @@ class Central:
             self._kick.wait(0.1)
             self._kick.clear()
             with self.lock:
-                if self.upto:
-                    body: dict[str, Any] | None = {"upto_seq": self._contig} if self._contig > self._sent_upto else None
-                    self._sent_upto = self._contig
-                else:
-                    body = {"acks": self._acks} if self._acks else None
-                    self._acks = []
-            if body is not None:
-                self.client.publish(self.topics.ack, json.dumps(body).encode(), qos=1)  # queued when offline
-                self.acks_sent += 1
+                pairs, self._acks = self._acks, []
+            if pairs:
+                for message in build_acks(DEVICE, pairs, CENTRAL_KEY):
+                    self.client.publish(self.topics.ack, signing.wire(message), qos=1)  # queued when offline
+                    self.acks_sent += 1
 
     def close(self) -> None:
         self._stop.set()
@@ -320,10 +314,10 @@ def bench_drain(work: Path, n: int, pem: bytes, keys: dict[str, Any]) -> tuple[s
     fill_s = time.perf_counter() - t0
     with Broker(work / "drain-broker") as b, Outbox.open(db) as ob:  # reopened: synchronous=FULL again
         assert ob.counts()["pending"] == n
-        central = Central(b, keys, upto=True, every=200)
+        central = Central(b, keys, every=200)
         try:
             start = time.monotonic()
-            pub = Publisher(ob, mqtt_config(b.port), DEVICE, seal=sealer(pem)).start()
+            pub = Publisher(ob, mqtt_config(b.port), DEVICE, seal=sealer(pem), central_keys=CENTRAL_KEYS).start()
             try:
                 delivered_at = acked_at = None
                 deadline = start + 180
@@ -384,7 +378,8 @@ def child_main(db: Path, port: int, keyfile: Path, rate: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    pub = Publisher(ob, mqtt_config(port), DEVICE, republish_after_s=FAULT_REPUBLISH_S, seal=sealer(pem)).start()
+    pub = Publisher(ob, mqtt_config(port), DEVICE, republish_after_s=FAULT_REPUBLISH_S, seal=sealer(pem),
+                    central_keys=CENTRAL_KEYS).start()
     stop = threading.Event()
 
     def on_term(*_: Any) -> None:
@@ -478,7 +473,7 @@ def bench_faults(
     db = work / "fault" / "outbox.db"
     faults: list[tuple[Any, ...]] = []
     with Broker(work / "fault-broker") as b:
-        central = Central(b, keys, upto=False, every=50)
+        central = Central(b, keys, every=50)
         producer = Producer(db, b.port, keyfile, work / "producer.log")
         try:
             producer.start()
@@ -636,7 +631,7 @@ def main() -> int:
         print(
             f"\n- backlog built in {d['fill_s']:.1f} s (synchronous=OFF, not measured); outbox after: {d['counts']}; "
             f"publisher: published {st['published']}, acked {st['acked']}, connects {st['connects']}; window 20; "
-            "central acks by upto_seq every 200 events (and at the end), in this same process\n",
+            "central sends signed (seq, event_id) acks every 200 events (and at the end), in this same process\n",
             flush=True,
         )
         text, _, ok = bench_faults(work, seconds, faults_each, pem, keys)

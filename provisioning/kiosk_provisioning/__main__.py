@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {written}")
             return 0
         if args.command == "revoke":
-            authority = load_authority(args.ca_dir, read_passphrase(args.ca_passphrase_file))
+            authority = load_authority(args.ca_dir, read_passphrase(args.ca_passphrase_file), images=False)
             for line in revoke(args.out, authority, args.devices):
                 print(line)
             return 0

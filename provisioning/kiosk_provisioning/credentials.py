@@ -34,12 +34,12 @@ _IssuerKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 
 @dataclass(frozen=True)
 class Authority:
-    """The regency CA (certificate and private key) and, if given, the central server's public key."""
+    """The regency CA (certificate and private key) and the central server's public key."""
 
     cert: x509.Certificate
     key: _IssuerKey
     cert_pem: bytes
-    central_pub: bytes | None
+    central_pub: bytes  # empty when loaded for a revocation, which writes no image
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,17 @@ class DeviceSecrets:
         return signing.key_id_of(signing.private_key_from_pem(self.device_key))
 
 
-def load_authority(folder: Path, passphrase: bytes | None) -> Authority:
-    """The CA from ``folder`` (ca.crt, ca.key, optional central.pub); ProvisionError says what is wrong."""
+def load_authority(folder: Path, passphrase: bytes | None, *, images: bool = True) -> Authority:
+    """The CA from ``folder`` (ca.crt, ca.key, and for making images central.pub); ProvisionError says what is
+    wrong."""
     if not folder.is_dir():
         raise ProvisionError(f"{folder}: the CA folder does not exist")
-    for name in (CA_CERT, CA_KEY):
+    for name in (CA_CERT, CA_KEY, *((CENTRAL_PUB,) if images else ())):
         if not (folder / name).is_file():
             raise ProvisionError(
                 f"{folder}: the CA folder has no {name}; it must hold the regency CA's certificate ({CA_CERT}) "
-                f"and private key ({CA_KEY}, PEM), and optionally the central server's public key ({CENTRAL_PUB})"
+                f"and private key ({CA_KEY}, PEM), and the central server's Ed25519 public key ({CENTRAL_PUB}: the "
+                "public half of central.toml's signing.key_file; kiosks release events only on acks signed with it)"
             )
     cert_path, key_path = folder / CA_CERT, folder / CA_KEY
     cert_pem = _read(cert_path, "CA certificate")
@@ -98,14 +100,13 @@ def load_authority(folder: Path, passphrase: bytes | None) -> Authority:
         raise ProvisionError(f"{cert_path}: not a CA certificate (basicConstraints CA:TRUE is missing)")
     if cert.not_valid_after_utc < _now() + RENEW_BEFORE:
         raise ProvisionError(f"{cert_path}: the CA certificate expires on {cert.not_valid_after_utc:%Y-%m-%d}")
-    central = None
-    if (folder / CENTRAL_PUB).exists():
-        try:
-            signing.load_public_key(folder / CENTRAL_PUB)
-        except signing.KeyFileError as exc:
-            raise ProvisionError(f"{exc} (the central server's Ed25519 public key, optional)") from None
-        central = (folder / CENTRAL_PUB).read_bytes()
-    return Authority(cert, key, cert_pem, central)
+    if not images:
+        return Authority(cert, key, cert_pem, b"")
+    try:
+        signing.load_public_key(folder / CENTRAL_PUB)
+    except signing.KeyFileError as exc:
+        raise ProvisionError(f"{exc} (the central server's Ed25519 public key)") from None
+    return Authority(cert, key, cert_pem, (folder / CENTRAL_PUB).read_bytes())
 
 
 def device_secrets(folder: Path, device_id: str, authority: Authority, days: int, *, keep: bool) -> DeviceSecrets:

@@ -1,4 +1,5 @@
-"""The device list: one CSV row per kiosk (id, site, office, hostname, Wi-Fi, broker), checked as a whole."""
+"""The device list: one CSV row per kiosk (id, site, office name and code, hostname, Wi-Fi, broker), checked as a
+whole."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk_contract.topics import is_office_code
 from kiosk_provisioning import ProvisionError
 
-REQUIRED = ("device_id", "site", "office", "hostname", "wifi_ssid", "wifi_psk", "broker")
+REQUIRED = ("device_id", "site", "office", "office_code", "hostname", "wifi_ssid", "wifi_psk", "broker")
 OPTIONAL = ("timezone",)
 DEFAULT_MQTT_PORT = 8883
 
@@ -30,7 +32,8 @@ class Device:
     line: int
     device_id: str
     site: str
-    office: str
+    office: str  # the name the screen shows
+    office_code: str  # the office's code in the central server's rules: its gallery and commands name it
     hostname: str
     wifi_ssid: str
     wifi_psk: str
@@ -121,6 +124,10 @@ def _parse_row(values: dict[str, str], line: int, default_timezone: str, problem
     office = values["office"]
     if not office or len(office) > 120:
         bad("office", "the office name must have 1 to 120 characters")
+    office_code = values["office_code"]
+    if not is_office_code(office_code):
+        bad("office_code", f"{office_code!r} is not an office code (1-64 of A-Z a-z 0-9 . _ -): the code of the "
+            "office in the central server's rules, like bkpsdm")
     hostname = values["hostname"]
     if not _HOSTNAME_RE.match(hostname):
         bad("hostname", f"{hostname!r} is not a host name: 1-63 of a-z 0-9 and -, not starting or ending with -")
@@ -139,7 +146,7 @@ def _parse_row(values: dict[str, str], line: int, default_timezone: str, problem
         bad("timezone", f'{timezone!r} is not a time zone; use "Asia/Makassar", "Asia/Jakarta" or "Asia/Jayapura"')
     if len(problems) > before:
         return None
-    return Device(line, device_id, site, office, hostname, ssid, psk, host, port, timezone)
+    return Device(line, device_id, site, office, office_code, hostname, ssid, psk, host, port, timezone)
 
 
 def _valid_psk(psk: str) -> bool:

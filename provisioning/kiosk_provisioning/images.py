@@ -229,8 +229,7 @@ def base_plan(opts: Options, inputs: Inputs) -> list[Change]:
         Change("root", Node("/usr/lib/sysusers.d/kiosk.conf", source=REPO / "systemd/kiosk.sysusers")),
         Change("root", Node("/var/lib/kiosk", 0o700)),
     ]
-    if inputs.authority.central_pub is not None:
-        changes.append(Change("root", Node("/etc/kiosk/central.pub", data=inputs.authority.central_pub)))
+    changes.append(Change("root", Node("/etc/kiosk/central.pub", data=inputs.authority.central_pub)))
     if opts.userconf is not None:
         changes.append(Change("boot", Node("/userconf.txt", data=opts.userconf.read_bytes())))
     if opts.ssh:
@@ -272,7 +271,7 @@ def device_config(opts: Options, inputs: Inputs, device: Device) -> str:
             cfg.device,
             id=device.device_id,
             office=device.office,
-            office_code=device.office,
+            office_code=device.office_code,
             timezone=device.timezone,
             state_dir=Path("/var/lib/kiosk"),
             data_key="file",
@@ -289,7 +288,7 @@ def device_config(opts: Options, inputs: Inputs, device: Device) -> str:
             tls_ca_file=Path("/etc/kiosk/ca.crt"),
             tls_cert_file=Path("/etc/kiosk/mqtt.crt"),
             tls_key_file=Path("credential:mqtt-key"),
-            central_key_file=Path("/etc/kiosk/central.pub") if inputs.authority.central_pub else None,
+            central_key_file=Path("/etc/kiosk/central.pub"),
         ),
     )
     text = kconfig.config_to_toml(cfg)
@@ -328,7 +327,8 @@ def _device_image(
     return {
         "device_id": device.device_id,
         "site": device.site,
-        "office": device.office,
+        "office": device.office_code,
+        "office_name": device.office,
         "hostname": device.hostname,
         "key_id": secrets.key_id,
         "public_key": secrets.device_pub.decode(),

@@ -28,6 +28,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from kiosk_provisioning.wheelhouse import marker_environment
+
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = REPO / "locks"
 OWN = {"kiosk", "kiosk-contract", "kiosk-central", "kiosk-provisioning"}
@@ -82,20 +84,8 @@ def read_lock(path: Path) -> dict[str, Pin]:
 
 
 def environment(machine: str, python: str) -> dict[str, str]:
-    """PEP 508 marker values for CPython ``python`` on Linux ``machine``."""
-    return {
-        "implementation_name": "cpython",
-        "implementation_version": f"{python}.0",
-        "os_name": "posix",
-        "platform_machine": machine,
-        "platform_python_implementation": "CPython",
-        "platform_release": "",
-        "platform_system": "Linux",
-        "platform_version": "",
-        "python_full_version": f"{python}.0",
-        "python_version": python,
-        "sys_platform": "linux",
-    }
+    """PEP 508 marker values for CPython ``python`` on Linux ``machine`` (the image script's own)."""
+    return marker_environment(python, machine)
 
 
 X86_311 = environment("x86_64", "3.11")

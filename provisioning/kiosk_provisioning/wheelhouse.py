@@ -207,7 +207,7 @@ def _wheels(folder: Path, python: str, problems: list[str]) -> dict[str, list[Wh
 
 def _check_requires(wheels: dict[str, list[Wheel]], python: str, problems: list[str]) -> None:
     """Follow Requires-Dist from kiosk[pi] through the wheels: every dependency has a wheel that fits and satisfies."""
-    environment = _environment(python)
+    environment = marker_environment(python)
     todo = [(KIOSK, extra, SpecifierSet(), "") for extra in KIOSK_EXTRAS]
     done: set[tuple[str, str, str]] = set()
     while todo:
@@ -262,13 +262,13 @@ def _fits(interpreter: str, abi: str, platform: str, python: str) -> bool:
     return int(cp.group(2)) == minor and abi in (f"cp{major}{minor}", "none")
 
 
-def _environment(python: str) -> dict[str, str]:
-    """PEP 508 marker values of CPython ``python`` on Raspberry Pi OS 64-bit."""
+def marker_environment(python: str, machine: str = "aarch64") -> dict[str, str]:
+    """PEP 508 marker values of CPython ``python`` on Linux ``machine`` (Raspberry Pi OS 64-bit by default)."""
     return {
         "implementation_name": "cpython",
         "implementation_version": f"{python}.0",
         "os_name": "posix",
-        "platform_machine": "aarch64",
+        "platform_machine": machine,
         "platform_python_implementation": "CPython",
         "platform_release": "",
         "platform_system": "Linux",

@@ -45,10 +45,11 @@ def load_gallery(cfg: RecognizerConfig, cipher: DataCipher | None = None) -> Gal
     return Gallery.load(cfg.gallery, cfg.gallery_key(), cipher=cipher)
 
 
-def store_gallery(cfg: RecognizerConfig, data: bytes, cipher: DataCipher | None = None) -> Gallery:
+def store_gallery(cfg: RecognizerConfig, data: bytes, cipher: DataCipher | None = None,
+                  expect: tuple[int, str | None] | None = None) -> Gallery:
     """Verify a gallery file's bytes and write them as the configured gallery, atomically and with its version kept
     (versions are central's), sealed with the data key when the device has one."""
-    return store_received(data, cfg.gallery, cfg.gallery_key(), cipher)
+    return store_received(data, cfg.gallery, cfg.gallery_key(), cipher, expect=expect)
 
 
 def stream(
@@ -123,7 +124,8 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         terminal = Terminal(
             cfg, pipeline, recorder, outbox, screen, pins, inputs=inputs, wake=wake, network=network,
             clock_synced=clock_synced, load_gallery=lambda: load_gallery(cfg.recognizer, cipher),
-            store_gallery=lambda data: store_gallery(cfg.recognizer, data, cipher), commands=work, applied=applied,
+            store_gallery=lambda data, expect: store_gallery(cfg.recognizer, data, cipher, expect), commands=work,
+            applied=applied,
         )  # fmt: skip
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)

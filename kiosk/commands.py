@@ -55,8 +55,9 @@ class AppliedVersion:
         except (OSError, ValueError) as exc:
             raise KioskError(f"{self.path}: cannot read the record of applied commands ({exc}); restore it, or "
                              "remove it to accept central's commands from version 1 again") from None
-        version = data.get("applied_version") if isinstance(data, dict) else None
-        if data.get("format") != STATE_FORMAT or isinstance(version, bool) or not isinstance(version, int):
+        fields = data if isinstance(data, dict) else {}
+        version = fields.get("applied_version")
+        if fields.get("format") != STATE_FORMAT or isinstance(version, bool) or not isinstance(version, int):
             raise KioskError(f"{self.path}: not a record of applied commands; restore it, or remove it to accept "
                              "central's commands from version 1 again")
         return version

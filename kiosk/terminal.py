@@ -180,7 +180,7 @@ class Terminal:
         network: Callable[[], Literal["off", "online", "offline"]] = lambda: "off",
         clock_synced: Callable[[], bool | None] = lambda: None,
         load_gallery: Callable[[], Gallery] | None = None,
-        store_gallery: Callable[[bytes], Gallery] | None = None,
+        store_gallery: Callable[[bytes, tuple[int, str | None] | None], Gallery] | None = None,
         commands: queue.Queue[Queued] | None = None,
         applied: AppliedVersion | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -315,36 +315,24 @@ class Terminal:
     def install_gallery(self, data: bytes, version: int | None = None, office: str | None = None) -> bool:
         """A gallery file pushed by central (its command already checked): verified, written, then swapped in. With
         ``version`` and ``office`` (the command's), a file that says otherwise is refused."""
-        from kiosk_contract.errors import KioskError
-        from kiosk_contract.gallery import Gallery
-
         old = self.pipeline.gallery
-        if version is not None:
-            try:
-                pushed = Gallery.from_bytes(data, self.cfg.recognizer.gallery_key(), origin="the pushed gallery")
-            except KioskError as exc:
-                log.error("the pushed gallery is refused, the gallery is unchanged: %s", exc)
-                return False
-            if (pushed.version, pushed.office) != (version, office):
-                log.error("the pushed gallery is version %d of office %s, its command says version %d of office %s; "
-                          "refused, the gallery is unchanged", pushed.version, pushed.office, version, office)
-                return False
-        if self._install(data, "the pushed gallery"):
+        if self._install(data, "the pushed gallery", None if version is None else (version, office)):
             new = self.pipeline.gallery
             log.info("gallery installed: version %d -> %d (office %s), %d people", old.version, new.version,
                      new.office, len(new))
             return True
         return False
 
-    def _install(self, data: bytes, what: str) -> bool:
-        """Write ``data`` as the gallery file and run it; False (and nothing changed) when it cannot be."""
+    def _install(self, data: bytes, what: str, expect: tuple[int, str | None] | None = None) -> bool:
+        """Write ``data`` as the gallery file and run it (with ``expect``, only a gallery of that version and office);
+        False (and nothing changed) when it cannot be."""
         from kiosk.errors import KioskError
 
         if self._store_gallery is None:
             log.error("%s refused: this kiosk cannot write its gallery", what)
             return False
         try:
-            gallery = self._store_gallery(data)
+            gallery = self._store_gallery(data, expect)
         except (OSError, KioskError) as exc:
             log.error("%s failed, the gallery is unchanged: %s", what, exc)
             return False
@@ -355,7 +343,6 @@ class Terminal:
     def _take_commands(self) -> None:
         """Carry out what the MQTT thread queued: central's checked commands (recording each version once it is
         done; a version applied meanwhile is skipped) and alarms to store."""
-
         while True:
             try:
                 item: Queued = self.commands.get_nowait()

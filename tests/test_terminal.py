@@ -142,7 +142,8 @@ class Rig:
             cfg, self.pipeline, self.recorder, self.outbox, self.screen, self.pins, inputs=self.inputs,
             wake=self.wake, monotonic=lambda: self.mono, now=lambda: MONDAY_0721_WITA,
             load_gallery=(lambda: Gallery.load(cfg.recognizer.gallery)) if load is None else (lambda: load),
-            store_gallery=lambda data: app.store_gallery(cfg.recognizer, data), applied=applied,
+            store_gallery=lambda data, expect: app.store_gallery(cfg.recognizer, data, expect=expect),
+            applied=applied,
         )
 
     def wake(self) -> None:

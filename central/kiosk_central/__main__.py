@@ -1,4 +1,4 @@
-"""``python -m kiosk_central ...``: the central server's command line (kiosk/central/cli.py)."""
+"""``python -m kiosk_central ...``: the central server's command line (cli.py; installed as `kiosk-central`)."""
 
 import sys
 

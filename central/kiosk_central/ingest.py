@@ -1,12 +1,12 @@
 """Ingest: from MQTT messages to stored events, acknowledgements and resend requests (no network code here).
 
-The subscriber (kiosk/central/subscriber.py) hands batches of ``(topic, payload)`` to :meth:`Ingestor.handle_batch`,
-which stores them in one transaction and returns, once it has committed, the messages to publish: acks (``upto_seq``
-up to the highest seq stored without holes and with its photos, the rest by ``event_id``) and ``resend`` commands
-for gaps. Each event is parsed and validated by the schema, verified against its device's keys from the registry,
-stored once by (device, event_id) and (device, seq), and re-dated from its boot's time anchor when it was stamped
-before the device's clock synced. Anything else is rejected with a reason, logged, counted and recorded; nothing
-here raises on a bad message.
+The subscriber (subscriber.py) hands batches of ``(topic, payload)`` to :meth:`Ingestor.handle_batch`, which stores
+them in one transaction and returns, once it has committed, the messages to publish: acks signed with the central
+key that name each stored event (with its photo, if it declares one) by seq and event id, with the seq conflicts
+found, and ``resend`` commands for gaps. Each event is parsed and validated by the schema, verified against its
+device's keys from the registry, stored once by (device, event_id) and (device, seq), and re-dated from its boot's
+time anchor when it was stamped before the device's clock synced. Anything else is rejected with a reason, logged,
+counted and recorded; nothing here raises on a bad message.
 """
 
 from __future__ import annotations

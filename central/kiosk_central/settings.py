@@ -87,7 +87,7 @@ class RegistryFilesConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The HR review page (`kiosk central web`). It speaks plain HTTP: put TLS in front of it (a reverse proxy)."""
+    """The HR review page (`kiosk-central web`). It speaks plain HTTP: put TLS in front of it (a reverse proxy)."""
 
     host: str = opt("127.0.0.1", "Address to listen on (keep loopback behind a reverse proxy that adds TLS).")
     port: int = opt(8080, "Port to listen on.", lo=1, hi=65535)

@@ -130,7 +130,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 action TEXT NOT NULL,
                 reason TEXT,
                 at TEXT NOT NULL)""",
-            # Rules as data (kiosk/central/rules.py): offices and their schedules, employees, excused absences,
+            # Rules as data (kiosk_central/rules.py): offices and their schedules, employees, excused absences,
             # the deduction table.
             """CREATE TABLE offices (
                 code TEXT PRIMARY KEY,
@@ -192,7 +192,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         2,
         "HR review page: reviewer accounts, web sessions, login audit, before/after of each decision",
         (
-            # Reviewer accounts (`kiosk central user add`); password_hash is scrypt (kiosk/central/web/auth.py).
+            # Reviewer accounts (`kiosk-central user add`); password_hash is scrypt (kiosk_central/web/auth.py).
             """CREATE TABLE reviewers (
                 name TEXT PRIMARY KEY,
                 role TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),

@@ -235,14 +235,25 @@ def seal_gallery(src: Path, dst: Path, cipher: DataCipher, key: bytes | None = N
 
 
 def store_received(
-    data: bytes, dst: Path, key: bytes | None, cipher: DataCipher | None, *, origin: str = "the received gallery"
+    data: bytes,
+    dst: Path,
+    key: bytes | None,
+    cipher: DataCipher | None,
+    *,
+    origin: str = "the received gallery",
+    expect: tuple[int, str | None] | None = None,
 ) -> Gallery:
     """Verify a plaintext gallery file received from central and write it to ``dst`` as it is (its version kept),
-    sealed when the device has a data key; ``dst`` is replaced atomically, and only by a gallery that verified."""
+    sealed when the device has a data key; ``dst`` is replaced atomically, and only by a gallery that verified and,
+    with ``expect``, is of that (version, office)."""
     if cipher is not None:
-        return store_sealed(data, dst, cipher, key, origin=origin)
-    gallery = Gallery._parse(origin, data, key)
-    _write(Path(dst), data)
+        gallery, stored = seal_bytes(data, cipher, key, origin=origin)
+    else:
+        gallery, stored = Gallery._parse(origin, data, key), data
+    if expect is not None and (gallery.version, gallery.office) != expect:
+        raise GalleryError(f"{origin} is version {gallery.version} of office {gallery.office}, but its command says "
+                           f"version {expect[0]} of office {expect[1]}; the gallery is unchanged")
+    _write(Path(dst), stored)
     return gallery
 
 

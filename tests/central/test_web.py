@@ -1,4 +1,4 @@
-"""The HR review page (kiosk/central/web) through a real HTTP server on loopback, on SQLite and the real PostgreSQL:
+"""The HR review page (kiosk_central.web) through a real HTTP server on loopback, on SQLite and the real PostgreSQL:
 login required, wrong passwords and the lock-out, CSRF, accepting and rejecting with the audit, two reviewers
 deciding one case at once, the recap counting an accepted case, the photo only behind a login and never cached; and
 one end-to-end run in headless Chromium driven over the WebDriver protocol (chromedriver, standard library only).

@@ -409,7 +409,7 @@ class ReviewServer(ThreadingHTTPServer):
 
 
 def serve_web(cfg: CentralConfig, stop: threading.Event) -> int:
-    """`kiosk central web`: serve the review page until ``stop`` is set."""
+    """`kiosk-central web`: serve the review page until ``stop`` is set."""
     with Ledger(cfg.database.url) as ledger:
         server = ReviewServer(ReviewApp(ledger, cfg.web), cfg.web.host, cfg.web.port).start()
         log.info("review page: listening on %s (put TLS in front of it)", server.url)

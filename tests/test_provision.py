@@ -62,6 +62,11 @@ BOOKWORM = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID=
 BULLSEYE = 'PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nID=debian\nVERSION_ID="11"\nVERSION_CODENAME=bullseye\n'
 TRIXIE = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'
 UBUNTU = 'PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\n'
+FSTAB = (  # Raspberry Pi OS Bookworm's
+    "proc            /proc           proc    defaults          0       0\n"
+    "PARTUUID=4e639091-01  /boot/firmware  vfat    defaults          0       2\n"
+    "PARTUUID=4e639091-02  /               ext4    defaults,noatime  0       1\n"
+)
 CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
 HEADER = "device_id,site,office,office_code,hostname,wifi_ssid,wifi_psk,broker"
 DEVICES = [
@@ -113,6 +118,7 @@ def build_image(
     (root / "etc/hostname").write_text("raspberrypi\n")
     (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\t\tlocalhost\n127.0.1.1\traspberrypi\n")
     (root / "etc/timezone").write_text("Europe/London\n")
+    (root / "etc/fstab").write_text(FSTAB)
     (root / "etc/localtime").symlink_to("/usr/share/zoneinfo/Etc/UTC")
     for zone in ("Asia/Makassar", "Asia/Jakarta", "Etc/UTC"):
         shutil.copy(Path("/usr/share/zoneinfo") / zone, root / "usr/share/zoneinfo" / zone)
@@ -416,7 +422,10 @@ def test_system_settings_and_first_boot_unit(built: tuple[Path, str], kit: dict[
         assert f'Fast link dest: "/usr/share/zoneinfo/{ZONES[device]}"' in ext4(image, "stat /etc/localtime")
         cmdline = (fat_read(image, "/cmdline.txt") or b"").decode()
         assert cmdline.startswith(CMDLINE.strip()) and cmdline.count("consoleblank=0") == 1
-        assert "cfg80211.ieee80211_regdom=ID" in cmdline
+        assert "cfg80211.ieee80211_regdom=ID" in cmdline and cmdline.count("fsck.repair=yes") == 1
+        fstab = ext4_read(image, "/etc/fstab").decode().splitlines()  # a failing card stops writing (docs/outbox.md)
+        assert fstab[2].split() == ["PARTUUID=4e639091-02", "/", "ext4", "defaults,noatime,errors=remount-ro", "0", "1"]
+        assert fstab[:2] == FSTAB.splitlines()[:2]
         assert b"NTP=0.id.pool.ntp.org" in ext4_read(image, "/etc/systemd/timesyncd.conf.d/kiosk.conf")
         wants = "/etc/systemd/system/multi-user.target.wants/kiosk-firstboot.service"
         assert 'Fast link dest: "/etc/systemd/system/kiosk-firstboot.service"' in ext4(image, f"stat {wants}")

@@ -108,7 +108,10 @@ def make_images(opts: Options, log: Log = print) -> int:
         boot_part, root_part = read_partitions(raw)
         fat_cmdline = new_cmdline(FatPartition(raw, boot_part).read("/cmdline.txt") or b"", opts.wifi_country)
         hosts = Ext4Partition(raw, root_part).read("/etc/hosts") or b""
+        fstab = Ext4Partition(raw, root_part).read("/etc/fstab") or b""
         base_changes = base_plan(opts, inputs)
+        if fstab:
+            base_changes.append(Change("root", Node("/etc/fstab", data=kiosk_fstab(fstab))))
         base_digest = _digest(
             {
                 "format": FORMAT,
@@ -408,13 +411,31 @@ def _size(node: Node) -> int:
 
 
 def new_cmdline(current: bytes, wifi_country: str) -> str:
-    """cmdline.txt with screen blanking off and the Wi-Fi country set (replacing earlier values)."""
+    """cmdline.txt with screen blanking off, the Wi-Fi country set and the root file system repaired at boot
+    (replacing earlier values): a card that went read-only after an error comes back checked at the next boot."""
     words = [
         w
         for w in current.decode("utf-8", "replace").split()
-        if not w.startswith(("consoleblank=", "cfg80211.ieee80211_regdom="))
+        if not w.startswith(("consoleblank=", "cfg80211.ieee80211_regdom=")) and w not in ("fsck.repair=no",)
     ]
-    return " ".join([*words, "consoleblank=0", f"cfg80211.ieee80211_regdom={wifi_country}"]) + "\n"
+    repair = [] if "fsck.repair=yes" in words else ["fsck.repair=yes"]
+    return " ".join([*words, "consoleblank=0", f"cfg80211.ieee80211_regdom={wifi_country}", *repair]) + "\n"
+
+
+def kiosk_fstab(current: bytes) -> bytes:
+    """/etc/fstab with the ext4 root mounted ``noatime`` (no write per read) and ``errors=remount-ro``: after a card
+    error the kernel stops writing instead of spreading damage, the kiosk says it cannot record (docs/outbox.md) and
+    the next boot repairs it (``fsck.repair=yes``). Other lines are kept as they are."""
+    lines = []
+    for line in current.decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not line.lstrip().startswith("#") and fields[1] == "/" and fields[2] == "ext4":
+            options = [o for o in fields[3].split(",") if o not in ("defaults", "atime", "relatime", "noatime")
+                       and not o.startswith("errors=")]  # fmt: skip
+            fields[3] = ",".join(["defaults", "noatime", "errors=remount-ro", *options])
+            line = " ".join(fields)
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _check_gallery(path: Path) -> None:

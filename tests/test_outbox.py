@@ -185,13 +185,25 @@ def test_corrupt_database_is_moved_aside_and_numbering_continues(
         assert ob.append("new-2", "attendance", b"x").seq > new.seq
 
 
-def test_corrupt_database_and_lost_seq_file_fall_back_to_the_clock(db: Path, clock: Clock) -> None:
+def test_corrupt_database_and_lost_seq_file_continue_after_the_commit_record(db: Path, clock: Clock) -> None:
     with open_outbox(db, clock) as ob:
         last = ob.append("old", "attendance", b"x").seq
     _garbage(db)
     db.with_name("outbox.db.seq").unlink()
     with open_outbox(db, clock) as ob:
+        assert ob.recovered_from is not None and ob.recovery is not None and ob.recovery.lost == ((last, last),)
+        assert ob.append("new", "attendance", b"x").seq == last + 1  # the record knows the last committed number
+
+
+def test_corrupt_database_with_seq_file_and_commit_record_lost_falls_back_to_the_clock(db: Path, clock: Clock) -> None:
+    with open_outbox(db, clock) as ob:
+        last = ob.append("old", "attendance", b"x").seq
+    _garbage(db)
+    db.with_name("outbox.db.seq").unlink()
+    db.with_name("outbox.db.commit").unlink()
+    with open_outbox(db, clock) as ob:
         assert ob.recovered_from is not None
+        assert ob.recovery is not None and ob.recovery.lost == () and "cannot be named" in ob.recovery.detail
         assert ob.append("new", "attendance", b"x").seq > max(last, int(clock.t * 1000))
 
 

@@ -365,7 +365,7 @@ class Outbox:
         from kiosk.events.salvage import salvage
 
         moved = _move_aside(self.path, self._clock())
-        log.error("outbox %s: %s; moved it aside to %s", self.path, why, moved)
+        log.warning("outbox %s: %s; moved it aside to %s", self.path, why, moved)
         probe = None if record is None or record.last_seq < 1 else (max(1, record.acked_below), record.last_seq)
         notes: tuple[str, ...] = ()
         try:

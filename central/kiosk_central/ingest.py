@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk_central.settings import DeviceEntry
-from kiosk_central.store import Ledger, utc_ms, utc_text
+from kiosk_central.store import Ledger, ReportedLoss, utc_ms, utc_text
 from kiosk_contract import schema, signing, topics, validation
 from kiosk_contract.acks import Conflict, build_acks
 from kiosk_contract.commands import build_command
@@ -191,6 +191,9 @@ class _Conflict:
     conflict: Conflict
 
 
+_GapState = tuple[int, int | None, int, int | None]  # first missing seq, resend_from, resend_tries, last_resend_ms
+
+
 class Ingestor:
     """Stores what devices publish; see the module docstring. Counters are in :attr:`counts`."""
 
@@ -265,6 +268,10 @@ class Ingestor:
                 self.ledger.lock_devices(gap[0] for gap in gaps)
                 gaps = self.ledger.devices_with_gaps()
             for device, site, first_missing, resend_from, tries, last_ms in gaps:
+                state = self._close_reported(device, (first_missing, resend_from, tries, last_ms))
+                if state is None:
+                    continue  # every missing seq was reported lost by the device: nothing to ask for
+                first_missing, resend_from, tries, last_ms = state
                 if resend_from != first_missing:  # a new gap: start its clock, ask after one interval
                     self.ledger.note_resend(device, first_missing, 0, now)
                     continue
@@ -272,6 +279,7 @@ class Ingestor:
                     continue
                 if tries >= self.resend_max_tries:
                     self._give_up(device, tries)
+                    self._close_reported(device, None)  # a reported range right after it closes now too
                     continue
                 self.ledger.note_resend(device, first_missing, tries + 1, now)
                 out.append(Outgoing(device, site, "cmd", build_command("resend", key=self.signing_key,
@@ -287,9 +295,15 @@ class Ingestor:
         return out
 
     def _give_up(self, device: str, tries: int) -> None:
-        """Stop asking for a gap: a rejection row and an alarm for IT with the missing range. Nothing is acknowledged:
-        the device keeps those events, and if one arrives later it is stored and acknowledged then."""
-        gap = self.ledger.skip_gap(device)
+        """Stop asking for a gap (up to the first seq the device reported lost, if it reported any in it): a rejection
+        row and an alarm for IT with the missing range. Nothing is acknowledged: the device keeps those events, and if
+        one arrives later it is stored and acknowledged then."""
+        gap = self.ledger.gap(device)
+        if gap is None:
+            return
+        reported = self.ledger.reported_losses(device, *gap)
+        gap = self.ledger.skip_gap(device, upto=min([gap[1]] + [r.first_seq - 1 for r in reported
+                                                                 if r.first_seq > gap[0]]))
         if gap is None:
             return
         first, last = gap
@@ -299,6 +313,54 @@ class Ingestor:
         self.ledger.reject("gap", device, None, reason)
         self.ledger.alarm(device, "gap_given_up", reason)
         self.count("gaps_given_up")
+        log.warning("ledger: device %s: %s", device, reason)
+
+    def _close_reported(self, device: str, state: _GapState | None) -> _GapState | None:
+        """Close at once the seqs at the start of the device's gap that the device reported lost (``lost_seqs`` of
+        an alarm event): a ``reported_lost`` rejection row and alarm, no resend request. Repeated while the next gap
+        starts with reported seqs too. Returns the resend state of the gap that remains (the requests already made
+        for the closed seqs count for the rest: a resend asks for everything from its seq), None when none does."""
+        while True:
+            gap = self.ledger.gap(device)
+            if gap is None:
+                return None
+            first, last = gap
+            covered_to, used = first - 1, []
+            for report in self.ledger.reported_losses(device, first, last):
+                if report.first_seq > covered_to + 1:
+                    break
+                if report.last_seq > covered_to:
+                    covered_to = report.last_seq
+                    used.append(report)
+                if covered_to >= last:
+                    break
+            if covered_to < first:
+                if state is None or state[0] != first:
+                    return first, None, 0, None
+                return state
+            closed = self.ledger.skip_gap(device, upto=min(covered_to, last))
+            if closed is None:
+                return None
+            self._reported_lost(device, closed, used)
+            if covered_to < last:  # the rest of this gap was not reported: it is asked for as before
+                if state is not None and state[1] == state[0] == first:
+                    tries, last_ms = state[2], state[3] or 0
+                    self.ledger.note_resend(device, covered_to + 1, tries, last_ms)
+                    return covered_to + 1, covered_to + 1, tries, last_ms
+                return covered_to + 1, None, 0, None
+            state = None
+
+    def _reported_lost(self, device: str, closed: tuple[int, int], reports: list[ReportedLoss]) -> None:
+        first, last = closed
+        span = f"seq {first}" if first == last else f"seq {first}..{last}"
+        by = ", ".join(f"event {r.event_id} (seq {r.alarm_seq})" for r in reports[:3])
+        more = f" and {len(reports) - 3} more" if len(reports) > 3 else ""
+        alarm = reports[0].alarm if reports else "alarm"
+        reason = (f"{span} reported lost by the device (its {alarm} alarm, {by}{more}): gap closed without resend "
+                  "requests; not acknowledged: stored and acknowledged if it comes later")
+        self.ledger.reject("reported_lost", device, reports[0].event_id if reports else None, reason)
+        self.ledger.alarm(device, "reported_lost", reason)
+        self.count("gaps_reported_lost")
         log.warning("ledger: device %s: %s", device, reason)
 
     def purge_now(self) -> int:
@@ -374,8 +436,42 @@ class Ingestor:
         elif event["type"] == "status":
             self.ledger.set_gallery(device, event["gallery_version"], event.get("gallery_office"))
         elif event["type"] == "alarm":
-            self.ledger.alarm(device, event["alarm"], event["detail"] or "")
+            detail = event["detail"] or ""
+            if "lost_seqs" in event:
+                detail = "; ".join(part for part in (detail, self._losses(device, event)) if part)
+            self.ledger.alarm(device, event["alarm"], detail)
         return _Stored(device, site, event["event_id"], event["seq"], complete)
+
+    def _losses(self, device: str, event: dict[str, Any]) -> str:
+        """Record the seq ranges an alarm reports lost (overlaps merged; only seqs below the alarm's own, the only
+        ones its outbox can have numbered before it) and say how many of them the ledger already holds and how many
+        it will never get (the gaps they leave are closed at the next tick, without resend requests)."""
+        ranges = _merged((first, min(last, event["seq"] - 1)) for first, last in event["lost_seqs"]
+                         if first < event["seq"])
+        ignored = _merged((max(first, event["seq"]), last) for first, last in event["lost_seqs"]
+                          if last >= event["seq"])
+        self.ledger.report_losses(device, event["event_id"], event["alarm"], event["seq"], ranges)
+        total = sum(last - first + 1 for first, last in ranges)
+        held = sum(self.ledger.held_count(device, first, last) for first, last in ranges)
+        if not ranges:
+            text = "reported no lost event"
+        elif held == total:
+            text = (f"reported lost {_spans(ranges)} ({total} seq(s)): the ledger already holds all of them, none is "
+                    "missing")
+        else:
+            missing: list[tuple[int, int]] = []
+            for first, last in ranges:
+                missing += self.ledger.missing_ranges(device, first, last, limit=6 - len(missing))
+                if len(missing) >= 6:
+                    break
+            shown = _spans(missing[:5]) + (", ..." if sum(b - a + 1 for a, b in missing[:5]) < total - held else "")
+            text = (f"reported lost {_spans(ranges)} ({total} seq(s)): the ledger already holds {held}, {total - held} "
+                    f"missing for good ({shown}): not asked for again")
+        if ignored:
+            text += f"; {_spans(ignored)} ignored (not below the alarm's own seq {event['seq']})"
+        self.count("lost_seqs_reported", total - held)
+        log.warning("ledger: device %s: %s", device, text)
+        return text
 
     def _event_time(self, event: dict[str, Any]) -> tuple[int | None, str]:
         """The instant to believe: the device's when its clock had synced this boot, else from the boot's anchor;
@@ -469,6 +565,22 @@ class Ingestor:
                 out.append(Outgoing(device, site, "ack", message))
             self.count("acked", len(pairs))
         return out
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive (first, last) ranges sorted, with overlapping and adjacent ones joined."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
+def _spans(ranges: Iterable[tuple[int, int]]) -> str:
+    """``seq 5..7, 9`` for [(5, 7), (9, 9)]."""
+    return "seq " + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in ranges)
 
 
 def corrected_ms(anchor: tuple[str, int], mono_ns: int) -> int:

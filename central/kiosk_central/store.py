@@ -243,6 +243,24 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX ledger_alarms_device ON ledger_alarms (device_id, id)",
         ),
     ),
+    (
+        4,
+        "seqs a device reported lost (the lost_seqs of its outbox_recovered alarm)",
+        (
+            # Inclusive seq ranges a device says it lost for good (its outbox was damaged), with the alarm event that
+            # said so: a gap they cover is closed at once instead of being asked for (Ingestor.tick).
+            """CREATE TABLE reported_losses (
+                device_id TEXT NOT NULL,
+                first_seq BIGINT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                event_id TEXT NOT NULL,
+                alarm_seq BIGINT NOT NULL,
+                alarm TEXT NOT NULL,
+                reported_at TEXT NOT NULL,
+                PRIMARY KEY (device_id, event_id, first_seq))""",
+            "CREATE INDEX reported_losses_range ON reported_losses (device_id, first_seq, last_seq)",
+        ),
+    ),
 )
 
 
@@ -577,22 +595,37 @@ class Ledger:
                          "WHERE device_id = ?", (site, contiguous, highest, device_id))
         return contiguous, highest
 
-    def skip_gap(self, device_id: str) -> tuple[int, int] | None:
-        """Stop asking for the seqs missing after contiguous_seq: move it to the end of the next stored run. Returns
-        the missing range given up on, (first, last), or None when nothing is missing. Nothing is acknowledged by
-        this: acks name stored events only, and a missing event that arrives later is stored and acknowledged."""
+    def skip_gap(self, device_id: str, upto: int | None = None) -> tuple[int, int] | None:
+        """Stop asking for the seqs missing after contiguous_seq: move it to the end of the next stored run (or, with
+        ``upto`` inside the gap, to ``upto`` only: the rest of the gap stays a gap). Returns the missing range given
+        up on, (first, last), or None when nothing is missing. Nothing is acknowledged by this: acks name stored
+        events only, and a missing event that arrives later is stored and acknowledged."""
         found = self.progress(device_id)
         if found is None:
             raise LedgerError(f"no progress recorded for device {device_id}")
+        gap = self.gap(device_id)
+        if gap is None:
+            return None
+        first, last = gap
+        if upto is not None and first <= upto < last:
+            self.execute("UPDATE device_progress SET contiguous_seq = ?, resend_from = NULL, resend_tries = 0, "
+                         "last_resend_ms = NULL WHERE device_id = ?", (upto, device_id))
+            return first, upto
+        self.execute("UPDATE device_progress SET contiguous_seq = ?, resend_from = NULL, resend_tries = 0 "
+                     "WHERE device_id = ?", (last, device_id))
+        site = self.one("SELECT site FROM device_progress WHERE device_id = ?", (device_id,))
+        self.advance(device_id, str(site[0]) if site else "", last + 1)
+        return first, last
+
+    def gap(self, device_id: str) -> tuple[int, int] | None:
+        """The seqs missing right after contiguous_seq, (first, last) up to the next stored one; None without a gap."""
+        found = self.progress(device_id)
+        if found is None:
+            return None
         row = self.one("SELECT MIN(seq) FROM events WHERE device_id = ? AND seq > ?", (device_id, found[0]))
         if row is None or row[0] is None:
             return None
-        next_stored = int(row[0])
-        self.execute("UPDATE device_progress SET contiguous_seq = ?, resend_from = NULL, resend_tries = 0 "
-                     "WHERE device_id = ?", (next_stored - 1, device_id))
-        site = self.one("SELECT site FROM device_progress WHERE device_id = ?", (device_id,))
-        self.advance(device_id, str(site[0]) if site else "", next_stored)
-        return found[0] + 1, next_stored - 1
+        return found[0] + 1, int(row[0]) - 1
 
     def devices_with_gaps(self) -> list[tuple[str, str, int, int | None, int, int | None]]:
         """(device, site, first missing seq, resend_from, resend_tries, last_resend_ms) of devices with a gap."""
@@ -607,6 +640,45 @@ class Ledger:
     def note_resend(self, device_id: str, from_seq: int, tries: int, now_ms: int) -> None:
         self.execute("UPDATE device_progress SET resend_from = ?, resend_tries = ?, last_resend_ms = ? "
                      "WHERE device_id = ?", (from_seq, tries, now_ms, device_id))
+
+    # ------------------------------------------------------------------ seqs a device reported lost
+
+    def report_losses(self, device_id: str, event_id: str, alarm: str, alarm_seq: int,
+                      ranges: Iterable[tuple[int, int]]) -> None:
+        """Record the seq ranges an alarm event reports lost (once per event: a republished alarm changes nothing)."""
+        self.executemany(
+            "INSERT INTO reported_losses (device_id, first_seq, last_seq, event_id, alarm_seq, alarm, reported_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(device_id, first, last, event_id, alarm_seq, alarm, utc_text()) for first, last in ranges],
+        )
+
+    def reported_losses(self, device_id: str, first: int, last: int) -> list[ReportedLoss]:
+        """The reported ranges of a device that overlap first..last, by first seq."""
+        return [ReportedLoss(int(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4])) for r in self.rows(
+            "SELECT first_seq, last_seq, event_id, alarm_seq, alarm FROM reported_losses WHERE device_id = ? AND "
+            "first_seq <= ? AND last_seq >= ? ORDER BY first_seq, last_seq DESC, alarm_seq", (device_id, last, first))]
+
+    def held_count(self, device_id: str, first: int, last: int) -> int:
+        """How many seqs of first..last the ledger holds an event for."""
+        row = self.one("SELECT COUNT(*) FROM events WHERE device_id = ? AND seq BETWEEN ? AND ?",
+                       (device_id, first, last))
+        return int(row[0]) if row else 0
+
+    def missing_ranges(self, device_id: str, first: int, last: int, limit: int = 10) -> list[tuple[int, int]]:
+        """The first ``limit`` runs of seqs of first..last the ledger holds no event for, as (first, last)."""
+        bounds = self.one("SELECT MIN(seq), MAX(seq) FROM events WHERE device_id = ? AND seq BETWEEN ? AND ?",
+                          (device_id, first, last))
+        if bounds is None or bounds[0] is None:
+            return [(first, last)]
+        low, high = int(bounds[0]), int(bounds[1])
+        runs = [(first, low - 1)] if low > first else []
+        runs += [(int(r[0]) + 1, int(r[1]) - 1) for r in self.rows(
+            "SELECT s, n FROM (SELECT seq AS s, LEAD(seq) OVER (ORDER BY seq) AS n FROM events "
+            "WHERE device_id = ? AND seq BETWEEN ? AND ?) AS held WHERE n > s + 1 ORDER BY s LIMIT ?",
+            (device_id, low, high, limit))]
+        if high < last:
+            runs.append((high + 1, last))
+        return runs[:limit]
 
     def lock_devices(self, device_ids: Iterable[str]) -> None:
         """Hold these devices' registry rows until the transaction ends, taken in one order (no deadlock): ledger
@@ -806,6 +878,17 @@ class Ledger:
         rows = self.rows("SELECT at, actor, action, reason, before_state, after_state FROM review_audit "
                          "WHERE review_id = ? ORDER BY id", (case_id,))
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3] or ""), str(r[4] or ""), str(r[5] or "")) for r in rows]
+
+
+@dataclass(frozen=True)
+class ReportedLoss:
+    """A seq range a device reported lost, and the alarm event that reported it."""
+
+    first_seq: int
+    last_seq: int
+    event_id: str
+    alarm_seq: int
+    alarm: str
 
 
 @dataclass(frozen=True)

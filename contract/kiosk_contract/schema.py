@@ -1,8 +1,9 @@
 """The attendance event, schema version 1: builders, validation and the JSON wire form (see docs/events.md).
 
 The definition is data: ``schemas/event.schema.json`` (JSON Schema 2020-12, published in docs/contract.md for other
-subscribers); :func:`validate` applies it and adds the two checks a schema cannot express (time_local is the instant
-of time_utc in the offset of tz; a face attendance names its best match).
+subscribers); :func:`validate` applies it and adds the checks a schema cannot express (time_local is the instant
+of time_utc in the offset of tz; a face attendance names its best match; an alarm's ``lost_seqs`` ranges have
+first <= last).
 
 An event is a JSON object. Every event carries the header fields ``v, type, event_id, device, seq, boot_id, mono_ns,
 time_utc, time_local, tz, clock, sig``; the types ``attendance``, ``review``, ``status``, ``time_anchor`` and
@@ -26,7 +27,7 @@ import os
 import re
 import time
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -40,6 +41,7 @@ SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 16 * 1024  # an event is a few hundred bytes; the photo travels separately (evidence)
 MAX_EVENT_DEPTH = 8  # an event nests at most 4 levels (decision.liveness); room for growth, none for abuse
 MAX_SEQ = 2**63 - 1
+MAX_LOST_RANGES = 100  # an alarm's lost_seqs: at most this many [first, last] ranges (event.schema.json)
 DEFAULT_TZ = "Asia/Makassar"
 
 TYPES = ("attendance", "review", "status", "time_anchor", "alarm")
@@ -288,10 +290,23 @@ def build_time_anchor(stamp: Stamp, *, event_id: str | None = None) -> dict[str,
     return _checked(_header("time_anchor", stamp, event_id))
 
 
-def build_alarm(stamp: Stamp, *, alarm: str, detail: str | None = None, event_id: str | None = None) -> dict[str, Any]:
-    """An ``alarm`` body (``outbox_recovered``, ``tamper``, ...)."""
+def build_alarm(
+    stamp: Stamp,
+    *,
+    alarm: str,
+    detail: str | None = None,
+    lost_seqs: Sequence[tuple[int, int]] | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An ``alarm`` body (``outbox_recovered``, ``tamper``, ...).
+
+    ``lost_seqs`` (``outbox_recovered``): the inclusive ``(first, last)`` seq ranges of committed events the kiosk
+    lost and will never send, at most :data:`MAX_LOST_RANGES`; the server then stops asking for them. None leaves
+    the field out (an alarm that says nothing about lost events); an empty list says that none was lost."""
     body = _header("alarm", stamp, event_id)
     body.update(alarm=alarm, detail=detail)
+    if lost_seqs is not None:
+        body["lost_seqs"] = [list(pair) if isinstance(pair, tuple | list) else pair for pair in lost_seqs]
     return _checked(body)
 
 
@@ -325,7 +340,7 @@ def validate(event: Any, *, complete: bool = True) -> list[str]:
 
 def _beyond_the_schema(event: dict[str, Any]) -> list[str]:
     """The rules a JSON Schema cannot state: the two times are one instant in the zone's offset; a face attendance
-    is of its best match."""
+    is of its best match; an alarm's lost seq ranges run forwards (first <= last)."""
     found: list[str] = []
     utc = _parse_time(found, "$.time_utc", event.get("time_utc"), _UTC_RE)
     local = _parse_time(found, "$.time_local", event.get("time_local"), _LOCAL_RE)
@@ -346,6 +361,11 @@ def _beyond_the_schema(event: dict[str, Any]) -> list[str]:
             best, nip = decision.get("best_nip"), person.get("nip")
             if nip is not None and best not in (nip, None):
                 found.append("$.decision.best_nip: differs from person.nip on a face attendance")
+    if event.get("type") == "alarm" and isinstance(event.get("lost_seqs"), list):
+        for i, pair in enumerate(event["lost_seqs"]):
+            if isinstance(pair, list) and len(pair) == 2 and all(type(n) is int for n in pair) and pair[0] > pair[1]:
+                found.append(f"$.lost_seqs[{i}]: first seq {pair[0]} is after last seq {pair[1]} (a range is "
+                             "[first, last], first <= last)")
     return found
 
 

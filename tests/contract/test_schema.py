@@ -72,6 +72,8 @@ def all_types() -> list[dict[str, Any]]:
         ),
         schema.build_time_anchor(st),
         schema.build_alarm(st, alarm="outbox_recovered", detail="outbox.db moved aside"),
+        schema.build_alarm(st, alarm="outbox_recovered", detail="outbox.db moved aside", lost_seqs=[(5, 7), (9, 9)]),
+        schema.build_alarm(st, alarm="outbox_recovered", detail="nothing lost", lost_seqs=[]),
     ]
     sig = {"alg": "ed25519", "key_id": "0123456789abcdef", "value": "A" * 86 + "=="}
     return [schema.with_seq(b, i + 1) | {"sig": sig} for i, b in enumerate(bodies)]
@@ -340,3 +342,52 @@ def test_to_bytes_is_canonical_and_limited() -> None:
         schema.to_bytes(alarm)
     with pytest.raises(ValueError):
         schema.to_bytes({"x": float("inf")})
+
+
+def test_an_alarm_names_the_seqs_it_lost_as_inclusive_ranges() -> None:
+    body = schema.build_alarm(stamp(), alarm="outbox_recovered", detail="moved aside", lost_seqs=[(5, 7), (9, 9)])
+    assert body["lost_seqs"] == [[5, 7], [9, 9]]
+    event = schema.with_seq(body, 10) | {"sig": {"alg": "ed25519", "key_id": "0" * 16, "value": "A" * 86 + "=="}}
+    assert schema.from_bytes(schema.to_bytes(event))["lost_seqs"] == [[5, 7], [9, 9]]
+    assert "lost_seqs" not in schema.build_alarm(stamp(), alarm="tamper"), "left out unless given: old alarms stay"
+    most = [(n, n) for n in range(1, schema.MAX_LOST_RANGES * 2, 2)]
+    assert len(schema.build_alarm(stamp(), alarm="outbox_recovered", lost_seqs=most)["lost_seqs"]) == 100
+    widest = schema.build_alarm(stamp(), alarm="outbox_recovered", lost_seqs=[(1, schema.MAX_SEQ)] * 100)
+    assert len(schema.to_bytes(schema.with_seq(widest, schema.MAX_SEQ))) < schema.MAX_EVENT_BYTES
+
+
+def test_lost_seqs_is_a_field_of_alarms_only() -> None:
+    for event in all_types():
+        if event["type"] != "alarm":
+            event["lost_seqs"] = [[1, 2]]
+            assert schema.validate(event) == [f"$.lost_seqs: unknown field for type {event['type']}"]
+
+
+@pytest.mark.parametrize(
+    ("lost", "expected"),
+    [
+        ([[7, 5]], "$.lost_seqs[0]: first seq 7 is after last seq 5 (a range is [first, last], first <= last)"),
+        ([[1, 1], [9, 3]], "$.lost_seqs[1]: first seq 9 is after last seq 3 (a range is [first, last], first <= last)"),
+        ([[1, "2"]], "$.lost_seqs[0][1]: must be an integer, not a string"),
+        ([[1.0, 2]], "$.lost_seqs[0][0]: must be an integer, not a float"),
+        ([[True, 2]], "$.lost_seqs[0][0]: must be an integer, not a boolean"),
+        ([[0, 2]], "$.lost_seqs[0][0]: 0 is out of range 1..9223372036854775807"),
+        ([[1, 2**63]], "$.lost_seqs[0][1]: 9223372036854775808 is out of range 1..9223372036854775807"),
+        ([[1]], "$.lost_seqs[0]: must be a range [first, last] of two seqs"),
+        ([[1, 2, 3]], "$.lost_seqs[0]: must be a range [first, last] of two seqs"),
+        ([3], "$.lost_seqs[0]: must be a range [first, last] of two seqs"),
+        ([{"first": 1, "last": 2}], "$.lost_seqs[0]: must be a range [first, last] of two seqs"),
+        ({"5": 7}, "$.lost_seqs: must be an array, not an object"),
+        ([[n, n] for n in range(1, 102)], "$.lost_seqs: must have at most 100 item(s), not 101"),
+    ],
+)
+def test_malformed_lost_seqs_are_refused_naming_the_field(lost: Any, expected: str) -> None:
+    event = next(e for e in all_types() if e["type"] == "alarm")
+    event["lost_seqs"] = lost
+    assert schema.validate(event) == [expected]
+    with pytest.raises(EventFormatError) as info:
+        schema.from_bytes(json.dumps(event).encode())
+    assert info.value.problems == [expected]
+    if isinstance(lost, list):
+        with pytest.raises(ValueError, match=r"\$\.lost_seqs"):
+            schema.build_alarm(stamp(), alarm="outbox_recovered", lost_seqs=lost)

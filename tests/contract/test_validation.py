@@ -50,6 +50,8 @@ def valid_messages() -> Iterator[tuple[str, Any]]:
                                                     gallery_office="bkpsdm", refused_acks=1))
     yield "event", signed_event(schema.build_time_anchor(stamp()))
     yield "event", signed_event(schema.build_alarm(stamp(), alarm="seq_conflict", detail="x"))
+    yield "event", signed_event(schema.build_alarm(stamp(), alarm="outbox_recovered", detail=None,
+                                                   lost_seqs=[(2, 4), (6, 6)]), seq=9)
     yield "evidence", {"seq": 3, "event_id": schema.new_event_id(), "content_type": "image/jpeg", "jpeg_b64": "/9j/"}
     event_id = schema.new_event_id()
     yield "ack", build_acks("kiosk-1", [(1, event_id)], KEY, conflicts=[Conflict(2, event_id, event_id)])[0]

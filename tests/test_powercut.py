@@ -106,12 +106,6 @@ def test_a_card_that_damages_the_previous_commit_frame_is_reported_not_silent(
     assert sum(1 for r in results if r.collateral) > 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 finding: a cut right after the new database is created, before the folder holds the deletion "
-    "of SQLite's rollback journal (used once to switch to WAL), leaves a hot journal; the read-only check then "
-    "gets SQLITE_READONLY_ROLLBACK and open raises StorageUnavailable at every start",
-)
 def test_hot_journal_left_by_the_databases_creation_does_not_stop_the_kiosk(
     recording: powercut.Recording, tmp_path: Path
 ) -> None:

@@ -1013,6 +1013,8 @@ def _check(path: Path) -> tuple[int, bytes, bytes] | None:
     (last seq, digest, digest before it), None when there is no database yet. Raises _Corrupt or OutboxError."""
     if not path.exists():
         return None
+    if _companion(path, "-journal").exists():
+        _roll_back_hot_journal(path)
     try:
         conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -1036,6 +1038,20 @@ def _check(path: Path) -> tuple[int, bytes, bytes] | None:
         _raise_for(path, exc)
     finally:
         conn.close()
+
+
+def _roll_back_hot_journal(path: Path) -> None:
+    """A power cut while SQLite created the database (its rollback journal, used once to switch to WAL, still on
+    the card) leaves a hot journal that a read-only connection cannot roll back (SQLITE_READONLY_ROLLBACK, at
+    every start). One read-write read rolls it back, as SQLite does for any writer; the check then sees the result."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        _raise_for(path, exc)
 
 
 def _raise_for(path: Path, exc: sqlite3.Error) -> NoReturn:

@@ -85,9 +85,14 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         sealed = "in the clear" if cipher is None else f"sealed, key {cipher.key_id} ({cipher.source})"
         log.info("data at rest: %s", sealed)
         pipeline = Pipeline(_first_gallery(cfg.recognizer, cipher), cfg.recognizer)
-        cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # storage that refuses: the outbox comes up down and says why
+            log.error("cannot create the state folder %s: %s", cfg.device.state_dir, exc)
+        # Storage that refuses (a card remounted read-only, I/O errors) gives an outbox that is down: the kiosk comes
+        # up, tells people to use the manual attendance list, keeps the watchdog fed and retries (kiosk.terminal).
         outbox = parts.enter_context(
-            Outbox.open(
+            Outbox.open_or_wait(
                 cfg.device.state_dir / "outbox.sqlite",
                 max_events=cfg.events.max_events,
                 max_bytes=cfg.events.max_bytes,
@@ -127,6 +132,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             store_gallery=lambda data, expect: store_gallery(cfg.recognizer, data, cipher, expect), commands=work,
             applied=applied,
         )  # fmt: skip
+        parts.callback(terminal.close)  # a storage retry in progress ends before the outbox closes
         parts.callback(notifier.stopping)  # the first thing said at the way out
         log.info("kiosk %s running (source %s)", cfg.device.id, cfg.camera.source)
         notifier.status("opening the camera")
@@ -134,7 +140,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         pruned_at = status_at = time.monotonic()
         status_frames = 0
         ready = False
-        outbox.prune()
+        _prune(outbox)
 
         started = time.monotonic()
 
@@ -158,14 +164,15 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             now = time.monotonic()
             status_frames += 1
             if publisher is not None and now - status_at >= cfg.mqtt.status_every_s:  # health, signed like any event
-                stats = publisher.status()
+                # status() reads the outbox's counts: not while it is down (a retry may hold it for long)
+                stats = publisher.status() if outbox.available else {"refused_acks": 0, "refused_commands": 0}
                 recorder.status(fps=status_frames / (now - status_at), gallery=pipeline.gallery,
                                 refused_acks=stats["refused_acks"], refused_commands=stats["refused_commands"])
                 status_at, status_frames = now, 0
                 wake()
             if now - pruned_at >= PRUNE_EVERY_S:  # acknowledged events and old evidence
                 pruned_at = now
-                outbox.prune()
+                _prune(outbox)
             notifier.status(terminal.describe())  # sent only when the text changes
 
         live = cfg.camera.source != "replay"  # a live camera is reopened; a clip that fails is a config error
@@ -184,6 +191,18 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             outbox.counts(),
         )
     return 0
+
+
+def _prune(outbox: Outbox) -> None:
+    """Acknowledged events and old evidence go; storage that refuses only delays it (the terminal shows the problem)."""
+    from kiosk.events.outbox import OutboxError
+
+    if not outbox.available:
+        return
+    try:
+        outbox.prune()
+    except OutboxError as exc:
+        log.error("cannot prune the outbox: %s", exc)
 
 
 def camera_loop(

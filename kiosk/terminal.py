@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Literal
 
+from kiosk.events.outbox import OutboxError
 from kiosk_contract.fsutil import free_bytes
 from kiosk_contract.nip import nip_typo
 from kiosk_contract.schedule import local_time, punch_kind
@@ -34,16 +37,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.terminal")
 
-Problem = Literal["camera", "gallery", "storage", "clock"]
-BLOCKING: frozenset[str] = frozenset({"camera", "gallery", "storage"})
+Problem = Literal["camera", "gallery", "storage", "storage_failed", "clock"]
+BLOCKING: frozenset[str] = frozenset({"camera", "gallery", "storage", "storage_failed"})
 """Problems that stop face attendance (the screen says so); ``clock`` only warns: punches are still recorded and
-corrected centrally from the time anchor."""
+corrected centrally from the time anchor. ``storage`` is storage that is full; ``storage_failed`` storage that
+refuses (a card remounted read-only, I/O errors): then nothing at all can be recorded, and the screen sends people to
+the manual attendance list."""
+PROBLEM_ORDER = ("storage_failed", "camera", "storage", "gallery", "clock")  # the first blocking one is on the screen
 
 ENTRY_KEYS = frozenset("0123456789") | {"back", "ok", "cancel"}
 STORAGE_RESERVE_BYTES = 20_000_000
 """Below this much free space the terminal says it cannot record before anyone tries (the outbox refuses too)."""
 VIEW_REFRESH_S = 1.0  # outbox counts and free space are read at most this often
 GALLERY_RETRY_S = 10.0  # a missing or damaged gallery file is looked at again this often
+STORAGE_RETRY_S = 5.0  # failed storage is tried again (Outbox.retry, on its own thread) this often
+FULL_HOLD_S = 60.0
+"""After a write refused for lack of room, the terminal says the storage is full until the outbox or the disk has
+more room (acknowledged events, freed space) or this long has passed (then the next person may try again)."""
+RETRY_JOIN_S = 5.0  # how long closing waits for a storage retry in progress
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,15 @@ class KindChoice:
         self._kind = None
 
 
+@dataclass(frozen=True)
+class _Full:
+    """A write refused for lack of room: when, and the outbox depth and free bytes then."""
+
+    at: float
+    pending: int
+    free: int | None
+
+
 class Terminal:
     """Runs one frame (or one idle tick) of the terminal: inputs, recognition, recording, signals, the screen."""
 
@@ -185,7 +205,10 @@ class Terminal:
         applied: AppliedVersion | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """``spawn`` runs a storage retry (default: on a thread of its own, so that a slow reopen of a failing card
+        never stops the frame loop and its watchdog pings; tests pass ``lambda f: f()``)."""
         self.cfg = cfg
         self.pipeline = pipeline
         self.recorder = recorder
@@ -210,11 +233,17 @@ class Terminal:
         self._gallery_tried_at = start
         self.problems: dict[str, bool] = {}
         self.set_problem("gallery", len(pipeline.gallery) == 0)
-        self._storage_refused = False
+        self._full: _Full | None = None  # the last write refused for lack of room, while it holds
         self._view = TerminalView()
         self._refreshed_at = -VIEW_REFRESH_S
         self._pending = 0
+        self._free: int | None = None
         self._storage_low = False
+        self.storage_problem = recorder.check_storage()  # why the storage refuses, while it does
+        self._spawn = spawn or self._start_retry_thread
+        self._retry_thread: threading.Thread | None = None
+        self._retrying = False
+        self._storage_tried_at = start
         self._last_frame: Frame | None = None
         self._last_result: FrameResult | None = None
         self.frames = 0  # camera frames seen; the pipeline counts the ones it processed
@@ -228,8 +257,11 @@ class Terminal:
         """One line on the terminal's state, for systemd's STATUS= (``systemctl status kiosk``)."""
         view = self._view
         parts = [f"{len(self.pipeline.gallery)} people", f"{view.pending} events unsent", f"server {view.network}"]
-        if view.problems:
-            parts.append("problems: " + ", ".join(view.problems))
+        if self.storage_problem is not None:
+            parts.insert(0, f"storage failed: {self.storage_problem}")
+        problems = [p for p in view.problems if p != "storage_failed"]
+        if problems:
+            parts.append("problems: " + ", ".join(problems))
         if view.asleep:
             parts.append("asleep")
         return "; ".join(parts)
@@ -270,6 +302,14 @@ class Terminal:
         self._take_inputs(now)
         self._take_commands()
         self._refresh(now)
+
+    def close(self) -> None:
+        """Wait (briefly) for a storage retry in progress; the outbox is closed after this."""
+        thread = self._retry_thread
+        if thread is not None and thread.is_alive():
+            thread.join(RETRY_JOIN_S)
+            if thread.is_alive():
+                log.warning("the storage retry did not end within %.0f s", RETRY_JOIN_S)
 
     def set_problem(self, name: str, present: bool) -> None:
         """Raise or clear a problem (logged when it changes); the screen shows it at the next refresh."""
@@ -362,7 +402,11 @@ class Terminal:
             else:
                 done = self.remove_people(item.argument)
             if done and self._applied is not None:
-                self._applied.record(item.version)
+                try:
+                    self._applied.record(item.version)
+                except OSError as exc:  # done, but not remembered: central's next copy is carried out again
+                    log.error("command version %d was carried out but cannot be recorded in %s: %s", item.version,
+                              self._applied.path, exc)
 
     # --- decisions and manual entries ---------------------------------------------------------------------------
 
@@ -371,7 +415,7 @@ class Terminal:
         outcome = self.recorder.record(decision, frame.rgb, kind=self.kind_choice.current(now))
         if outcome.status == "recorded":
             self.kind_choice.clear()
-        self._note_storage(outcome)
+        self._note_storage(outcome, now)
         return outcome
 
     def _submit_entry(self, nip: str, now: float) -> None:
@@ -391,7 +435,7 @@ class Terminal:
             kind = self.kind_choice.current(now) or punch_kind(self.cfg.schedule, local)
             outcome = self.recorder.manual(nip, kind, frame.rgb, self._served_box())
             self.kind_choice.clear()
-            self._note_storage(outcome)
+            self._note_storage(outcome, now)
             if outcome.seq is not None:
                 log.info("manual entry for NIP %s stored for review (seq %d)", nip, outcome.seq)
                 self._wake()
@@ -404,11 +448,45 @@ class Terminal:
         served = next((t for t in result.tracks if t.served), None) if result else None
         return served.box.as_list() if served else None
 
-    def _note_storage(self, outcome: Outcome) -> None:
-        if outcome.status == "cannot_record":
-            self._storage_refused = True
+    def _note_storage(self, outcome: Outcome, now: float) -> None:
+        """A write refused for lack of room says "storage full" until there is more room (or a while has passed);
+        storage that fails is followed through the outbox (see :meth:`_watch_storage`)."""
+        if outcome.storage == "full":
+            self._full = _Full(now, self._pending, self._free)
         elif outcome.seq is not None:
-            self._storage_refused = False
+            self._full = None
+
+    def _watch_storage(self, now: float) -> None:
+        """Storage that refuses: the problem (from the recorder, which stores the outage's alarms once it works
+        again), and a retry of the outbox every STORAGE_RETRY_S, on its own thread, while it is down."""
+        if self.storage_problem is not None and not self._retrying and now - self._storage_tried_at >= STORAGE_RETRY_S:
+            self._storage_tried_at = now
+            self._retrying = True
+            try:
+                self._spawn(self._retry_storage)
+            except RuntimeError as exc:  # no thread can be started now: tried again at the next interval
+                self._retrying = False
+                log.error("cannot start the storage retry: %s", exc)
+        self.storage_problem = self.recorder.check_storage()
+
+    def _retry_storage(self) -> None:
+        try:
+            if self.outbox.retry():
+                log.info("storage works again")
+        except Exception as exc:  # the retry must never end the retrying (nor the frame loop)
+            log.error("storage retry failed: %s", exc)
+        finally:
+            self._retrying = False
+
+    def _start_retry_thread(self, work: Callable[[], None]) -> None:
+        self._retry_thread = threading.Thread(target=work, name="storage-retry", daemon=True)
+        self._retry_thread.start()
+
+    def _room_back(self, full: _Full, now: float) -> bool:
+        """Whether a write refused for lack of room may be tried again: fewer events wait, more space is free, or
+        FULL_HOLD_S has passed."""
+        more_free = self._free is not None and (full.free is None or self._free > full.free + 1_000_000)
+        return now - full.at >= FULL_HOLD_S or self._pending < full.pending or more_free
 
     # --- inputs -----------------------------------------------------------------------------------------------
 
@@ -455,7 +533,7 @@ class Terminal:
 
     def _open_entry(self, now: float, first: str) -> None:
         view = self._refresh(now)
-        if not self.cfg.fallback.enabled or "camera" in view.problems or "storage" in view.problems:
+        if not self.cfg.fallback.enabled or {"camera", "storage", "storage_failed"} & set(view.problems):
             return
         self.presence.seen(now)
         self.entry = NipEntry(self.cfg.fallback.entry_timeout_s, now)
@@ -467,21 +545,33 @@ class Terminal:
 
     def _refresh(self, now: float) -> TerminalView:
         """Recompute the view (outbox counts and free space at most once a second) and hand a change to the screen."""
+        self._watch_storage(now)
         if now - self._refreshed_at >= VIEW_REFRESH_S:
             self._refreshed_at = now
-            counts = self.outbox.counts()
-            self._pending = counts["pending"] + counts["published"]
-            self._storage_low = (
-                self._pending >= self.cfg.events.max_events
-                or free_bytes(self.outbox.path.parent) < STORAGE_RESERVE_BYTES
+            if self.storage_problem is None:  # while down the last counts stay (a retry may hold the outbox)
+                try:
+                    counts = self.outbox.counts()
+                    self._pending = counts["pending"] + counts["published"]
+                except (OutboxError, sqlite3.Error, OSError) as exc:  # the next write will say more
+                    log.error("cannot count the outbox: %s", exc)
+            try:
+                self._free = free_bytes(self.outbox.path.parent)
+            except OSError:  # no state folder (it could not be created): the outbox says why
+                self._free = None
+            self._storage_low = self._pending >= self.cfg.events.max_events or (
+                self._free is not None and self._free < STORAGE_RESERVE_BYTES
             )
             self.set_problem("clock", self._clock_synced() is False)
-        self.set_problem("storage", self._storage_low or self._storage_refused)
+        if self._full is not None and self._room_back(self._full, now):
+            self._full = None
+        failed = self.storage_problem is not None
+        self.set_problem("storage_failed", failed)
+        self.set_problem("storage", not failed and (self._storage_low or self._full is not None))
         view = replace(
             self._view,
             network=self._network(),
             pending=self._pending,
-            problems=tuple(p for p in ("camera", "storage", "gallery", "clock") if self.problems.get(p)),
+            problems=tuple(p for p in PROBLEM_ORDER if self.problems.get(p)),
             asleep=not self.presence.awake(now),
             chosen_kind=self.kind_choice.current(now),
             entry=self.entry.view() if self.entry is not None else None,

@@ -108,6 +108,23 @@ def test_an_event_that_cannot_be_built_is_an_alarm_and_cannot_record_never_a_cra
     assert (alarm["type"], alarm["alarm"]) == ("alarm", "event_invalid")
     assert "'19850505201001102' is not a NIP: it has 17 digits" in alarm["detail"]
     assert recorder.record(decision(LIN, track=2), FACE).status == "recorded", "the kiosk goes on"
+    assert bad.storage is None, "not a storage problem: the terminal is not blocked"
+
+
+def test_a_damaged_outbox_found_at_start_is_an_outbox_recovered_alarm_naming_the_lost_seqs(tmp_path: Path) -> None:
+    clocks = Clocks()
+    with Outbox.open(tmp_path / "outbox.sqlite") as outbox:
+        lost = outbox.append("0190a4c2-0000-7000-8000-000000000001", "attendance", b'{"n": 1}').seq
+    (tmp_path / "outbox.sqlite").write_bytes(bytes(range(256)) * 40)  # the card garbled the database
+    with Outbox.open(tmp_path / "outbox.sqlite") as outbox:
+        Recorder(KioskConfig(), outbox, read_clock=lambda: clocks.state, now=lambda: clocks.utc,
+                 mono_ns=lambda: clocks.mono, boot_id="3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c")
+        (alarm,) = stored(outbox)
+        assert (alarm["alarm"], alarm["lost_seqs"]) == ("outbox_recovered", [[lost, lost]])
+        assert alarm["detail"].startswith("corrupt: ") and "moved aside to outbox.sqlite.corrupt-" in alarm["detail"]
+        assert schema.validate(schema.with_seq(alarm, 2), complete=False) == []
+        Recorder(KioskConfig(), outbox, read_clock=lambda: clocks.state, now=lambda: clocks.utc)
+        assert len(stored(outbox)) == 1, "each recovery is reported once"
 
 
 def test_unknown_face_is_a_review_case_and_outside_hours_records_nothing(setup) -> None:  # type: ignore[no-untyped-def]

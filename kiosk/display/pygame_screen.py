@@ -355,6 +355,15 @@ def _draw_result(
             _Item("nip", nip, int(unit * 0.07), fg),
             _Item("hint", texts.text(lang, "limited_hint"), int(unit * 0.08), fg),
         ]
+    elif status == "cannot_record" and outcome.storage == "failed":  # nothing can be stored: the paper list
+        bg, fg = RED, WHITE
+        items = [
+            _Item("status", texts.text(lang, "cannot_record"), int(unit * 0.12), fg),
+            _Item("name", name or nip, int(unit * 0.08), fg),
+            _Item("nip", nip if name else "", int(unit * 0.07), fg),
+            _Item("time", when, int(unit * 0.08), fg),
+            _Item("hint", texts.text(lang, "problem_storage_failed_hint"), int(unit * 0.07), fg),
+        ]
     else:  # cannot_record, and any status this screen does not know yet
         bg, fg = RED, WHITE
         items = [
@@ -374,6 +383,8 @@ def _draw_problem(
     problem = state.view.blocking or "camera"
     bg, fg = (AMBER, BLACK) if problem == "gallery" else (RED, WHITE)
     fallback = state.view.fallback and problem == "gallery"  # with a working camera, the NIP entry still works
+    hint = f"problem_{problem}_hint"  # what to do instead, when the problem has its own advice
+    hint = "problem_fallback" if fallback else hint if hint in texts.TEXTS["id"] else "problem_hint"
     surface.fill(bg)
     _stack(
         surface,
@@ -381,7 +392,7 @@ def _draw_problem(
         [
             _Item("status", texts.text(lang, f"problem_{problem}"), int(unit * 0.12), fg),
             _Item("detail", texts.text(lang, f"problem_{problem}_detail"), int(unit * 0.08), fg),
-            _Item("hint", texts.text(lang, "problem_fallback" if fallback else "problem_hint"), int(unit * 0.07), fg),
+            _Item("hint", texts.text(lang, hint), int(unit * 0.07), fg),
             _Item("time", texts.clock_text(state.now, state.tz), int(unit * 0.08), fg),
         ],
         blocks,
@@ -696,7 +707,7 @@ def _headline(outcomes: Sequence[Outcome]) -> Outcome | None:
 
 def sample_states(language: str = "id", tz: str = "Asia/Makassar") -> dict[str, ScreenState]:
     """One synthetic state per screen (no real faces): for screenshots, docs and tests."""
-    from kiosk.events.recorder import Outcome
+    from kiosk.events.recorder import STORAGE_FAILED, Outcome
     from kiosk.recognizer.faces import Box
     from kiosk.recognizer.pipeline import TrackView
     from kiosk_contract.gallery import Person
@@ -750,6 +761,8 @@ def sample_states(language: str = "id", tz: str = "Asia/Makassar") -> dict[str, 
         "problem_camera": problem("camera"),
         "problem_gallery": problem("gallery"),
         "problem_storage": problem("storage"),
+        "problem_storage_failed": problem("storage_failed"),
+        "cannot_record_storage_failed": result(Outcome("cannot_record", STORAGE_FAILED, nip=nip, storage="failed")),
         "asleep": replace(base, view=replace(online, asleep=True)),
     }
 

@@ -5,6 +5,11 @@ worker thread ("mqtt-publisher") does all outbox work: it publishes pending even
 window, marks an event published only after the broker's PUBACK, applies application acks from the central server
 and answers commands. paho's callbacks only hand their data to that thread through a queue (no blocking, no SQLite
 in the network thread). Topics, payloads and behaviour while offline are described in docs/mqtt.md.
+
+Storage that fails (the outbox is *down*) never stops the worker: nothing new is published, PUBACKs and acks that
+cannot be recorded are dropped (the events go out again once the storage works, and the server de-duplicates), and
+the retained ``…/status`` says so in its ``storage`` field at once: the alarm IT sees while the disk cannot even
+hold an alarm event.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from kiosk.commands import CentralCommands
-from kiosk.events.outbox import Outbox, OutboxEvent
+from kiosk.events.outbox import Outbox, OutboxError, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,7 @@ class Publisher:
         central_keys: Mapping[str, Ed25519PublicKey] | None = None,
         commands: CentralCommands | None = None,
         alarm: Callable[[str, str], None] = lambda name, detail: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if window < 1 or republish_after_s <= 0:
             raise ValueError("window must be at least 1 and republish_after_s positive")
@@ -90,6 +97,7 @@ class Publisher:
         self._central_keys = dict(central_keys or {})  # acks are released only when signed with one of these
         self._commands = commands  # the commands that change the device (kiosk.commands)
         self._alarm = alarm  # stores an alarm event (through the frame loop): (name, detail)
+        self._now = now  # wall clock, for when the storage failed
         self._v5 = cfg.protocol == "5"
         self._lock = threading.Lock()  # guards the counters and flags read by status()
         self._stop = threading.Event()
@@ -110,6 +118,8 @@ class Publisher:
             "commands": 0,
             "connects": 0,
         }
+        self._storage: dict[str, Any] = {"ok": True, "problem": None, "since": None}  # status()["storage"]
+        self._storage_sent: dict[str, Any] | None = None  # the storage field of the last status published
         self._next_status = 0.0
         self._connected_at = 0.0
         self._thread: threading.Thread | None = None
@@ -149,7 +159,10 @@ class Publisher:
         return self._connected
 
     def status(self) -> dict[str, Any]:
-        """Connection flag, outbox counts, counters and the last error (for the device status message)."""
+        """Connection flag, outbox counts (the last known while the storage fails), the storage (``ok``, the
+        ``problem`` while it fails and ``since`` when, ISO UTC), counters and the last error (the device status
+        message)."""
+        storage = self.storage()
         try:
             counts: dict[str, int] | None = self.outbox.counts()
         except Exception as exc:  # a closed or failing outbox must not break a status report
@@ -160,10 +173,28 @@ class Publisher:
                 "device": self.device_id,
                 "connected": self._connected,
                 "counts": counts,
+                "storage": storage,
                 "in_flight": len(self._inflight),
                 "last_error": self._last_error,
                 **self._stats,
             }
+
+    def storage(self) -> dict[str, Any]:
+        """``{"ok", "problem", "since"}``: whether the outbox can store events, why not, and since when (the first
+        time this publisher saw it down; ISO UTC)."""
+        ok = self.outbox.available
+        problem = None if ok else self.outbox.problem or "the outbox is down"
+        with self._lock:
+            if ok:
+                if not self._storage["ok"]:
+                    log.info("mqtt: the outbox works again")
+                self._storage = {"ok": True, "problem": None, "since": None}
+            elif self._storage["ok"] or self._storage["problem"] != problem:
+                since = self._storage["since"] or self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if self._storage["ok"]:
+                    log.error("mqtt: the outbox is down, nothing new is published: %s", problem)
+                self._storage = {"ok": False, "problem": problem, "since": since}
+            return dict(self._storage)
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish a clean retained "offline", disconnect and join the worker. Idempotent; never raises."""
@@ -251,6 +282,9 @@ class Publisher:
                 break
             try:
                 self._step()
+            except OutboxError as exc:  # storage that fails: status() says so; nothing to trace
+                self._error(f"outbox: {exc}")
+                self._stop.wait(_TICK_S)
             except Exception as exc:  # the thread must survive an outbox or network error
                 log.exception("mqtt: publisher step failed")
                 self._error(f"{type(exc).__name__}: {exc}")
@@ -258,13 +292,17 @@ class Publisher:
 
     def _step(self) -> None:
         self._drain_inbox()
+        storage = self.storage()
         if not self._connected:
             return
-        self._fill_window()
+        if storage["ok"]:  # while down the outbox has nothing to give
+            self._fill_window()
         now = self._clock()
-        if self.status_every_s > 0 and now >= self._next_status:
-            self._next_status = now + self.status_every_s
-            self.client.publish(self.topics.status, json.dumps(self.status()).encode(), qos=QOS, retain=True)
+        if self.status_every_s > 0 and (now >= self._next_status or storage != self._storage_sent):
+            self._next_status = now + self.status_every_s  # a change of the storage is published at once
+            status = self.status()
+            self.client.publish(self.topics.status, json.dumps(status).encode(), qos=QOS, retain=True)
+            self._storage_sent = status["storage"]
 
     def _drain_inbox(self) -> None:
         published: list[int] = []
@@ -298,9 +336,12 @@ class Publisher:
             self._mark(published)
 
     def _mark(self, seqs: list[int]) -> None:
-        self.outbox.mark_published(seqs)
         with self._lock:
             self._stats["published"] += len(seqs)
+        try:
+            self.outbox.mark_published(seqs)
+        except OutboxError as exc:  # still pending in the outbox: sent again once it works (the server dedups)
+            self._error(f"PUBACKs of {len(seqs)} event(s) not recorded, they will be sent again: {exc}")
 
     def _fill_window(self) -> None:
         now = self._clock()
@@ -367,7 +408,11 @@ class Publisher:
                 self._stats["refused_acks"] += 1
             log.warning("mqtt: ack refused (%s): %s", exc.reason, exc)
             return
-        changed = self.outbox.acknowledge(ack.events) if ack.events else 0
+        try:
+            changed = self.outbox.acknowledge(ack.events) if ack.events else 0
+        except OutboxError as exc:  # the events stay unacknowledged: sent again later, and acked again
+            changed = 0
+            self._error(f"an ack of {len(ack.events)} event(s) not recorded, they will be sent again: {exc}")
         with self._lock:
             self._stats["acked"] += changed
             self._stats["seq_conflicts"] += len(ack.conflicts)
@@ -389,7 +434,10 @@ class Publisher:
             if name == "status":
                 self._next_status = 0.0  # the worker publishes a fresh status on its next pass
             elif name == "resend":
-                fields["requeued"] = self.outbox.requeue(command["from_seq"])
+                try:
+                    fields["requeued"] = self.outbox.requeue(command["from_seq"])
+                except OutboxError as exc:
+                    raise CommandRefused(f"the outbox cannot be changed: {exc}", "storage_unavailable") from None
                 self._wake.set()
             elif name in CHANGING:
                 if self._commands is None:

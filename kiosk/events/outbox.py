@@ -370,7 +370,8 @@ class Outbox:
         notes: tuple[str, ...] = ()
         try:
             found = salvage(moved, _companion(moved, "-wal"), probe=probe, workdir=self.path.parent)
-            events, unreadable, notes = found.events, found.unreadable, found.notes
+            # Absent rows count too: an older page kept for a damaged frame lacks what the newer one held.
+            events, unreadable, notes = found.events, (*found.unreadable, *found.absent), found.notes
         except OSError as exc:
             log.error("outbox %s: nothing salvaged from %s: %s", self.path, moved, exc)
             events, unreadable = (), ()
@@ -948,8 +949,10 @@ def _acked_below(conn: sqlite3.Connection) -> int:
 def _lost_ranges(
     record: CommitState | None, top: int, unreadable: Iterable[tuple[int, int]]
 ) -> tuple[tuple[int, int], ...]:
-    """The committed seqs a recovery could not read back: unreadable rows and the tail after the last salvaged
-    event, from the first unacknowledged seq on (the server holds what it acknowledged)."""
+    """The committed seqs a recovery could not read back: unreadable or absent rows and the tail after the last
+    salvaged event, from the first unacknowledged seq on (the server holds what it acknowledged). Absent rows may be
+    numbers skipped at a restart or acknowledged events pruned: naming them costs a line at central, while leaving a
+    lost event out would lose it silently."""
     if record is None:
         return ()
     low = max(1, record.acked_below)

@@ -43,6 +43,9 @@ _WAL_HEADER = 32
 _FRAME_HEADER = 24
 _MASK = 0xFFFFFFFF
 _MAX_FRAME_NOTES = 20  # per kind of frame fact; the rest are summed up in one note
+EVIDENCE_BUDGET_BYTES = 256 << 20
+"""Evidence photos held in memory by one salvage (about 17,000 photos): a full 4 GB backlog would not fit a Pi's
+memory; the rest stay in the moved-aside file, and the events, which are what pays, are all kept."""
 _STEPWISE = 4096  # seqs looked up one by one in a row before the end of a damaged stretch is found by bisection
 _COLUMNS = "seq, event_id, kind, payload, state, created_at, published_at, publish_count, acknowledged_at"
 
@@ -425,13 +428,18 @@ def _events(
     events = []
     bad_rows: list[int] = []
     bad_evidence: list[int] = []
+    budget, over_budget = EVIDENCE_BUDGET_BYTES, 0
     for row in rows:
         event = _event(row)
         if event is None:
             if isinstance(row[0], int):
                 bad_rows.append(row[0])
             continue
-        if has_evidence:
+        if has_evidence and event.state != "acknowledged":  # an acknowledged event's photo is central's now
+            if budget <= 0:
+                over_budget += 1
+                events.append(event)
+                continue
             try:
                 found = conn.execute("SELECT jpeg FROM evidence WHERE seq = ?", (event.seq,)).fetchone()
             except sqlite3.Error:
@@ -439,11 +447,14 @@ def _events(
             else:
                 if found is not None and isinstance(found[0], bytes):
                     event = _with_evidence(event, found[0])
+                    budget -= len(found[0])
                 elif found is not None:
                     bad_evidence.append(event.seq)
         events.append(event)
     if bad_rows:
         notes.append(f"{len(bad_rows)} events row(s) with impossible values (damage) left out")
+    if over_budget:
+        notes.append(f"evidence of {over_budget} event(s) left in the moved file: over {EVIDENCE_BUDGET_BYTES} bytes")
     if bad_evidence:
         notes.append(
             f"evidence of {len(bad_evidence)} event(s) unreadable, their events kept (seqs {bad_evidence[:20]})"

@@ -375,11 +375,12 @@ class NotifySocket:
         self._thread.start()
 
     def _read(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except TimeoutError:
-                continue
+                if self._stop.is_set():  # every datagram sent before close() has been read
+                    return
 
     def since(self, start: int, prefix: str) -> list[str]:
         return [m for m in self.messages[start:] if m.startswith(prefix)]
@@ -486,6 +487,7 @@ def scenario_publisher_fails_in_use(root: Path, host: str, port: str) -> None:
         first = outbox.append("0190a4c2-0000-7000-8000-000000000001", "attendance", b'{"n": 1}')
         publisher.wake()
         wait_for(lambda: outbox.counts()["published"] == 1, "the first event published")
+        wait_for(statuses, "the status published at connect")
         assert statuses()[-1]["storage"] == {"ok": True, "problem": None, "since": None}
 
         refuse_writes(state)

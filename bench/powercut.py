@@ -520,8 +520,16 @@ def describe(op: Op | None) -> str:
     return f"{name} {op.path}"
 
 
-def _quiet_outbox_logs() -> None:
-    logging.getLogger("kiosk").setLevel(logging.CRITICAL)
+@contextlib.contextmanager
+def _quiet_outbox_logs() -> Iterator[None]:
+    """The outbox logs every recovery it makes; a thousand of them are noise here. The level is put back after."""
+    logger = logging.getLogger("kiosk")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check_cut(folder: Path, state: CutState, marked: Marked, result: CutResult) -> None:
@@ -635,7 +643,21 @@ def replay(
 ) -> list[CutResult]:
     """Check ``cuts`` cut points drawn over the recording (seeded), or exactly ``points`` (each the number of
     operations that happened before the cut); returns one result per cut, in log order."""
-    _quiet_outbox_logs()
+    with _quiet_outbox_logs():
+        return _replay(rec, cuts, seed, collateral, check_dir, keep_failures, progress, points, keep_names)
+
+
+def _replay(
+    rec: Recording,
+    cuts: int,
+    seed: int,
+    collateral: bool,
+    check_dir: Path | None,
+    keep_failures: Path | None,
+    progress: bool,
+    points: Sequence[int] | None,
+    keep_names: int | None,
+) -> list[CutResult]:
     rng = random.Random(seed)
     total = len(rec.ops)
     if points is None:  # distinct points while there are enough operations

@@ -249,7 +249,7 @@ class Outbox:
     @property
     def available(self) -> bool:
         """Whether the outbox can store events now (False while the storage refuses; see :meth:`retry`)."""
-        return self._conn is not None
+        return self._conn is not None and self.problem is None
 
     @property
     def recovered_from(self) -> Path | None:
@@ -270,6 +270,9 @@ class Outbox:
                 raise OutboxError(f"outbox {self.path} is closed")
             if self._conn is not None:
                 return True
+            if self._lock_fd is not None:  # opened on the card that failed: a remounted card needs a new one
+                os.close(self._lock_fd)
+                self._lock_fd = None
             try:
                 self._attach()
             except OutboxError as exc:

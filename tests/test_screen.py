@@ -39,9 +39,12 @@ from kiosk.recognizer.pipeline import FrameResult, TrackView
 from kiosk.terminal import EntryView, TerminalView
 
 WITA = ZoneInfo("Asia/Makassar")
-SCREEN_OF = {"idle_offline": "idle", "entry_error": "entry", "live_challenge": "live"} | {
-    f"problem_{p}": "problem" for p in ("camera", "gallery", "storage")
-}
+SCREEN_OF = {
+    "idle_offline": "idle",
+    "entry_error": "entry",
+    "live_challenge": "live",
+    "cannot_record_storage_failed": "cannot_record",
+} | {f"problem_{p}": "problem" for p in ("camera", "gallery", "storage", "storage_failed")}
 
 
 @pytest.fixture(autouse=True)

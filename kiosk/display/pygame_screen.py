@@ -73,6 +73,7 @@ SCREENS: tuple[str, ...] = (
     "not_live",
     "outside_hours",
     "cannot_record",
+    "cannot_record_storage_failed",
     "entry",
     "entry_error",
     "pending_review",
@@ -80,6 +81,7 @@ SCREENS: tuple[str, ...] = (
     "problem_camera",
     "problem_gallery",
     "problem_storage",
+    "problem_storage_failed",
     "asleep",
 )
 """Every screen :func:`screenshots` renders (see :func:`sample_states`)."""

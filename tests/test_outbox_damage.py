@@ -284,3 +284,24 @@ def test_storage_unavailable_is_an_outbox_error_naming_the_file(tmp_path: Path) 
     os.chmod(tmp_path, 0o755)
     with pytest.raises(OutboxError, match="outbox"):
         Outbox.open(blocked / "outbox.db")  # the state folder is a file: a clear error, not a traceback
+
+
+def test_a_salvage_that_fails_still_opens_the_outbox_and_names_the_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiosk.events import salvage
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug met a damaged page")
+
+    db = tmp_path / "outbox.db"
+    crash_after(db, 12, acked=4)
+    with Outbox.open(db):  # checkpointed: the database file holds everything
+        pass
+    db.write_bytes(b"not a database at all" * 100)
+    monkeypatch.setattr(salvage, "salvage", broken)
+    with Outbox.open(db) as ob:
+        assert ob.recovery is not None and ob.recovery.salvaged == 0
+        assert ob.recovery.lost == ((5, 12),) and "salvage failed: a bug met a damaged page" in ob.recovery.detail
+        assert ob.recovery.moved_to.exists()  # kept for IT: `sqlite3 <file> .recover`
+        assert ob.append("next", "attendance", b"{}").seq > 12

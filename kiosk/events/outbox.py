@@ -375,9 +375,10 @@ class Outbox:
             found = salvage(moved, _companion(moved, "-wal"), probe=probe, workdir=self.path.parent)
             # Absent rows count too: an older page kept for a damaged frame lacks what the newer one held.
             events, unreadable, notes = found.events, (*found.unreadable, *found.absent), found.notes
-        except OSError as exc:
-            log.error("outbox %s: nothing salvaged from %s: %s", self.path, moved, exc)
+        except Exception as exc:  # a damaged file must never stop the kiosk: what was not read is named lost
+            log.exception("outbox %s: nothing salvaged from %s: %s", self.path, moved, exc)
             events, unreadable = (), ()
+            notes = (f"salvage failed: {exc}"[:300],)
         try:
             conn = _connect(self.path)
         except _Corrupt as again:

@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     alarms.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     alarms.add_argument("--limit", type=int, default=100, help="the latest N (default 100)")
     alarms.set_defaults(func=_cmd_alarms)
+    manage = sub.add_parser("manage", help="Django's management commands on this configuration (migrate, "
+                                           "createsuperuser, collectstatic, check --deploy, ...)")
+    manage.add_argument("--config", type=Path, required=True, help="central.toml")
+    manage.add_argument("django_args", nargs=argparse.REMAINDER, help="the command and its arguments")
+    manage.set_defaults(func=_cmd_manage)
     return p
 
 
@@ -337,4 +342,14 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
     with Ledger(cfg.database.url) as ledger:
         for at, device, kind, detail in ledger.alarms(max(1, args.limit)):
             print(f"{at}\t{device or '-'}\t{kind}\t{detail}")
+    return EXIT_OK
+
+
+def _cmd_manage(args: argparse.Namespace) -> int:
+    from django.core.management import execute_from_command_line
+
+    from kiosk_central.site import setup
+
+    setup(load_central_config(args.config))
+    execute_from_command_line(["kiosk-central manage", *args.django_args])
     return EXIT_OK

@@ -99,6 +99,16 @@ class WebConfig:
     lockout_min: float = opt(15.0, "How long failures count, and how long a locked name stays locked.", lo=0.1,
                                 hi=1440)
     page_size: int = opt(25, "Cases per page of the queue and of the decided list.", lo=1, hi=500)
+    secret_key_file: Path | None = opt(None, "File with the site's secret key (chmod 600, or credential:NAME); "
+                                             "required with PostgreSQL, kept beside an SQLite ledger otherwise.")
+    allowed_hosts: tuple[str, ...] = opt(("127.0.0.1", "localhost"), "Host names the site answers to (the proxy's "
+                                                                    "server_name).")
+    trusted_origins: tuple[str, ...] = opt((), "Origins allowed to post forms, e.g. https://presensi.example.go.id.")
+    time_zone: str = opt("Asia/Makassar", "The zone pages show times in (WITA by default).")
+    min_password_length: int = opt(12, "Shortest password accepted.", lo=8, hi=128)
+    max_upload_bytes: int = opt(5_000_000, "Largest form or upload (a roster file) accepted.", lo=10_000,
+                                hi=100_000_000)
+    static_root: Path | None = opt(None, "Folder `kiosk-central manage collectstatic` fills for the proxy to serve.")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The HR web application (BKPSDM): login, review cases, recaps and reports, on Django."""

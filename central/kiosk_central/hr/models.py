@@ -1,0 +1,1 @@
+"""The HR application's own tables."""

@@ -1,0 +1,3 @@
+"""The HR application's URLs."""
+
+urlpatterns: list[object] = []

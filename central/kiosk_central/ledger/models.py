@@ -1,0 +1,1 @@
+"""The ledger's tables (see kiosk_central.store for what each holds)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from kiosk import atrest
 from kiosk.camera import Frame, FrameSource, open_source
-from kiosk.commands import AppliedVersion, Queued
+from kiosk.commands import AppliedVersion, CurrentSchedule, Queued
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
 from kiosk.errors import CameraError, ConfigError, KioskError
@@ -102,14 +102,20 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         )
         watcher = clock.ClockWatcher().start()
         parts.callback(watcher.close)
-        recorder = Recorder(cfg, outbox, read_clock=watcher.state)
+        # The punch schedule: central's pushed one when one is stored, else kiosk.toml's (a damaged one: an alarm).
+        schedules = CurrentSchedule(cfg.schedule, cfg.device.state_dir / "schedule.json", cfg.device.timezone)
+        schedule_problem = schedules.load()
+        recorder = Recorder(cfg, outbox, read_clock=watcher.state, schedules=schedules)
         work: queue.Queue[Queued] = queue.Queue(maxsize=16)  # central's checked commands, for the frame loop
+        if schedule_problem is not None:
+            work.put_nowait(Queued("alarm", ("schedule_unusable", schedule_problem[:1000]), 0))
         applied = AppliedVersion(cfg.device.state_dir / "commands.json")
 
         def synced_now() -> datetime | None:
             return datetime.now(UTC) if watcher.state().synced else None
 
-        publisher = _start_publisher(cfg, outbox, parts, work, applied, lambda: pipeline.gallery, synced_now)
+        publisher = _start_publisher(cfg, outbox, parts, work, applied, lambda: pipeline.gallery, synced_now,
+                                     schedules)
         pins = _open_pins(cfg)
         parts.callback(pins.close)
         inputs: queue.Queue[str] = queue.Queue(maxsize=64)
@@ -296,6 +302,7 @@ def _start_publisher(
     applied: AppliedVersion,
     gallery: Callable[[], Gallery],
     synced_now: Callable[[], datetime | None],
+    schedules: CurrentSchedule | None = None,
 ) -> Publisher | None:
     """Start the MQTT publisher when enabled: events signed with the device key; acks and the commands that change
     the device accepted only when signed with the central key (kiosk.commands)."""
@@ -316,7 +323,7 @@ def _start_publisher(
     key_id = signing.key_id_of(key)
     central_keys = signing.load_public_keys([cfg.mqtt.central_key_file])
     commands = CentralCommands(device=cfg.device.id, office=cfg.device.office_code or "", central_keys=central_keys,
-                               applied=applied, work=work, gallery=gallery, now=synced_now)
+                               applied=applied, work=work, gallery=gallery, now=synced_now, schedule=schedules)
 
     def alarm(name: str, detail: str) -> None:
         try:

@@ -5,6 +5,10 @@ and device, not expired, newer than the last version applied) and its parameters
 carries it out between two frames and only then records its version (``<state_dir>/commands.json``, written
 atomically), so that a crash in between leaves the retained command to be applied again at the next connect, and a
 replayed or older command is refused even after a restart.
+
+:class:`CurrentSchedule` is the one holder of the punch schedule the kiosk runs: kiosk.toml's ``[schedule]`` until
+central pushes one (``install_schedule``), then the pushed one, kept in ``<state_dir>/schedule.json`` (the signed
+command itself, written atomically) and loaded again at every start. The recorder and the terminal read it there.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk_contract.commands import CommandRefused, check_command
+from kiosk_contract.commands import CommandRefused, check_command, parse_command, schedule_of_command
 from kiosk_contract.fsutil import write_atomic
+from kiosk_contract.schedule import ScheduleConfig
+from kiosk_contract.signing import wire
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -76,9 +82,86 @@ class AppliedVersion:
             self._value = version
 
 
+class CurrentSchedule:
+    """The punch schedule in force: kiosk.toml's ``[schedule]`` (``fallback``) until central pushes one, then the
+    pushed one with its ``version`` (None while the fallback runs).
+
+    ``path`` keeps the pushed ``install_schedule`` command (signed, as received); :meth:`load` reads it at start. A
+    stored schedule that cannot be read or is not valid is not used: the fallback runs, and :meth:`load` says why
+    (the kiosk logs it and stores an alarm); central's next push replaces it. Without ``path`` (tests, tools) nothing
+    is stored. The frame loop switches it; the MQTT thread reads ``version`` for its results: a lock guards both.
+    """
+
+    def __init__(self, fallback: ScheduleConfig, path: Path | None = None, timezone: str = "Asia/Makassar") -> None:
+        self.fallback = fallback
+        self.path = None if path is None else Path(path)
+        self.timezone = timezone
+        self._lock = threading.Lock()
+        self._current: tuple[ScheduleConfig, str | None] = (fallback, None)
+
+    @property
+    def current(self) -> ScheduleConfig:
+        with self._lock:
+            return self._current[0]
+
+    @property
+    def version(self) -> str | None:
+        """Central's version of the pushed schedule that runs; None while kiosk.toml's runs."""
+        with self._lock:
+            return self._current[1]
+
+    def load(self) -> str | None:
+        """Run the stored pushed schedule, if there is one; the problem (and kiosk.toml's schedule runs) when it is
+        unreadable or not valid, None otherwise (also when nothing was pushed yet)."""
+        if self.path is None:
+            return None
+        try:
+            payload = self.path.read_bytes()
+        except FileNotFoundError:
+            log.info("no pushed schedule yet: running kiosk.toml's [schedule]")
+            return None
+        except OSError as exc:
+            return self._unusable(f"cannot read it: {exc}")
+        try:
+            command = parse_command(payload)
+            if command["cmd"] != "install_schedule":
+                raise CommandRefused(f"it holds a {command['cmd']} command, not install_schedule", "invalid")
+            schedule = schedule_of_command(command, timezone=self.timezone)
+        except CommandRefused as exc:
+            return self._unusable(str(exc))
+        with self._lock:
+            self._current = (schedule, command["schedule_version"])
+        log.info("running the pushed schedule version %s (command version %d)", command["schedule_version"],
+                 command["version"])
+        return None
+
+    def _unusable(self, why: str) -> str:
+        problem = (f"the pushed schedule {self.path} is not usable, running kiosk.toml's [schedule] until central "
+                   f"pushes it again: {why}")
+        log.error("%s", problem)
+        return problem
+
+    def check(self, command: Mapping[str, Any]) -> ScheduleConfig:
+        """The schedule of an ``install_schedule`` command; CommandRefused ``invalid`` naming the bad fields."""
+        return schedule_of_command(command, timezone=self.timezone)
+
+    def install(self, command: Mapping[str, Any], schedule: ScheduleConfig) -> None:
+        """Keep the checked command (atomically: a crash leaves the old file or the new one) and run its schedule;
+        OSError when it cannot be kept (then nothing changed)."""
+        if self.path is not None:
+            write_atomic(self.path, wire(dict(command)))
+        with self._lock:
+            old = self._current[1]
+            self._current = (schedule, command["schedule_version"])
+        log.info("schedule installed: version %s -> %s (%d windows, %d Ramadan ranges, %d holidays)",
+                 old or "kiosk.toml", command["schedule_version"], len(schedule.windows), len(schedule.ramadan),
+                 len(schedule.holidays))
+
+
 @dataclass(frozen=True)
 class Queued:
-    """A checked command for the frame loop: ``action`` (install, remove, reload), its argument and its version."""
+    """A checked command for the frame loop: ``action`` (install, remove, reload, schedule; alarm), its argument and
+    its version."""
 
     action: str
     argument: Any
@@ -102,6 +185,7 @@ class CentralCommands:
         work: queue.Queue[Queued],
         gallery: Callable[[], Gallery],
         now: Callable[[], datetime | None],
+        schedule: CurrentSchedule | None = None,
     ) -> None:
         self.device = device
         self.office = office
@@ -110,14 +194,20 @@ class CentralCommands:
         self.work = work
         self._gallery = gallery
         self._now = now
+        self.schedule = schedule
 
     def handle(self, command: Mapping[str, Any]) -> dict[str, Any]:
         """The result fields of a changing command that was queued; CommandRefused saying why not."""
         check_command(command, self.central_keys, device=self.device, office=self.office,
                       applied=self.applied.value, now=self._now())
         name = command["cmd"]
-        if name == "install_gallery":
-            argument: Any = (self._gallery_file(command), command["gallery_version"], command["target"]["office"])
+        argument: Any
+        if name == "install_schedule":
+            if self.schedule is None:
+                raise CommandRefused("this kiosk cannot install a schedule", "unsupported")
+            argument, action = (dict(command), self.schedule.check(command)), "schedule"
+        elif name == "install_gallery":
+            argument = (self._gallery_file(command), command["gallery_version"], command["target"]["office"])
             action = "install"
         elif name == "remove_people":
             argument, action = tuple(command["nips"]), "remove"
@@ -128,8 +218,11 @@ class CentralCommands:
         except queue.Full:
             raise CommandRefused("the kiosk is still busy with earlier commands; try again", "busy") from None
         running = self._gallery()
-        return {"queued": True, "version": command["version"], "gallery_version": running.version,
-                "gallery_office": running.office}
+        fields: dict[str, Any] = {"queued": True, "version": command["version"], "gallery_version": running.version,
+                                  "gallery_office": running.office}
+        if self.schedule is not None:
+            fields["schedule_version"] = self.schedule.version  # what runs now; the status event says when it changed
+        return fields
 
     def _gallery_file(self, command: Mapping[str, Any]) -> bytes:
         try:

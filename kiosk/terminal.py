@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk.events.outbox import OutboxError
 from kiosk_contract.fsutil import free_bytes
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from kiosk.hardware import Pins
     from kiosk.recognizer.pipeline import Decision, FrameResult, Pipeline
     from kiosk_contract.gallery import Gallery
+    from kiosk_contract.schedule import ScheduleConfig
 
 log = logging.getLogger("kiosk.terminal")
 
@@ -363,6 +364,18 @@ class Terminal:
             return True
         return False
 
+    def install_schedule(self, command: dict[str, Any], schedule: ScheduleConfig) -> bool:
+        """A schedule pushed by central (its command and the schedule already checked): kept on disk, then run by
+        the recorder and the NIP entry from the next punch on. True when done; a failed write changes nothing (the
+        retained command is tried again at the next connect)."""
+        try:
+            self.recorder.schedules.install(command, schedule)
+        except OSError as exc:
+            log.error("the pushed schedule version %s cannot be kept, the running one is unchanged: %s",
+                      command.get("schedule_version"), exc)
+            return False
+        return True
+
     def _install(self, data: bytes, what: str, expect: tuple[int, str | None] | None = None) -> bool:
         """Write ``data`` as the gallery file and run it (with ``expect``, only a gallery of that version and office);
         False (and nothing changed) when it cannot be."""
@@ -395,7 +408,9 @@ class Terminal:
             if self._applied is not None and item.version <= self._applied.value:
                 log.info("command version %d (%s) was applied already; skipped", item.version, item.action)
                 continue
-            if item.action == "reload":
+            if item.action == "schedule":
+                done = self.install_schedule(*item.argument)
+            elif item.action == "reload":
                 done = self.reload_gallery()
             elif item.action == "install":
                 done = self.install_gallery(*item.argument)
@@ -432,7 +447,7 @@ class Terminal:
             log.warning("manual entry for NIP %s refused: the limit is reached", nip)
             outcome = Outcome("limited", "Batas presensi manual tercapai", nip=nip)
         else:
-            kind = self.kind_choice.current(now) or punch_kind(self.cfg.schedule, local)
+            kind = self.kind_choice.current(now) or punch_kind(self.recorder.schedules.current, local)
             outcome = self.recorder.manual(nip, kind, frame.rgb, self._served_box())
             self.kind_choice.clear()
             self._note_storage(outcome, now)

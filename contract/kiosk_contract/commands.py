@@ -10,6 +10,12 @@ older version than one it applied (docs/mqtt.md, "Commands").
                         ttl=timedelta(days=30), gallery_version=13, sha256=..., gallery_b64=...)
     command = parse_command(payload)                        # the kiosk: bounded JSON, then the schema
     check_command(command, central_keys, device="kiosk-a", office="bkpsdm", applied=17, now=now)
+
+``install_schedule`` carries an office's punch schedule (:func:`schedule_command_fields`, docs/schedule.md): its
+fields are those of :class:`kiosk_contract.schedule.ScheduleConfig` at the command's top level (so that the command
+stays within :data:`MAX_COMMAND_DEPTH` and an older kiosk answers ``unknown_command``, not ``malformed``), with the
+``schedule_version`` central names it by and the ``timezone`` its times are in. :func:`schedule_of_command` turns it
+back into a checked ScheduleConfig on the kiosk.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk_contract import signing
 from kiosk_contract.errors import KioskError
 from kiosk_contract.jsonbound import JsonLimitError, loads_bounded
+from kiosk_contract.schedule import SCHEDULE_KEYS, ScheduleConfig, ScheduleError, schedule_from_data, schedule_to_data
 from kiosk_contract.schema import format_utc
 from kiosk_contract.validation import kind, problems
 
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 COMMAND_VERSION = 1
-CHANGING = ("install_gallery", "remove_people", "reload_gallery")
+CHANGING = ("install_gallery", "remove_people", "reload_gallery", "install_schedule")
 """Commands that change the device: signed, targeted, versioned, expiring."""
 MAX_COMMAND_BYTES = 48 * 1024 * 1024  # an install_gallery of ~25,000 people, base64
 MAX_COMMAND_DEPTH = 4
@@ -168,3 +175,22 @@ def result(request_id: str | int | None, ok: bool, **fields: Any) -> dict[str, A
     if wrong:
         raise ValueError("the command result would be invalid: " + "; ".join(wrong))
     return message
+
+
+def schedule_command_fields(schedule: ScheduleConfig, *, timezone: str, schedule_version: str) -> dict[str, Any]:
+    """The fields of an ``install_schedule`` command (for :func:`build_command`) that carry ``schedule``."""
+    return {"schedule_version": schedule_version, "timezone": timezone, **schedule_to_data(schedule)}
+
+
+def schedule_of_command(command: Mapping[str, Any], *, timezone: str) -> ScheduleConfig:
+    """The checked schedule an ``install_schedule`` carries, for a kiosk in IANA zone ``timezone``; CommandRefused
+    ``invalid`` naming every bad field (``schedule.windows[1].start: must be before ...``) or the other time zone."""
+    if command.get("timezone") != timezone:
+        raise CommandRefused(f"the schedule is in {command.get('timezone')!r} wall-clock time, this kiosk runs in "
+                             f"{timezone!r} (device.timezone): one of them is wrong", "invalid",
+                             request_id=command.get("request_id"), cmd=command.get("cmd"))
+    try:
+        return schedule_from_data({k: command[k] for k in SCHEDULE_KEYS if k in command})
+    except ScheduleError as exc:
+        raise CommandRefused("the pushed schedule is not valid: " + "; ".join(exc.problems[:10]), "invalid",
+                             request_id=command.get("request_id"), cmd=command.get("cmd")) from None

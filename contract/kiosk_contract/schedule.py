@@ -7,11 +7,14 @@ punch with it, and the central server, which checks and will distribute it (docs
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import typing
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Literal
+from typing import Any, Literal
 
 from kiosk_contract.punch import PunchKind
 from kiosk_contract.settings import TableParser, opt
@@ -149,3 +152,86 @@ def punch_kind(schedule: ScheduleConfig, local: datetime) -> str | None:
         if day in w.days and w.start <= minute <= w.end:
             return w.kind
     return None
+
+
+# ------------------------------------------------------------------------------------- the schedule as JSON data
+
+SCHEDULE_KEYS = ("windows", "ramadan", "ramadan_windows", "holidays")
+"""The keys of a schedule as JSON data: :class:`ScheduleConfig`'s fields, all required (an ``install_schedule``
+command carries them at its top level; docs/schedule.md, "A pushed schedule")."""
+
+
+class ScheduleError(ValueError):
+    """A schedule as data that is not one: ``problems`` lists each finding as ``"<path>: <what>"``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def schedule_to_data(schedule: ScheduleConfig) -> dict[str, list[Any]]:
+    """``schedule`` as JSON data: times ``"HH:MM"``, dates ``"YYYY-MM-DD"``, days and kinds as in kiosk.toml."""
+
+    def windows(ws: tuple[PunchWindow, ...]) -> list[dict[str, Any]]:
+        return [{"days": list(w.days), "kind": w.kind, "start": _hhmm(w.start), "end": _hhmm(w.end)} for w in ws]
+
+    return {
+        "windows": windows(schedule.windows),
+        "ramadan": [{"start": r.start.isoformat(), "end": r.end.isoformat()} for r in schedule.ramadan],
+        "ramadan_windows": windows(schedule.ramadan_windows),
+        "holidays": [d.isoformat() for d in schedule.holidays],
+    }
+
+
+def schedule_from_data(data: Mapping[str, Any], path: str = "schedule") -> ScheduleConfig:
+    """The :class:`ScheduleConfig` of JSON data (:func:`schedule_to_data`'s shape), checked by the same rules as
+    kiosk.toml's ``[schedule]`` (:func:`check_schedule`); ScheduleError naming every bad field otherwise, like
+    ``schedule.windows[1].start: must be before schedule.windows[1].end (12:00 >= 11:00)``."""
+    parser = TableParser(None)
+    if not isinstance(data, Mapping):
+        raise ScheduleError([f"{path}: must be an object, got {type(data).__name__}"])
+    for key in SCHEDULE_KEYS:
+        if key not in data:
+            parser.report(f"{path}.{key}", "required key missing (a pushed schedule names all of "
+                          f"{', '.join(SCHEDULE_KEYS)}; an empty list is allowed but for windows)")
+    prepared = {k: v for k, v in data.items() if k in SCHEDULE_KEYS}
+    prepared.update({k: v for k, v in data.items() if k not in SCHEDULE_KEYS})  # unknown keys: reported by name
+    if isinstance(prepared.get("holidays"), list):
+        prepared["holidays"] = [_date(parser, f"{path}.holidays[{i}]", d) for i, d in enumerate(prepared["holidays"])]
+    if isinstance(prepared.get("ramadan"), list):
+        prepared["ramadan"] = [
+            {k: _date(parser, f"{path}.ramadan[{i}].{k}", v) if k in ("start", "end") else v for k, v in r.items()}
+            if isinstance(r, dict) else r
+            for i, r in enumerate(prepared["ramadan"])
+        ]
+    if parser.problems:
+        raise ScheduleError(parser.problems)
+    schedule: ScheduleConfig = parser.table(ScheduleConfig, prepared, path)
+    if not parser.problems:
+        if not schedule.windows:
+            parser.report(f"{path}.windows", "must have at least one window (without any, no punch is recorded)")
+        if len(set(schedule.holidays)) != len(schedule.holidays):
+            parser.report(f"{path}.holidays", "names a date twice")
+        check_schedule(parser, schedule, path)
+    if parser.problems:
+        raise ScheduleError(parser.problems)
+    return schedule
+
+
+def _date(parser: TableParser, key: str, value: object) -> object:
+    """A ``"YYYY-MM-DD"`` string as a date (reported, and left as it is, when it is none)."""
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    parser.report(key, f"must be a date like \"2026-03-18\", got {value!r}")
+    return value
+
+
+def schedule_version_of(data: Mapping[str, Any], timezone: str) -> str:
+    """A schedule's version as central names it: the first 16 hex digits of SHA-256 of its canonical JSON (keys
+    sorted, no whitespace) with its time zone. The same rules give the same version; any change gives another."""
+    text = json.dumps({"timezone": timezone, **{k: data[k] for k in SCHEDULE_KEYS}}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

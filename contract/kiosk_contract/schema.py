@@ -264,10 +264,13 @@ def build_status(
     gallery_office: str | None = None,
     refused_acks: int = 0,
     refused_commands: int = 0,
+    schedule_version: str | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A ``status`` body (periodic device health): what the kiosk runs (gallery office and version), its queue, its
-    disk, and the acks and commands it refused since it started."""
+    """A ``status`` body (periodic device health): what the kiosk runs (gallery office and version, the pushed
+    schedule's version), its queue, its disk, and the acks and commands it refused since it started.
+    ``schedule_version`` is left out while the kiosk runs its kiosk.toml schedule (contract 0.4 added it: a ledger
+    older than that refuses it, and only a 0.4 ledger pushes schedules)."""
     body = _header("status", stamp, event_id)
     body.update(
         fps=decimal_str(fps, FPS_DECIMALS),
@@ -280,6 +283,8 @@ def build_status(
         refused_acks=refused_acks,
         refused_commands=refused_commands,
     )
+    if schedule_version is not None:
+        body["schedule_version"] = schedule_version
     return _checked(body)
 
 

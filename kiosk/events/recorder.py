@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import cv2
 import numpy as np
 
+from kiosk.commands import CurrentSchedule
 from kiosk.config import KioskConfig
 from kiosk.events import clock
 from kiosk.events.outbox import Outbox, OutboxError, OutboxFull, Recovery, StorageUnavailable
@@ -102,9 +103,14 @@ class Recorder:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         mono_ns: Callable[[], int] = clock.mono_ns,
         boot_id: str | None = None,
+        schedules: CurrentSchedule | None = None,
     ) -> None:
+        """``schedules`` holds the punch schedule in force (kiosk.commands: central's pushed one, else kiosk.toml's);
+        by default kiosk.toml's, never replaced."""
         self.cfg = cfg
         self.outbox = outbox
+        self.schedules = schedules if schedules is not None else CurrentSchedule(
+            cfg.schedule, timezone=cfg.device.timezone)
         self._read_clock = read_clock
         self._now = now
         self._mono_ns = mono_ns
@@ -200,7 +206,7 @@ class Recorder:
             body = schema.build_review(stamp, reason="unknown_face", decision=made, evidence=evidence)
             return Outcome("not_recognised", "Wajah tidak dikenali", seq=self._append(body, evidence))
         local = local_time(stamp.utc, self.cfg.device.timezone)
-        kind = punch_kind(self.cfg.schedule, local)
+        kind = punch_kind(self.schedules.current, local)
         if not decision.live:  # the claimed person and the punch HR may grant; the screen names nobody
             log.warning("suspected spoof for NIP %s: %s", decision.nip, made["liveness"])
             body = schema.build_review(
@@ -235,7 +241,8 @@ class Recorder:
 
     def status(self, *, fps: float, gallery: Gallery, refused_acks: int = 0, refused_commands: int = 0) -> int | None:
         """Store a signed device status event (health for the regency's dashboard: the office and version of the
-        gallery it runs, its queue, the acks and commands it refused); None if it cannot (no room, storage down)."""
+        gallery it runs, the version of the pushed schedule it runs, its queue, the acks and commands it refused);
+        None if it cannot (no room, storage down)."""
         if not self.outbox.available:  # nothing to store it in; the outage's alarm counts it
             self._note_refused("status event", StorageUnavailable(self.outbox.problem or "the outbox is down"))
             return None
@@ -255,6 +262,7 @@ class Recorder:
                     free_disk_bytes=free_bytes(self.outbox.path.parent),
                     refused_acks=refused_acks,
                     refused_commands=refused_commands,
+                    schedule_version=self.schedules.version,
                 )
             )
         except (*STORAGE_ERRORS, ValueError) as exc:

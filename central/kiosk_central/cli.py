@@ -7,6 +7,7 @@ page) and ``user`` (its reviewer accounts). See docs/central.md.
     kiosk-central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
     kiosk-central user add siti --role reviewer --config central.toml   # password from the terminal
     kiosk-central web --config central.toml
+    kiosk-central schedule push --config central.toml [--office bkpsdm]  # each office's punch schedule, signed
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
                                  "latest pushed to its office")
     gstatus.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     gstatus.set_defaults(func=_cmd_gallery_status)
+    sched = sub.add_parser("schedule", help="push each office's punch schedule (from its rules) to its kiosks, and "
+                           "see which schedule they run")
+    sched_sub = sched.add_subparsers(dest="schedule_command", required=True)
+    spush = sched_sub.add_parser("push", help="sign each office's schedule and publish it to its kiosks (retained)")
+    spush.add_argument("--config", type=Path, required=True, help="central.toml (database, broker, signing key)")
+    spush.add_argument("--office", action="append", help="only this office (repeatable; default: every office)")
+    spush.set_defaults(func=_cmd_schedule_push)
+    sstatus = sched_sub.add_parser("status", help="the schedule version each kiosk reports, against the one its "
+                                   "office's rules give")
+    sstatus.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    sstatus.set_defaults(func=_cmd_schedule_status)
     alarms = sub.add_parser("alarms", help="what IT must look at: gaps given up, seq conflicts, kiosks' alarms")
     alarms.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     alarms.add_argument("--limit", type=int, default=100, help="the latest N (default 100)")
@@ -334,6 +346,37 @@ def _cmd_gallery_status(args: argparse.Namespace) -> int:
     for row in rows:
         runs = f"{row.running_office or '-'} {row.running_version}" if row.running_version is not None else "-"
         print(f"{row.device}\t{row.office}\truns {runs}\tlatest {row.latest or '-'}\t{row.state}")
+    return EXIT_OK
+
+
+def _cmd_schedule_push(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    key = signing_key(cfg)
+    with Ledger(cfg.database.url) as ledger:
+        try:
+            plans = distribute.plan_schedules(ledger, args.office)
+        except ValueError as exc:
+            print(f"kiosk-central: {'--office: ' if args.office else ''}{exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            with distribute.RetainedPublisher(cfg.broker, "schedule") as out:
+                report = distribute.push_schedules(ledger, plans, key, out.publish, cfg.broker.topic_prefix,
+                                                   timedelta(days=cfg.signing.command_ttl_days))
+        except ConnectionError as exc:
+            print(f"kiosk-central: {exc}; push again when the broker answers", file=sys.stderr)
+            return EXIT_USAGE
+    for line in report:
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_schedule_status(args: argparse.Namespace) -> int:
+    cfg = load_central_config(args.config)
+    with Ledger(cfg.database.url) as ledger:
+        rows = distribute.schedule_status(ledger)
+    for row in rows:
+        runs = row.running or ("kiosk.toml" if row.reported else "-")
+        print(f"{row.device}\t{row.office}\truns {runs}\trules {row.expected or '-'}\t{row.state}")
     return EXIT_OK
 
 

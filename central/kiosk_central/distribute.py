@@ -8,26 +8,44 @@ offline gets it when it connects. Kiosks check the signature, the target, the ex
 file, write it (sealed with their data key) atomically and swap it in; they report the office and version they run
 in their status events (``kiosk-central gallery status``). A person added, moved between offices or removed is one
 more push: the new version has them, or not (docs/central.md, "Gallery distribution").
+
+``push_schedules`` does the same for each office's punch schedule (``install_schedule``), made from the office's rules
+as the ledger holds them by :func:`office_schedule`, the one mapping from working hours to punch windows
+(docs/schedule.md, "One schedule, pushed"); ``kiosk-central schedule status`` compares what kiosks report.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import threading
-import time
+import time as clock
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kiosk_central.rules import Schedule, read_schedule
 from kiosk_central.settings import BrokerConfig
 from kiosk_central.store import Ledger
-from kiosk_contract.commands import Target, build_command
+from kiosk_contract.commands import Target, build_command, schedule_command_fields
+from kiosk_contract.errors import ConfigError
 from kiosk_contract.gallery import Gallery
+from kiosk_contract.schedule import (
+    DAYS,
+    Day,
+    PunchWindow,
+    RamadanPeriod,
+    ScheduleConfig,
+    ScheduleError,
+    schedule_from_data,
+    schedule_to_data,
+    schedule_version_of,
+)
 from kiosk_contract.signing import wire
 from kiosk_contract.topics import Topics
 
@@ -162,11 +180,12 @@ def status(ledger: Ledger) -> list[KioskGallery]:
 class RetainedPublisher:
     """A one-off MQTT connection that publishes retained QoS 1 messages and waits for the broker's PUBACKs."""
 
-    def __init__(self, broker: BrokerConfig) -> None:
+    def __init__(self, broker: BrokerConfig, what: str = "gallery") -> None:
         from kiosk_central.subscriber import broker_client
 
         self.broker = broker
-        self.client = broker_client(broker, f"{broker.client_id}-gallery-{int(time.time())}", persistent=False)
+        self.what = what
+        self.client = broker_client(broker, f"{broker.client_id}-{what}-{int(clock.time())}", persistent=False)
         self._connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: self._connected.set() if not rc.is_failure else None
         self.pending: list[Any] = []
@@ -184,12 +203,194 @@ class RetainedPublisher:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+            deadline = clock.monotonic() + PUBLISH_TIMEOUT_S
             for info in self.pending:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                info.wait_for_publish(max(0.1, deadline - clock.monotonic()))
             unsent = sum(1 for info in self.pending if not info.is_published())
             if unsent and exc[0] is None:
-                raise ConnectionError(f"{unsent} gallery message(s) not acknowledged by the broker")
+                raise ConnectionError(f"{unsent} {self.what} message(s) not acknowledged by the broker")
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+
+
+# ------------------------------------------------------------------------------------------------ the schedule
+
+CHECK_IN_OPENS_BEFORE_MIN = 150
+"""A masuk window opens this long before the start of work (07:30 -> 05:00, the kiosk's default): early arrivals are
+recorded."""
+CHECK_OUT_CLOSES = time(23, 0)
+"""A pulang window closes at 23:00 (or at the end of work, when that is later): overtime on the day still closes it."""
+
+
+def office_schedule(rules: Schedule) -> ScheduleConfig:
+    """The punch schedule of an office, from its rules as the ledger holds them (what the recaps deduct against):
+    the one mapping from working hours to punch windows (docs/schedule.md, "One schedule, pushed").
+
+    For each set of days sharing the same hours (start S, end E): ``masuk`` from S - 150 min (not before 00:00) to the
+    minute before the middle of the working day M = S + (E - S) / 2, and ``pulang`` from M to 23:00 (or E when it is
+    later). The same for the Ramadan hours, which run on the Ramadan ranges; holidays and collective leave are the
+    kiosk's holidays. Days without hours have no window: the kiosk records no punch there.
+    """
+
+    def windows(ramadan: bool) -> tuple[PunchWindow, ...]:
+        groups: dict[tuple[time, time], list[Day]] = {}
+        for day in DAYS:
+            hours = rules.hours.get((ramadan, day))
+            if hours is not None:
+                groups.setdefault(hours, []).append(day)
+        made: list[PunchWindow] = []
+        for (start, end), days in groups.items():
+            s, e = _minutes(start), _minutes(end)
+            middle = s + max(1, (e - s) // 2)
+            made.append(PunchWindow(tuple(days), "masuk", _clock(max(0, s - CHECK_IN_OPENS_BEFORE_MIN)),
+                                    _clock(middle - 1)))
+            made.append(PunchWindow(tuple(days), "pulang", _clock(middle), max(CHECK_OUT_CLOSES, end)))
+        return tuple(made)
+
+    ramadan = tuple(RamadanPeriod(start, end) for start, end in sorted(rules.ramadan))
+    return ScheduleConfig(
+        windows=windows(False),
+        ramadan=ramadan,
+        ramadan_windows=windows(True) if ramadan else (),
+        holidays=tuple(sorted(rules.days_off)),
+    )
+
+
+def _minutes(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def _clock(minutes: int) -> time:
+    return time(minutes // 60, minutes % 60)
+
+
+@dataclass(frozen=True)
+class SchedulePush:
+    """One office's punch schedule, its version, and the kiosks (device id, site) it goes to."""
+
+    office: str
+    timezone: str
+    schedule: ScheduleConfig
+    version: str
+    devices: tuple[tuple[str, str], ...]
+    unaddressed: tuple[str, ...]  # kiosks of the office that never published: their site (topic) is unknown
+
+
+def schedule_of_office(ledger: Ledger, office: str) -> tuple[ScheduleConfig, str, str]:
+    """The office's punch schedule from the ledger's rules, its time zone and its version; ConfigError when the
+    office has no rules, ValueError when its hours give no valid schedule (the problems name the fields)."""
+    rules = read_schedule(ledger, office)
+    schedule = office_schedule(rules)
+    data = schedule_to_data(schedule)
+    try:
+        schedule_from_data(data)  # the kiosk's own checks, here first: a push a kiosk would refuse is never sent
+    except ScheduleError as exc:
+        raise ValueError(f"office {office}: its hours give no valid punch schedule: {exc}") from None
+    if not schedule.windows:
+        raise ValueError(f"office {office}: no working hours, so no punch window")
+    return schedule, rules.timezone, schedule_version_of(data, rules.timezone)
+
+
+def plan_schedules(ledger: Ledger, offices: Iterable[str] | None = None) -> list[SchedulePush]:
+    """Each office's schedule (every office with rules, or ``offices``) for its kiosks that are not revoked."""
+    known = [str(c) for (c,) in ledger.rows("SELECT code FROM offices ORDER BY code")]
+    wanted = list(dict.fromkeys(offices)) if offices is not None else known
+    if unknown := [o for o in wanted if o not in known]:
+        raise ValueError(f"no rules for office(s) {', '.join(unknown)} in the ledger (known: "
+                         f"{', '.join(known) or 'none'}); load the rules file")
+    sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
+    devices: dict[str, list[str]] = {}
+    for device_id, office in ledger.rows("SELECT device_id, office FROM devices WHERE revoked = 0 ORDER BY device_id"):
+        devices.setdefault(str(office), []).append(str(device_id))
+    plans = []
+    for office in wanted:
+        schedule, timezone, version = schedule_of_office(ledger, office)
+        kiosks = devices.get(office, [])
+        addressed = tuple((d, sites[d]) for d in kiosks if d in sites)
+        plans.append(SchedulePush(office, timezone, schedule, version, addressed,
+                                  tuple(d for d in kiosks if d not in sites)))
+    return plans
+
+
+def schedule_command(plan: SchedulePush, target: Target, version: int, key: Ed25519PrivateKey,
+                     ttl: timedelta) -> dict[str, Any]:
+    """The signed ``install_schedule`` command of an office's schedule for one kiosk (docs/mqtt.md, "Commands")."""
+    return build_command(
+        "install_schedule", key=key, target=target, version=version, ttl=ttl,
+        request_id=f"schedule-{target.office}-{plan.version}-{target.device}-{version}",
+        **schedule_command_fields(plan.schedule, timezone=plan.timezone, schedule_version=plan.version),
+    )
+
+
+def push_schedules(
+    ledger: Ledger,
+    plans: list[SchedulePush],
+    key: Ed25519PrivateKey,
+    publish: Callable[[str, bytes], None],
+    topic_prefix: str,
+    ttl: timedelta = timedelta(days=30),
+) -> list[str]:
+    """Publish every office's schedule to its kiosks, each command bound to its kiosk with that kiosk's next command
+    version (the same numbering as gallery pushes); returns a report line per office."""
+    report = []
+    for p in plans:
+        with ledger.transaction():
+            for device_id, site in p.devices:
+                version = ledger.next_command_version(device_id)
+                command = schedule_command(p, Target(p.office, device_id), version, key, ttl)
+                publish(Topics.of(topic_prefix, site, device_id).cmd, wire(command))
+        s = p.schedule
+        line = (f"{p.office}: schedule {p.version} ({len(s.windows)} windows, {len(s.ramadan)} Ramadan range(s), "
+                f"{len(s.holidays)} holiday(s)), to {len(p.devices)} kiosk(s)")
+        if p.unaddressed:
+            line += f"; not yet connected (push again later): {', '.join(p.unaddressed)}"
+        report.append(line)
+    return report
+
+
+@dataclass(frozen=True)
+class KioskSchedule:
+    """The schedule a kiosk reports it runs, against the one its office's rules give now."""
+
+    device: str
+    office: str
+    running: str | None  # the schedule_version of its latest status event; None: kiosk.toml's, or no report
+    reported: bool  # it sent a status event at all
+    expected: str | None  # the version of its office's schedule now; None: the office has no (valid) rules
+
+    @property
+    def state(self) -> str:
+        """``current``; ``differs`` (push, or wait for the kiosk to apply it); ``kiosk.toml`` (it runs its own
+        schedule: never pushed, or its stored one was unusable, see ``alarms``); ``unknown`` (no status event yet)."""
+        if not self.reported:
+            return "unknown"
+        if self.running is None:
+            return "kiosk.toml"
+        return "current" if self.running == self.expected else "differs"
+
+
+def schedule_status(ledger: Ledger) -> list[KioskSchedule]:
+    """Every kiosk that is not revoked: the schedule version of its latest status event (read from the stored event,
+    as the ledger has no column for it yet) and the version its office's rules give now."""
+    expected: dict[str, str | None] = {}
+    rows = []
+    for device_id, office in ledger.rows(
+            "SELECT device_id, office FROM devices WHERE revoked = 0 ORDER BY office, device_id"):
+        office = str(office)
+        if office not in expected:
+            try:
+                expected[office] = schedule_of_office(ledger, office)[2]
+            except (ConfigError, ValueError):
+                expected[office] = None
+        latest = ledger.one("SELECT payload FROM events WHERE device_id = ? AND type = 'status' ORDER BY seq DESC "
+                            "LIMIT 1", (device_id,))
+        running = None
+        if latest is not None:
+            try:
+                value = json.loads(latest[0]).get("schedule_version")
+            except (ValueError, AttributeError):
+                value = None
+            running = value if isinstance(value, str) else None
+        rows.append(KioskSchedule(str(device_id), office, running, latest is not None, expected[office]))
+    return rows

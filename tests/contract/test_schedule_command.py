@@ -181,9 +181,9 @@ def test_schedule_from_data_names_missing_and_unknown_keys() -> None:
         schedule_from_data(data)
     assert any(p.startswith("schedule.holidays: required key missing") for p in bad.value.problems)
     data["holidays"] = []
-    with pytest.raises(ScheduleError, match="schedule.shifts: unknown key"):
+    with pytest.raises(ScheduleError, match=r"schedule\.shifts: unknown key"):
         schedule_from_data(data)
-    with pytest.raises(ScheduleError, match="schedule.windows: must have at least one window"):
+    with pytest.raises(ScheduleError, match=r"schedule\.windows: must have at least one window"):
         schedule_from_data({**schedule_to_data(SCHEDULE), "windows": []})
 
 

@@ -1,6 +1,6 @@
 """The central server's commands: ``serve`` (the ledger subscriber), ``load`` (rules, roster, excused absences and
 the device registry into the database), ``recap`` (daily and monthly recaps as CSV or HTML), ``web`` (the HR review
-page) and ``user`` (its reviewer accounts). See docs/central.md.
+web under gunicorn) and ``user`` (its reviewer accounts, Django users). See docs/central.md.
 
     kiosk-central serve --config central.toml
     kiosk-central load --config central.toml
@@ -35,7 +35,6 @@ from kiosk_central.rules import (
 )
 from kiosk_central.settings import CentralConfig, load_central_config, signing_key
 from kiosk_central.store import Ledger
-from kiosk_central.web import auth
 from kiosk_contract.errors import KioskError
 from kiosk_contract.fsutil import write_atomic
 from kiosk_contract.gallery import Gallery
@@ -87,16 +86,24 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--as-of", type=date.fromisoformat, help="count days up to this date (default: today)")
     rec.set_defaults(func=_cmd_recap)
 
-    web = sub.add_parser("web", help="the HR review page (login, review queue with photos, decisions)")
+    web = sub.add_parser("web", help="the HR web (login, review queue with photos, decisions, recaps) under "
+                                     "gunicorn")
     web.add_argument("--config", type=Path, required=True, help="central.toml (its [database] and [web])")
+    web.add_argument("--gunicorn-config", type=Path, help="a gunicorn.conf.py (deploy/gunicorn.conf.py)")
+    web.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
+    web.add_argument("--timeout", type=int, help="seconds before a stuck request or a slow client loses its "
+                                                 "worker (default 30)")
     web.set_defaults(func=_cmd_web)
 
-    user = sub.add_parser("user", help="reviewer accounts of the HR review page")
+    user = sub.add_parser("user", help="reviewer accounts of the HR web (Django users; every change audited)")
     users = user.add_subparsers(dest="user_command", required=True)
     add = users.add_parser("add", help="a new reviewer; the password is read from the terminal or stdin")
     add.add_argument("name", help="user name: a-z, 0-9, '.', '_', '-'")
     add.add_argument("--role", choices=["reviewer", "admin"], default="reviewer",
-                     help="admin also sees the login audit (default: reviewer)")
+                     help="admin sees every office, the audit and the admin site (default: reviewer)")
+    add.add_argument("--nip", default="", help="the reviewer's own NIP (cases about it are not theirs to decide)")
+    add.add_argument("--office", action="append", default=[], help="an office whose cases they review "
+                                                                    "(repeatable)")
     add.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     add.set_defaults(func=_cmd_user_add)
     passwd = users.add_parser("passwd", help="a new password for a reviewer (ends their sessions)")
@@ -107,7 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     disable.add_argument("name")
     disable.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     disable.set_defaults(func=_cmd_user_disable)
-    listing = users.add_parser("list", help="the reviewer accounts and their roles")
+    scope = users.add_parser("scope", help="set a reviewer's own NIP and offices")
+    scope.add_argument("name")
+    scope.add_argument("--nip", help="their own NIP ('' to clear)")
+    scope.add_argument("--office", action="append", help="an office they review (repeatable; replaces the list)")
+    scope.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
+    scope.set_defaults(func=_cmd_user_scope)
+    listing = users.add_parser("list", help="the reviewer accounts, their roles, NIPs and offices")
     listing.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
     listing.set_defaults(func=_cmd_user_list)
     gal = sub.add_parser("gallery", help="distribute each office's gallery to its kiosks, and see what they run")
@@ -249,14 +262,14 @@ def _cmd_recap(args: argparse.Namespace) -> int:
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
-    from kiosk_central.web.app import serve_web
+    from kiosk_central.hr import server
 
     cfg = load_central_config(args.config)
-    with stop_on_signals() as stop:
-        return serve_web(cfg, stop)
+    options = server.options_for(cfg, args.gunicorn_config, workers=args.workers, timeout=args.timeout)
+    return server.run(cfg, args.config, options)
 
 
-def read_new_password(prompt: str = "Password for the review page: ") -> str:
+def read_new_password(prompt: str = "Password for the HR web: ") -> str:
     """A new password from the terminal (asked twice, not echoed) or the first line of stdin; never from argv."""
     if sys.stdin.isatty():
         password = getpass.getpass(prompt)
@@ -264,56 +277,77 @@ def read_new_password(prompt: str = "Password for the review page: ") -> str:
             raise KioskError("the two passwords differ; nothing was changed")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    problem = auth.password_problem(password)
-    if problem is not None:
-        raise KioskError(f"{problem}; nothing was changed")
     return password
 
 
+def _users(args: argparse.Namespace) -> str:
+    """Django on the configured database with the HR tables up to date; the actor for the audit."""
+    from kiosk_central.hr.server import prepare
+
+    prepare(load_central_config(args.config))
+    return f"{getpass.getuser()} (cli)"
+
+
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    problem = auth.user_name_problem(args.name)
+    actor = _users(args)
+    from django.contrib.auth.models import User
+
+    from kiosk_central.hr import accounts
+
+    problem = accounts.user_name_problem(args.name)
     if problem is not None:
         raise KioskError(problem)
-    cfg = load_central_config(args.config)
-    with Ledger(cfg.database.url) as ledger:
-        if ledger.reviewer(args.name) is not None:
-            raise KioskError(f"reviewer {args.name!r} exists; use `kiosk-central user passwd {args.name}` to change "
-                             "the password")
-        password_hash = auth.hash_password(read_new_password())
-        with ledger.transaction():
-            added = ledger.add_reviewer(args.name, args.role, password_hash, getpass.getuser())
-    if not added:
-        raise KioskError(f"reviewer {args.name!r} was added meanwhile by someone else; nothing was changed")
+
+    if User.objects.filter(username=args.name).exists():
+        raise KioskError(f"reviewer {args.name!r} exists; use `kiosk-central user passwd {args.name}` to change the "
+                         "password")
+    accounts.add_user(args.name, read_new_password(), args.role, actor, nip=args.nip, offices=args.office)
     print(f"reviewer {args.name} added ({args.role})")
     return EXIT_OK
 
 
 def _cmd_user_passwd(args: argparse.Namespace) -> int:
-    cfg = load_central_config(args.config)
-    with Ledger(cfg.database.url) as ledger:
-        if ledger.reviewer(args.name) is None:
-            raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk-central user add {args.name}`")
-        password_hash = auth.hash_password(read_new_password())
-        with ledger.transaction():
-            ledger.set_reviewer_password(args.name, password_hash)
+    actor = _users(args)
+    from django.contrib.auth.models import User
+
+    from kiosk_central.hr import accounts
+
+    if not User.objects.filter(username=args.name).exists():
+        raise KioskError(f"no reviewer {args.name!r}; add one with `kiosk-central user add {args.name}`")
+    accounts.set_password(args.name, read_new_password(), actor)
     print(f"password of {args.name} changed; their sessions are closed")
     return EXIT_OK
 
 
 def _cmd_user_disable(args: argparse.Namespace) -> int:
-    cfg = load_central_config(args.config)
-    with Ledger(cfg.database.url) as ledger, ledger.transaction():
-        if not ledger.disable_reviewer(args.name):
-            raise KioskError(f"no reviewer {args.name!r}")
+    actor = _users(args)
+    from kiosk_central.hr import accounts
+
+    accounts.disable_user(args.name, actor)
     print(f"reviewer {args.name} disabled; their sessions are closed")
     return EXIT_OK
 
 
+def _cmd_user_scope(args: argparse.Namespace) -> int:
+    actor = _users(args)
+    from kiosk_central.hr import accounts
+
+    accounts.set_scope(args.name, actor, nip=args.nip, offices=args.office)
+    print(f"reviewer {args.name}: scope changed")
+    return EXIT_OK
+
+
 def _cmd_user_list(args: argparse.Namespace) -> int:
-    cfg = load_central_config(args.config)
-    with Ledger(cfg.database.url) as ledger:
-        for reviewer in ledger.reviewers():
-            print("\t".join([reviewer.name, reviewer.role, *(["disabled"] if reviewer.disabled else [])]))
+    _users(args)
+    from django.contrib.auth.models import User
+
+    from kiosk_central.hr import accounts
+
+    for user in User.objects.order_by("username").select_related("reviewer"):
+        profile = getattr(user, "reviewer", None)
+        scope = "*" if user.is_superuser else (profile.offices if profile and profile.offices else "-")
+        print("\t".join([user.username, accounts.role_of(user), (profile.nip if profile else "") or "-", scope,
+                         *([] if user.is_active else ["disabled"])]))
     return EXIT_OK
 
 

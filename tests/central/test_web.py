@@ -1,11 +1,13 @@
-"""The HR review page (kiosk_central.web) through a real HTTP server on loopback, on SQLite and the real PostgreSQL:
-login required, wrong passwords and the lock-out, CSRF, accepting and rejecting with the audit, two reviewers
-deciding one case at once, the recap counting an accepted case, the photo only behind a login and never cached; and
-one end-to-end run in headless Chromium driven over the WebDriver protocol (chromedriver, standard library only).
+"""The HR web (kiosk_central.hr on Django) through the real server (`kiosk-central web`: gunicorn on a free loopback
+port), on SQLite and the real PostgreSQL: login required, wrong passwords and the lock-out, CSRF, accepting and
+rejecting with the audit, two reviewers deciding one case at once, the two-person rule, office scopes and cases about
+oneself, the evidence beside the enrolled reference photo (never cached), recaps, the `user` commands; and one
+end-to-end run in headless Chromium driven over the WebDriver protocol (chromedriver, standard library only).
 
 The ledger gets three review cases from a signed kiosk through the real ingest, each with a generated evidence photo
 (no faces): Lin's typed NIP at 07:35 WITA on Monday 2 February 2026 (masuk), an unknown face closest to Alex at 07:40
 on the 3rd, and Alex's typed NIP stamped before the kiosk's clock synced, re-dated from its boot's anchor to 16:10.
+Reviewers: siti and budi (bkpsdm), dewi (disdik, Obama's office), admin (every office).
 """
 
 from __future__ import annotations
@@ -25,35 +27,34 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from central_support import ALEX, CENTRAL_KEY, LIN, RULES, Device, database, registry_entry, wita, write_key
+from central_support import ALEX, CENTRAL_KEY, LIN, OBAMA, RULES, Device, database, registry_entry, wita, write_key
 from PIL import Image, ImageDraw
 
 from kiosk_central import recap as recaps
 from kiosk_central.cli import load_all, main
 from kiosk_central.ingest import Ingestor
-from kiosk_central.settings import CentralConfig, RulesConfig, WebConfig, load_central_config
+from kiosk_central.settings import CentralConfig, RulesConfig, load_central_config
 from kiosk_central.store import DecisionRefused, Ledger
-from kiosk_central.web import auth
-from kiosk_central.web.app import ReviewApp, ReviewServer
 from kiosk_contract import schema
 from kiosk_contract.errors import ConfigError
 
 PASSWORD = "kata-sandi-uji-1234"
-NOW = 1_770_300_000.0  # 2026-02-05, the page's clock (sessions, lock-out)
+SECRET = "uji-rahasia-situs-" + "x" * 40
 REPO = Path(__file__).resolve().parents[2]
+_hash: list[str] = []
 
 
-def synthetic_jpeg(label: str) -> bytes:
-    """A generated evidence photo (shapes and a label, no face)."""
-    image = Image.new("RGB", (320, 240), (40, 90, 140))
+def synthetic_jpeg(label: str, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A generated photo (shapes and a label, no face)."""
+    image = Image.new("RGB", size, (40, 90, 140))
     draw = ImageDraw.Draw(image)
     draw.ellipse((110, 50, 210, 170), fill=(200, 170, 140))
     draw.rectangle((0, 200, 320, 240), fill=(20, 20, 20))
@@ -63,39 +64,125 @@ def synthetic_jpeg(label: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return auth.hash_password(PASSWORD)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def use_django(config: Path) -> None:
+    """Django in this process on the site's database (HR tables migrated), for fixtures and checks."""
+    from kiosk_central.hr.server import prepare
+
+    prepare(load_central_config(config))
+
+
+def add_user(name: str, role: str = "reviewer", nip: str = "", offices: tuple[str, ...] = ("bkpsdm",)) -> None:
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+
+    from kiosk_central.hr.models import ReviewerProfile
+
+    if not _hash:
+        _hash.append(make_password(PASSWORD))
+    user = User.objects.create(username=name, password=_hash[0], is_staff=role == "admin",
+                               is_superuser=role == "admin")
+    ReviewerProfile.objects.create(user=user, nip=nip, offices=",".join(offices))
+
+
+@dataclass
+class Server:
+    """`kiosk-central web` running as its own process; its log (stderr) in a file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def web_server(config: Path, *extra: str) -> Iterator[Server]:
+    """Start `kiosk-central web --config CONFIG` on a free port and wait until it answers."""
+    port = free_port()
+    text = config.read_text()
+    config.write_text(re.sub(r"(?m)^port = .*\n", "", text).replace("[web]\n", f"[web]\nport = {port}\n"))
+    log = config.with_name(f"web-{port}.log")
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "kiosk_central", "web", "--config", str(config),
+                                    "--workers", "3", *extra], stdout=out, stderr=out, cwd=config.parent)
+    server = Server(process, port, log)
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                Client(port).get("/login/")
+                break
+            if process.poll() is not None:
+                raise AssertionError(f"kiosk-central web exited: {server.log_text()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass
 class Site:
-    """A ledger with three review cases, the review page serving it, and the page's clock."""
+    """A ledger with three review cases, reviewers, reference photos, and the HR web serving it."""
 
     url: str
     config: Path
     ledger: Ledger
-    server: ReviewServer
+    server: Server
     cases: dict[str, int]
     photos: dict[str, bytes]
-    now: list[float] = field(default_factory=lambda: [NOW])
+    references: dict[str, bytes]
 
     def client(self) -> Client:
-        return Client(self.server.server_address[1])
+        return Client(self.server.port)
+
+
+def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    (tmp_path / "secret.key").write_text(SECRET + "\n")
+    (tmp_path / "secret.key").chmod(0o600)
+    config = tmp_path / "central.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n[web]\ncookie_secure = false\nsecret_key_file = "secret.key"\n'
+                      f"page_size = 2\n{extra}")
+    return config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, tmp_path: Path, password_hash: str) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     with database(request.param, tmp_path) as url, Ledger(url) as ledger:
-        yield from _site(url, ledger, tmp_path, password_hash, WebConfig(cookie_secure=False, page_size=2))
+        yield from make_site(url, ledger, tmp_path)
 
 
-def _site(url: str, ledger: Ledger, tmp_path: Path, password_hash: str, web: WebConfig) -> Iterator[Site]:
+@pytest.fixture
+def sqlite_site(tmp_path: Path) -> Iterator[Site]:
+    with database("sqlite", tmp_path) as url, Ledger(url) as ledger:
+        yield from make_site(url, ledger, tmp_path)
+
+
+def make_site(url: str, ledger: Ledger, tmp_path: Path) -> Iterator[Site]:
     key, public = write_key(tmp_path / "keys", "kiosk-1")
     (tmp_path / "rules.toml").write_text(RULES)
-    (tmp_path / "employees.csv").write_text(f"nip,name,unit\n{ALEX},Alex Lacamoire,bkpsdm\n{LIN},Lin & Co,bkpsdm\n")
-    config = tmp_path / "central.toml"
-    config.write_text(f'[database]\nurl = "{url}"\n[web]\ncookie_secure = false\n')
+    (tmp_path / "employees.csv").write_text(f"nip,name,unit\n{ALEX},Alex Lacamoire,bkpsdm\n{LIN},Lin & Co,bkpsdm\n"
+                                            f"{OBAMA},Barack Obama,disdik\n")
+    config = write_config(tmp_path, url)
     cfg = CentralConfig(rules=RulesConfig(file=tmp_path / "rules.toml", employees=tmp_path / "employees.csv"),
                         devices=(registry_entry("kiosk-1", "bkpsdm", public),))
     registry = load_all(ledger, cfg)
@@ -121,15 +208,25 @@ def _site(url: str, ledger: Ledger, tmp_path: Path, password_hash: str, web: Web
     Ingestor(ledger, registry, signing_key=CENTRAL_KEY).handle_batch(messages)
     cases = {name: int(ledger.one("SELECT id FROM review_queue WHERE event_id = ?",  # type: ignore[index]
                                   (body["event_id"],))[0]) for name, body in bodies.items()}
-    with ledger.transaction():
-        for name, role in (("siti", "reviewer"), ("budi", "reviewer"), ("admin", "admin")):
-            ledger.add_reviewer(name, role, password_hash, "test")
-    now = [NOW]
-    server = ReviewServer(ReviewApp(ledger, web, clock=lambda: now[0]), "127.0.0.1", 0).start()
+    use_django(config)
+    add_user("siti")
+    add_user("budi")
+    add_user("dewi", offices=("disdik",))
+    add_user("admin", role="admin", offices=())
+    folder = tmp_path / "enrolment"
+    folder.mkdir()
+    references = {"lin": synthetic_jpeg("referensi lin", (200, 240)), "alex": synthetic_jpeg("referensi alex")}
+    (folder / f"{LIN}.jpg").write_bytes(references["lin"])
+    (folder / f"{ALEX}.jpg").write_bytes(references["alex"])
+    (folder / "catatan.txt").write_text("not a photo")
+    assert main(["manage", "--config", str(config), "import_reference_photos", str(folder)]) == 0
+    from django.db import connections
+
     try:
-        yield Site(url, config, ledger, server, cases, photos, now)
+        with web_server(config) as server:
+            yield Site(url, config, ledger, server, cases, photos, references)
     finally:
-        server.stop()
+        connections.close_all()
 
 
 @dataclass
@@ -143,7 +240,7 @@ class Reply:
         return self.body.decode("utf-8")
 
     def form_token(self) -> str:
-        found = re.search(r'name="csrf" value="([^"]+)"', self.text)
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.text)
         assert found, self.text
         return found.group(1)
 
@@ -155,21 +252,24 @@ class Client:
         self.port = port
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+    def request(self, method: str, path: str, form: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
         if form is not None:
             body = urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body, headers)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body, sent)
         response = conn.getresponse()
         reply = Reply(response.status, response.headers, response.read())
         conn.close()
         for cookie in reply.headers.get_all("Set-Cookie") or []:
             name, _, rest = cookie.partition("=")
             value = rest.split(";")[0]
-            if "Max-Age=0" in cookie:
+            if "Max-Age=0" in cookie or "01 Jan 1970" in cookie:
                 self.cookies.pop(name, None)
             else:
                 self.cookies[name] = value
@@ -182,12 +282,19 @@ class Client:
         return self.request("POST", path, form)
 
     def login(self, user: str, password: str = PASSWORD) -> Reply:
-        token = self.get("/login").form_token()
-        return self.post("/login", {"csrf": token, "user": user, "password": password})
+        token = self.get("/login/").form_token()
+        return self.post("/login/", {"csrfmiddlewaretoken": token, "username": user, "password": password})
 
     def decide(self, case_id: int, **form: str) -> Reply:
-        token = self.get(f"/case/{case_id}").form_token()
-        return self.post(f"/case/{case_id}/decide", {"csrf": token, **form})
+        token = self.get(f"/case/{case_id}/").form_token()
+        return self.post(f"/case/{case_id}/decide/", {"csrfmiddlewaretoken": token, **form})
+
+    def second(self, case_id: int, choice: str, reason: str = "") -> Reply:
+        page = self.get(f"/case/{case_id}/")
+        found = re.search(r'name="proposal" value="(\d+)"', page.text)
+        assert found, page.text
+        return self.post(f"/case/{case_id}/second/", {"csrfmiddlewaretoken": page.form_token(), "choice": choice,
+                                                      "proposal": found.group(1), "reason": reason})
 
 
 def state(site: Site, name: str) -> tuple[Any, ...]:
@@ -197,47 +304,70 @@ def state(site: Site, name: str) -> tuple[Any, ...]:
     return row
 
 
-def test_every_page_and_the_photo_need_a_login(site: Site) -> None:
+def login_outcomes(name: str) -> list[str]:
+    from kiosk_central.hr.models import LoginAudit
+
+    return list(LoginAudit.objects.filter(user_name=name).order_by("id").values_list("outcome", flat=True))
+
+
+def case_links(reply: Reply) -> list[int]:
+    return [int(i) for i in re.findall(r'<a href="/case/(\d+)/">', reply.text)]
+
+
+# ---------------------------------------------------------------------------------------------------- tests
+
+
+def test_every_page_and_the_photos_need_a_login(site: Site) -> None:
     anonymous = site.client()
-    for path in ("/", "/queue", "/decided", "/audit", f"/case/{site.cases['lin']}",
-                 f"/case/{site.cases['lin']}/photo"):
+    lin = site.cases["lin"]
+    for path in ("/queue/", "/decided/", "/audit/", "/recap/", f"/case/{lin}/", f"/case/{lin}/photo/",
+                 f"/case/{lin}/reference/typed/"):
         reply = anonymous.get(path)
-        assert (reply.status, reply.headers["Location"]) == (303, "/login"), path
+        assert (reply.status, reply.headers["Location"]) == (302, f"/login/?next={path}"), path
         assert reply.headers["Cache-Control"] == "no-store"
-        assert site.photos["lin"] not in reply.body
-    reply = anonymous.post(f"/case/{site.cases['lin']}/decide", {"decision": "accept", "reason": "x", "nip": LIN,
-                                                                   "kind": "masuk"})
-    assert (reply.status, reply.headers["Location"]) == (303, "/login")
+        assert site.photos["lin"] not in reply.body and site.references["lin"] not in reply.body
+    assert anonymous.get("/").headers["Location"] == "/login/"
+    reply = anonymous.post(f"/case/{lin}/decide/", {"decision": "accept", "reason": "x", "nip": LIN, "kind": "masuk"})
+    assert reply.status == 403  # no CSRF token, no session
     assert state(site, "lin")[0] == "open"
-    login = anonymous.get("/login")
+    login = anonymous.get("/login/")
     assert login.status == 200 and login.headers["Cache-Control"] == "no-store"
     assert "default-src 'none'" in login.headers["Content-Security-Policy"]
-    cookie = login.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie  # cookie_secure = false
+    assert login.headers["X-Frame-Options"] == "DENY" and "<script" not in login.text
+    assert 'lang="id"' in login.text and "Kata sandi" in login.text
+    reply = anonymous.login("siti")
+    assert (reply.status, reply.headers["Location"]) == (302, "/queue/")
+    session = next(c for c in reply.headers.get_all("Set-Cookie") if c.startswith("sessionid="))
+    assert "HttpOnly" in session and "SameSite=Strict" in session and "Secure" not in session  # cookie_secure = false
 
 
 def test_login_wrong_password_lockout_and_audit(site: Site) -> None:
     browser = site.client()
     reply = browser.login("siti", "wrong-password")
-    assert reply.status == 401 and "Wrong user name or password" in reply.text
-    assert "kiosk_session" not in browser.cookies
+    assert reply.status == 401 and "Nama pengguna atau kata sandi salah" in reply.text
+    assert "sessionid" not in browser.cookies
     assert browser.login("nobody").status == 401  # the same answer for a name that does not exist
     for _ in range(4):
         browser.login("siti", "still-wrong")
-    reply = browser.login("siti")  # the right password, but five failures within 15 minutes lock the name
-    assert reply.status == 429 and "locked until" in reply.text
-    assert browser.login("budi").status == 303  # other names are not locked
-    site.now[0] += 15 * 60 + 1
+    reply = browser.login("siti")  # the right password, but five checks within 15 minutes lock the name
+    assert reply.status == 429 and "dikunci sampai" in reply.text
+    assert browser.login("budi").status == 302  # other names are not locked
+    from django.utils import timezone
+
+    from kiosk_central.hr.models import LoginAudit, LoginThrottle
+
+    LoginThrottle.objects.update(window_start=timezone.now() - timedelta(minutes=15, seconds=1))  # time passes
     reply = site.client().login("siti")
-    assert (reply.status, reply.headers["Location"]) == (303, "/queue")
-    outcomes = [r[0] for r in site.ledger.rows("SELECT outcome FROM login_audit WHERE user_name = 'siti' ORDER BY id")]
-    assert outcomes == ["bad_password"] * 5 + ["locked", "ok"]
-    assert site.ledger.rows("SELECT outcome FROM login_audit WHERE user_name = 'nobody'") == [("unknown_user",)]
+    assert (reply.status, reply.headers["Location"]) == (302, "/queue/")
+    assert login_outcomes("siti") == ["bad_password"] * 5 + ["locked", "ok"]
+    unknown = LoginAudit.objects.filter(user_name="").values_list("outcome", flat=True)
+    assert list(unknown) == ["unknown_user"]
     admin = site.client()
     admin.login("admin")
-    page = admin.get("/audit")
+    page = admin.get("/audit/")
     assert page.status == 200 and page.text.count("bad_password") == 5 and "unknown_user" in page.text
-    assert browser.get("/audit").status == 403  # budi is a reviewer, not an admin
+    assert "nobody" not in page.text  # an unknown name is shown as its hash only
+    assert browser.get("/audit/").status == 403  # budi is a reviewer, not an admin
 
 
 def test_a_post_without_the_form_token_is_refused(site: Site) -> None:
@@ -245,28 +375,30 @@ def test_a_post_without_the_form_token_is_refused(site: Site) -> None:
     browser.login("siti")
     case = site.cases["lin"]
     form = {"decision": "accept", "reason": "dicek", "nip": LIN, "kind": "masuk"}
-    assert browser.post(f"/case/{case}/decide", form).status == 403
-    assert browser.post(f"/case/{case}/decide", {**form, "csrf": "forged"}).status == 403
+    assert browser.post(f"/case/{case}/decide/", form).status == 403
+    assert browser.post(f"/case/{case}/decide/", {**form, "csrfmiddlewaretoken": "forged" * 6}).status == 403
     assert state(site, "lin")[0] == "open"
     stranger = site.client()
-    stranger.get("/login")
-    reply = stranger.post("/login", {"user": "siti", "password": PASSWORD})  # no login form token
-    assert reply.status == 403 and "kiosk_session" not in stranger.cookies
+    stranger.get("/login/")
+    reply = stranger.post("/login/", {"username": "siti", "password": PASSWORD})  # no login form token
+    assert reply.status == 403 and "sessionid" not in stranger.cookies
 
 
-def test_the_case_page_shows_time_people_scores_and_the_photo(site: Site) -> None:
+def test_the_case_page_shows_time_people_scores_and_both_photos(site: Site) -> None:
     browser = site.client()
     browser.login("siti")
-    page = browser.get(f"/case/{site.cases['unknown']}").text
+    page = browser.get(f"/case/{site.cases['unknown']}/").text
     assert "2026-02-03 07:40:00 WITA" in page and "2026-02-02 23:40:00 UTC" in page
     assert f"{ALEX} — Alex Lacamoire (bkpsdm)" in page and "0.6312" in page and "0.0121" in page
     assert f'value="{ALEX}"' in page  # accept is prefilled with the best match
-    assert '<option value="">(pilih)</option>' in page  # an unknown face has no punch kind: HR chooses
-    page = browser.get(f"/case/{site.cases['alex']}").text
+    assert '<option value="">(pilih)</option><option value="masuk">' in page  # no punch kind: HR chooses
+    assert f'src="/case/{site.cases["unknown"]}/reference/best/"' in page  # Alex's enrolled photo beside it
+    page = browser.get(f"/case/{site.cases['alex']}/").text
     assert "2026-02-03 16:10:00 WITA" in page and "diperbaiki dari jangkar waktu" in page
     assert '<option value="pulang" selected>' in page
-    page = browser.get(f"/case/{site.cases['lin']}").text
+    page = browser.get(f"/case/{site.cases['lin']}/").text
     assert "Lin &amp; Co" in page and "Lin & Co" not in page
+    assert 'id="evidence"' in page and 'id="reference-typed"' in page
     spoof = json.loads(site.ledger.review_case(site.cases["unknown"]).payload)  # type: ignore[union-attr]
     spoof.update(event_id="019ad2a4-8c20-7d31-b1d3-7e2f5a4b3c62", seq=99, reason="suspected_spoof", kind="masuk",
                  person={"nip": ALEX}, evidence=None)
@@ -274,16 +406,19 @@ def test_the_case_page_shows_time_people_scores_and_the_photo(site: Site) -> Non
                                      "blinks": 0, "challenge": "turn_left+blink", "extra_ms": 8000,
                                      "moving_surroundings": 41}
     with site.ledger.transaction():  # stored the way the ingest stores a spoof case (events.md's example)
-        site.ledger.insert_event(spoof, json.dumps(spoof), int(NOW * 1000), "device", True)
+        site.ledger.insert_event(spoof, json.dumps(spoof), 1_770_300_000_000, "device", True)
         site.ledger.enqueue_review("kiosk-1", spoof["event_id"], "suspected_spoof")
     case = site.ledger.one("SELECT id FROM review_queue WHERE event_id = ?", (spoof["event_id"],))
-    page = browser.get(f"/case/{case[0]}").text  # type: ignore[index]
+    page = browser.get(f"/case/{case[0]}/").text  # type: ignore[index]
     assert "Dugaan pemalsuan wajah" in page and "Liveness: result</dt><dd>spoof" in page
     assert "Liveness: score</dt><dd>0.0287" in page and "Foto bukti tidak tersedia" in page
-    photo = browser.get(f"/case/{site.cases['lin']}/photo")
-    assert (photo.status, photo.headers["Content-Type"], photo.body) == (200, "image/jpeg", site.photos["lin"])
-    assert photo.headers["Cache-Control"] == "no-store"
-    assert browser.get("/case/999999").status == 404
+    for path, body in ((f"/case/{site.cases['lin']}/photo/", site.photos["lin"]),
+                       (f"/case/{site.cases['lin']}/reference/typed/", site.references["lin"])):
+        photo = browser.get(path)
+        assert (photo.status, photo.headers["Content-Type"], photo.body) == (200, "image/jpeg", body), path
+        assert photo.headers["Cache-Control"] == "no-store"
+    assert browser.get(f"/case/{site.cases['lin']}/reference/best/").status == 404  # Lin's case has no best NIP
+    assert browser.get("/case/999999/").status == 404
 
 
 def test_accepting_makes_the_attendance_the_recap_counts_with_the_audit(site: Site) -> None:
@@ -300,7 +435,7 @@ def test_accepting_makes_the_attendance_the_recap_counts_with_the_audit(site: Si
                           reason="dicek").status == 400  # not in the roster
     assert state(site, "lin")[0] == "open"
     reply = browser.decide(case, decision="accept", nip=LIN, kind="masuk", reason="Dikenali dari foto oleh atasan")
-    assert (reply.status, reply.headers["Location"]) == (303, f"/case/{case}")
+    assert (reply.status, reply.headers["Location"]) == (302, f"/case/{case}/")
     assert state(site, "lin") == ("accepted", LIN, "masuk", "siti", "Dikenali dari foto oleh atasan")
     line = lin_on_the_2nd()
     assert (line.status, line.check_in.isoformat(), line.late_band, line.early_band) == (  # type: ignore[union-attr]
@@ -313,8 +448,8 @@ def test_accepting_makes_the_attendance_the_recap_counts_with_the_audit(site: Si
     assert json.loads(before) == {"state": "open", "resolved_nip": None, "resolved_kind": None, "decided_by": None}
     assert json.loads(after) == {"state": "accepted", "resolved_nip": LIN, "resolved_kind": "masuk",
                                  "decided_by": "siti"}
-    page = browser.get(f"/case/{case}").text
-    assert "Diputus oleh" in page and 'id="accept"' not in page and "Jejak audit" in page
+    page = browser.get(f"/case/{case}/").text
+    assert "Diputus oleh siti" in page and 'id="accept"' not in page and "Jejak audit" in page
 
 
 def test_a_case_already_decided_is_refused_and_the_decided_list_names_the_reviewer(site: Site) -> None:
@@ -322,20 +457,20 @@ def test_a_case_already_decided_is_refused_and_the_decided_list_names_the_review
     siti.login("siti")
     budi.login("budi")
     case = site.cases["unknown"]
-    siti_token = siti.get(f"/case/{case}").form_token()
-    budi_token = budi.get(f"/case/{case}").form_token()  # both have the form open
-    reply = siti.post(f"/case/{case}/decide", {"csrf": siti_token, "decision": "reject",
-                                               "reason": "Bukan pegawai kantor ini"})
-    assert reply.status == 303
-    reply = budi.post(f"/case/{case}/decide", {"csrf": budi_token, "decision": "accept", "nip": ALEX,
-                                               "kind": "masuk", "reason": "Mirip Alex"})
+    siti_token = siti.get(f"/case/{case}/").form_token()
+    budi_token = budi.get(f"/case/{case}/").form_token()  # both have the form open
+    reply = siti.post(f"/case/{case}/decide/", {"csrfmiddlewaretoken": siti_token, "decision": "reject",
+                                                "reason": "Bukan pegawai kantor ini"})
+    assert reply.status == 302
+    reply = budi.post(f"/case/{case}/decide/", {"csrfmiddlewaretoken": budi_token, "decision": "accept",
+                                                "nip": ALEX, "kind": "masuk", "reason": "Mirip Alex"})
     assert reply.status == 409 and "already decided" in reply.text and "by siti" in reply.text
     assert state(site, "unknown") == ("rejected", None, None, "siti", "Bukan pegawai kantor ini")
     assert site.ledger.rows("SELECT actor, action FROM review_audit WHERE review_id = ?", (case,)) == [
         ("siti", "reject")]
-    decided = budi.get("/decided").text
+    decided = budi.get("/decided/").text
     assert f"#{case}" in decided and "siti" in decided and "Ditolak" in decided
-    assert f"#{case}</a>" not in budi.get("/queue").text
+    assert case not in case_links(budi.get("/queue/"))
 
 
 def test_two_reviewers_deciding_at_once_on_two_connections_make_one_decision(site: Site) -> None:
@@ -363,76 +498,166 @@ def test_two_reviewers_deciding_at_once_on_two_connections_make_one_decision(sit
     assert site.ledger.rows("SELECT actor FROM review_audit") == [(winner,)]
 
 
+def test_two_person_rule_for_another_office_or_another_kind(site: Site) -> None:
+    siti, budi = site.client(), site.client()
+    siti.login("siti")
+    budi.login("budi")
+    case = site.cases["lin"]
+    reply = siti.decide(case, decision="accept", nip=LIN, kind="pulang", reason="Lin pulang, salah tombol")
+    assert reply.status == 302 and state(site, "lin")[0] == "open"  # a changed kind waits for a second reviewer
+    page = siti.get(f"/case/{case}/").text
+    assert "Menunggu reviewer kedua" in page and "jenis presensi diubah dari masuk ke pulang" in page
+    assert 'id="approve"' not in page  # not for the one who proposed it
+    assert "Menunggu reviewer kedua" in siti.get("/queue/").text
+    assert budi.decide(case, decision="reject", reason="tolak saja").status == 409  # no side door while pending
+    from kiosk_central.hr.models import Proposal
+
+    proposal = Proposal.objects.get(case_id=case)
+    token = siti.get(f"/case/{case}/").form_token()
+    reply = siti.post(f"/case/{case}/second/", {"csrfmiddlewaretoken": token, "choice": "approve",
+                                                "proposal": str(proposal.id)})
+    assert reply.status == 403 and state(site, "lin")[0] == "open"  # the proposer cannot be the second reviewer
+    reply = budi.second(case, "approve", "Sudah dicek dengan atasan")
+    assert reply.status == 302
+    assert state(site, "lin")[:4] == ("accepted", LIN, "pulang", "siti+budi")
+    proposal.refresh_from_db()
+    assert (proposal.state, proposal.second_by.username) == ("approved", "budi")  # type: ignore[union-attr]
+    reason = state(site, "lin")[4]
+    assert "diusulkan siti, disetujui budi" in reason and "Sudah dicek dengan atasan" in reason
+    page = budi.get(f"/case/{case}/").text
+    assert "approved" in page and "Riwayat keputusan" in page
+    # Obama is of disdik, the kiosk of bkpsdm: accepting the unknown face as his needs a second reviewer too
+    unknown = site.cases["unknown"]
+    assert siti.decide(unknown, decision="accept", nip=OBAMA, kind="masuk", reason="tamu dinas").status == 302
+    assert "pegawai kantor disdik, kios kantor bkpsdm" in siti.get(f"/case/{unknown}/").text
+    assert budi.second(unknown, "refuse", "Bukan Obama").status == 302
+    assert state(site, "unknown")[0] == "open"  # refused: the case is open again for a new decision
+    assert Proposal.objects.get(case_id=unknown).state == "refused"
+    assert budi.decide(unknown, decision="accept", nip=ALEX, kind="masuk", reason="Alex").status == 302
+    assert state(site, "unknown")[:4] == ("accepted", ALEX, "masuk", "budi")
+
+
+def test_offices_and_cases_about_oneself(site: Site) -> None:
+    dewi = site.client()
+    dewi.login("dewi")  # disdik only: the kiosk is bkpsdm's
+    assert case_links(dewi.get("/queue/")) == [] and "0 kasus menunggu" in dewi.get("/queue/").text
+    lin = site.cases["lin"]
+    for path in (f"/case/{lin}/", f"/case/{lin}/photo/", f"/case/{lin}/reference/typed/"):
+        assert dewi.get(path).status == 404, path
+    token = dewi.get("/queue/").form_token()
+    reply = dewi.post(f"/case/{lin}/decide/", {"csrfmiddlewaretoken": token, "decision": "reject", "reason": "x"})
+    assert reply.status == 404 and state(site, "lin")[0] == "open"
+    assert dewi.get("/recap/?office=bkpsdm&month=2026-02").status == 404
+    from kiosk_central.hr.models import ReviewerProfile
+
+    ReviewerProfile.objects.filter(user__username="siti").update(nip=LIN)
+    siti = site.client()
+    siti.login("siti")  # Siti is Lin now: Lin's case is not hers to decide
+    page = siti.get(f"/case/{lin}/").text
+    assert "tentang Anda sendiri" in page and 'id="accept"' not in page
+    reply = siti.post(f"/case/{lin}/decide/", {"csrfmiddlewaretoken": siti.get("/queue/").form_token(),
+                                               "decision": "accept", "nip": LIN, "kind": "masuk",
+                                               "reason": "saya sendiri"})
+    assert reply.status == 403 and state(site, "lin")[0] == "open"
+    reply = siti.decide(site.cases["unknown"], decision="accept", nip=LIN, kind="masuk", reason="itu saya")
+    assert reply.status == 403  # nor may she accept another case as her own attendance
+    admin = site.client()
+    admin.login("admin")
+    assert case_links(admin.get("/queue/")) == [lin, site.cases["unknown"]]  # the admin sees every office
+
+
 def test_the_queue_is_oldest_first_filtered_and_paginated(site: Site) -> None:
     browser = site.client()
     browser.login("siti")
-    first = browser.get("/queue").text  # page_size = 2
-    ids = [int(i) for i in re.findall(r'<a href="/case/(\d+)">', first)]
-    assert ids == [site.cases["lin"], site.cases["unknown"]] and "3 kasus menunggu" in first
-    assert "halaman 1 dari 2" in first and 'id="next"' in first
-    second = browser.get("/queue?page=2").text
-    assert [int(i) for i in re.findall(r'<a href="/case/(\d+)">', second)] == [site.cases["alex"]]
-    only = browser.get("/queue?reason=unknown_face").text
-    assert [int(i) for i in re.findall(r'<a href="/case/(\d+)">', only)] == [site.cases["unknown"]]
-    day = browser.get("/queue?date=2026-02-03&office=bkpsdm").text
-    assert [int(i) for i in re.findall(r'<a href="/case/(\d+)">', day)] == [site.cases["unknown"], site.cases["alex"]]
-    assert "2 kasus menunggu" in browser.get("/queue?date=2026-02-03").text
-    assert "Tidak ada kasus" in browser.get("/queue?office=disdik").text
-    bad = browser.get("/queue?date=3-2-2026")
-    assert bad.status == 200 and "date &#x27;3-2-2026&#x27;: use YYYY-MM-DD" in bad.text
+    first = browser.get("/queue/")  # page_size = 2
+    assert case_links(first) == [site.cases["lin"], site.cases["unknown"]] and "3 kasus menunggu" in first.text
+    assert "halaman 1 dari 2" in first.text and 'id="next"' in first.text
+    assert case_links(browser.get("/queue/?page=2")) == [site.cases["alex"]]
+    assert case_links(browser.get("/queue/?reason=unknown_face")) == [site.cases["unknown"]]
+    day = browser.get("/queue/?date=2026-02-03&office=bkpsdm")
+    assert case_links(day) == [site.cases["unknown"], site.cases["alex"]]
+    assert "2 kasus menunggu" in browser.get("/queue/?date=2026-02-03").text
+    assert "Tidak ada kasus" in browser.get("/queue/?office=disdik").text
+    bad = browser.get("/queue/?date=3-2-2026")
+    assert bad.status == 400 and "date &#x27;3-2-2026&#x27;: use YYYY-MM-DD" in bad.text
+
+
+def test_the_recap_pages(site: Site) -> None:
+    browser = site.client()
+    browser.login("siti")
+    page = browser.get("/recap/?office=bkpsdm&month=2026-02")
+    assert page.status == 200 and "BKPSDM Kabupaten Contoh" in page.text and "Lin &amp; Co" in page.text
+    assert 'id="pending"' in page.text and "Menunggu verifikasi: 3 kasus terbuka" in page.text
+    assert "0 presensi yang waktunya belum diketahui" in page.text
+    csv_reply = browser.get("/recap/?office=bkpsdm&month=2026-02&format=csv")
+    assert csv_reply.headers["Content-Type"].startswith("text/csv") and LIN in csv_reply.text
+    assert "attachment" in csv_reply.headers["Content-Disposition"]
+    day = browser.get("/recap/?office=bkpsdm&date=2026-02-02")
+    assert day.status == 200 and "Tanpa keterangan" in day.text
+    assert browser.get("/recap/?office=bkpsdm&month=2026-13").status == 400
+    printable = browser.get("/recap/?office=bkpsdm&month=2026-02&format=html")
+    assert printable.status == 200 and "<script" not in printable.text
 
 
 def test_sessions_expire_and_logout_ends_them(site: Site) -> None:
     browser = site.client()
     browser.login("siti")
-    assert browser.get("/queue").status == 200
-    token = browser.get("/queue").form_token()
-    reply = browser.post("/logout", {"csrf": token})
-    assert (reply.status, reply.headers["Location"]) == (303, "/login")
-    assert site.ledger.one("SELECT COUNT(*) FROM web_sessions WHERE user_name = 'siti'") == (0,)
-    assert site.ledger.rows("SELECT outcome FROM login_audit WHERE user_name = 'siti' ORDER BY id") == [
-        ("ok",), ("logout",)]
+    assert browser.get("/queue/").status == 200
+    token = browser.get("/queue/").form_token()
+    reply = browser.post("/logout/", {"csrfmiddlewaretoken": token})
+    assert (reply.status, reply.headers["Location"]) == (302, "/login/")
+    assert browser.get("/queue/").status == 302
+    assert login_outcomes("siti") == ["ok", "logout"]
     again = site.client()
     again.login("siti")
-    stolen = dict(again.cookies)
-    site.now[0] += 8 * 3600 + 1  # session_hours = 8
-    later = site.client()
-    later.cookies = stolen
-    assert later.get("/queue").status == 303
+    assert again.get("/queue/").status == 200
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))  # session_hours went by
+    assert again.get("/queue/").status == 302
 
 
 def test_user_commands_read_the_password_from_stdin_never_argv(site: Site, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from django.contrib.auth.models import User
+
+    from kiosk_central.hr.models import UserAudit
+
     config = str(site.config)
     monkeypatch.setattr(sys, "stdin", io.StringIO("pendek\n"))
     assert main(["user", "add", "rina", "--config", config]) == 2
-    assert "at least 10 characters" in capsys.readouterr().err and site.ledger.reviewer("rina") is None
+    assert "setidaknya 12 karakter" in capsys.readouterr().err and not User.objects.filter(username="rina").exists()
     monkeypatch.setattr(sys, "stdin", io.StringIO("sandi-rina-yang-panjang\n"))
-    assert main(["user", "add", "rina", "--role", "admin", "--config", config]) == 0
-    rina = site.ledger.reviewer("rina")
-    assert rina is not None and rina.role == "admin" and rina.password_hash.startswith("scrypt$16384$8$1$")
-    assert auth.check_password("sandi-rina-yang-panjang", rina.password_hash)
+    assert main(["user", "add", "rina", "--role", "admin", "--nip", ALEX, "--config", config]) == 0
+    rina = User.objects.get(username="rina")
+    assert rina.is_superuser and rina.password.startswith("argon2$argon2id$") and rina.reviewer.nip == ALEX
     monkeypatch.setattr(sys, "stdin", io.StringIO("another-long-one\n"))
     assert main(["user", "add", "rina", "--config", config]) == 2
     assert "exists" in capsys.readouterr().err
-    assert auth.check_password("sandi-rina-yang-panjang", site.ledger.reviewer("rina").password_hash)  # type: ignore[union-attr]
     assert main(["user", "add", "Rina Sari", "--config", config]) == 2
     assert "user name 'Rina Sari'" in capsys.readouterr().err
     browser = site.client()
     browser.login("rina", "sandi-rina-yang-panjang")
-    assert browser.get("/queue").status == 200
+    assert browser.get("/queue/").status == 200
     monkeypatch.setattr(sys, "stdin", io.StringIO("sandi-baru-yang-panjang\n"))
     assert main(["user", "passwd", "rina", "--config", config]) == 0
-    assert browser.get("/queue").status == 303  # a new password ends the sessions
+    assert browser.get("/queue/").status == 302  # a new password ends the sessions
     browser.login("rina", "sandi-baru-yang-panjang")
-    assert browser.get("/queue").status == 200
+    assert browser.get("/queue/").status == 200
     assert main(["user", "disable", "rina", "--config", config]) == 0
-    assert browser.get("/queue").status == 303  # disabling ends the sessions ...
+    assert browser.get("/queue/").status == 302  # disabling ends the sessions ...
     assert site.client().login("rina", "sandi-baru-yang-panjang").status == 401  # ... and refuses the next login
-    assert site.ledger.one("SELECT outcome FROM login_audit ORDER BY id DESC LIMIT 1") == ("disabled",)
+    assert login_outcomes("rina")[-1] == "disabled"
+    assert main(["user", "scope", "siti", "--office", "bkpsdm", "--office", "disdik", "--config", config]) == 0
     capsys.readouterr()
     assert main(["user", "list", "--config", config]) == 0
-    assert "rina\tadmin\tdisabled\nsiti\treviewer" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"rina\tadmin\t{ALEX}\t*\tdisabled\n" in out and "siti\treviewer\t-\tbkpsdm,disdik\n" in out
+    actions = list(UserAudit.objects.filter(target__in=["rina", "siti"]).order_by("id")
+                   .values_list("action", "target", "via"))
+    assert actions == [("add", "rina", "cli"), ("passwd", "rina", "cli"), ("disable", "rina", "cli"),
+                       ("scope", "siti", "cli")]
 
 
 def test_the_web_section_of_central_toml(tmp_path: Path) -> None:
@@ -447,45 +672,22 @@ def test_the_web_section_of_central_toml(tmp_path: Path) -> None:
     assert "web.lockout: unknown key" in text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_the_web_command_serves_until_sigterm(sqlite_site: Site) -> None:
+    site = sqlite_site
+    reply = site.client().get("/queue/")
+    assert (reply.status, reply.headers["Location"]) == (302, "/login/?next=/queue/")
+    assert site.server.stop() == 0
+    assert f"listening on http://127.0.0.1:{site.server.port}" in site.server.log_text()
 
 
-def test_the_web_command_serves_until_sigterm(site: Site) -> None:
-    port = free_port()
-    site.config.write_text(site.config.read_text() + f"port = {port}\n")
-    process = subprocess.Popen([sys.executable, "-m", "kiosk_central", "web", "--config", str(site.config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-    try:
-        reply = None
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                reply = Client(port).get("/queue")
-                break
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert reply is not None, process.communicate(timeout=10)
-        assert (reply.status, reply.headers["Location"]) == (303, "/login")
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
-        assert process.returncode == 0, err
-        assert f"listening on http://127.0.0.1:{port}" in err.decode()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def test_the_web_command_names_the_setting_when_the_port_is_taken(site: Site,
+def test_the_web_command_names_the_setting_when_the_port_is_taken(sqlite_site: Site,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config = sqlite_site.config
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        site.config.write_text(site.config.read_text() + f"port = {taken.getsockname()[1]}\n")
-        assert main(["web", "--config", str(site.config)]) == 2
+        config.write_text(re.sub(r"(?m)^port = .*$", f"port = {taken.getsockname()[1]}", config.read_text()))
+        assert main(["web", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "cannot listen on 127.0.0.1:" in err and "Address already in use" in err and "web.port" in err
 
@@ -541,7 +743,8 @@ class WebDriver:
             if result:
                 return result
             time.sleep(0.05)
-        raise AssertionError(f"the page never satisfied: {script}")
+        page = self.run("return location.href + ' ' + document.body.innerText")
+        raise AssertionError(f"the page never satisfied: {script}; the page: {str(page)[:800]}")
 
     def quit(self) -> None:
         if self.session:
@@ -574,35 +777,56 @@ def chromium(tmp_path: Path) -> Iterator[WebDriver]:
         process.wait(timeout=10)
 
 
-def test_a_reviewer_accepts_a_case_in_headless_chromium(site: Site, tmp_path: Path) -> None:
+def test_two_reviewers_decide_a_case_in_headless_chromium(site: Site, tmp_path: Path) -> None:
+    """Siti logs in, opens Lin's case with the evidence and the enrolled photo, proposes it as a check-out (another
+    kind than the kiosk's: two-person rule) and logs out; Budi logs in and approves it."""
     base = site.server.url
-    with chromium(tmp_path) as browser:
-        browser.go(base + "/queue")
-        assert browser.run("return location.pathname") == "/login"  # redirected: not logged in
-        browser.type("#user", "siti")
+    case = site.cases["lin"]
+
+    def login(browser: WebDriver, name: str) -> None:
+        browser.go(base + "/queue/")
+        assert browser.run("return location.pathname") == "/login/"  # redirected: not logged in
+        browser.type("#user", name)
         browser.type("#password", PASSWORD)
         browser.click("#login")
-        browser.wait_for("return location.pathname === '/queue'")
-        browser.click(f'a[href="/case/{site.cases["lin"]}"]')
-        browser.wait_for(f"return location.pathname === '/case/{site.cases['lin']}'")
+        browser.wait_for("return location.pathname === '/queue/'")
+
+    with chromium(tmp_path) as browser:
+        login(browser, "siti")
+        browser.click(f'a[href="/case/{case}/"]')
+        browser.wait_for(f"return location.pathname === '/case/{case}/'")
         width = browser.wait_for("const i = document.getElementById('evidence'); "
                                  "return i && i.complete ? i.naturalWidth : 0")
         assert width == 320  # the evidence photo came through the session
+        width = browser.wait_for("const i = document.getElementById('reference-typed'); "
+                                 "return i && i.complete ? i.naturalWidth : 0")
+        assert width == 200  # and Lin's enrolled reference photo beside it
         assert browser.run("return document.getElementById('nip').value") == LIN
         assert browser.run("return document.getElementById('kind').value") == "masuk"
-        browser.type("#accept-reason", "Dikenali dari foto bukti")
+        browser.run("document.getElementById('kind').value = 'pulang'; return true")
+        browser.type("#accept-reason", "Lin pulang, menekan tombol yang salah")
         browser.click("#accept")
-        browser.wait_for("return document.body.innerText.includes('Diputus oleh')")
+        browser.wait_for("return document.body.innerText.includes('Menunggu reviewer kedua')")
+        assert browser.run("return document.getElementById('approve')") is None
+        browser.click("#logout")
+        browser.wait_for("return location.pathname === '/login/'")
+        login(browser, "budi")
+        browser.go(f"{base}/case/{case}/")
+        browser.type("#second-reason", "Dicek dengan atasan")
+        browser.click("#approve")
+        browser.wait_for("return document.body.innerText.includes('Diputus oleh siti+budi')")
         assert "Diterima" in browser.run("return document.body.innerText")
-    assert state(site, "lin") == ("accepted", LIN, "masuk", "siti", "Dikenali dari foto bukti")
-    assert site.ledger.rows("SELECT actor, action FROM review_audit") == [("siti", "accept")]
+        browser.click("#logout")
+        browser.wait_for("return location.pathname === '/login/'")
+    assert state(site, "lin")[:4] == ("accepted", LIN, "pulang", "siti+budi")
+    assert site.ledger.rows("SELECT actor, action FROM review_audit") == [("siti+budi", "accept")]
+    assert login_outcomes("siti") == ["ok", "logout"] and login_outcomes("budi") == ["ok", "logout"]
 
 
 def test_logged_in_pages_are_never_cached_nor_framed(site: Site) -> None:
     browser = site.client()
     browser.login("admin")
-    for path in ("/queue", "/decided", "/audit", f"/case/{site.cases['alex']}"):
+    for path in ("/queue/", "/decided/", "/audit/", "/recap/", f"/case/{site.cases['alex']}/"):
         reply = browser.get(path)
         assert reply.status == 200 and reply.headers["Cache-Control"] == "no-store", path
         assert reply.headers["X-Frame-Options"] == "DENY" and "<script" not in reply.text
-

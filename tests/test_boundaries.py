@@ -58,7 +58,9 @@ _SERVE = textwrap.dedent("""
     from kiosk_central import cli
     cfg = load_central_config(sys.argv[1])
     service = cli.start_service(cfg)       # the ledger, the ingestor with its key, paho's loop
-    from kiosk_central.web.app import ReviewApp
+    from kiosk_central.site import setup
+    setup(cfg)                             # the Django site: the HR web's views, admin, reports
+    import kiosk_central.hr.views, kiosk_central.hr.server, kiosk_central.hr.admin
     from kiosk_central import distribute, recap
     service.close()
     loaded = sorted(m for m in ("cv2", "dlib", "pygame", "face_recognition_models", "kiosk") if m in sys.modules)

@@ -1,10 +1,10 @@
 """The central server's commands: ``serve`` (the ledger subscriber), ``load`` (rules, roster, excused absences and
-the device registry into the database), ``recap`` (daily and monthly recaps as CSV or HTML), ``web`` (the HR review
+the device registry into the database), ``recap`` (daily and monthly recaps, CSV/xlsx/HTML), ``web`` (the HR review
 web under gunicorn) and ``user`` (its reviewer accounts, Django users). See docs/central.md.
 
     kiosk-central serve --config central.toml
     kiosk-central load --config central.toml
-    kiosk-central recap --config central.toml --office bkpsdm --month 2026-02 --format html --out feb.html
+    kiosk-central recap --config central.toml --office bkpsdm --month 2026-02 --format xlsx --out feb.xlsx
     kiosk-central user add siti --role reviewer --config central.toml   # password from the terminal
     kiosk-central web --config central.toml
     kiosk-central schedule push --config central.toml [--office bkpsdm]  # each office's punch schedule, signed
@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiosk_central import distribute
+from kiosk_central import distribute, reports
 from kiosk_central import recap as recaps
 from kiosk_central.ingest import Ingestor, RegisteredDevice, sync_registry
 from kiosk_central.rules import (
@@ -75,15 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--entered-by", default=None, help="who entered the excused absences (default: this user)")
     load.set_defaults(func=_cmd_load)
 
-    rec = sub.add_parser("recap", help="the monthly (or daily) recap of an office, as CSV or printable HTML")
+    rec = sub.add_parser("recap", help="the monthly TPP recap or the daily list (LH) of offices, as CSV, xlsx or a "
+                         "printable page")
     rec.add_argument("--config", type=Path, required=True, help="central.toml (for the database)")
-    rec.add_argument("--office", required=True, help="office code of the rules file")
+    which = rec.add_mutually_exclusive_group(required=True)
+    which.add_argument("--office", action="append", help="office code of the rules file (repeatable)")
+    which.add_argument("--all-offices", action="store_true", help="every office of the ledger")
     when = rec.add_mutually_exclusive_group(required=True)
     when.add_argument("--month", help="the month, like 2026-02: one row per employee with the TPP deduction")
     when.add_argument("--date", type=date.fromisoformat, help="one day, like 2026-02-03: the daily list (LH)")
-    rec.add_argument("--format", choices=["csv", "html"], default="csv")
+    rec.add_argument("--format", choices=["csv", "xlsx", "html"], default="csv",
+                     help="csv (default), xlsx (one sheet per office) or html (printable, A4 landscape)")
+    rec.add_argument("--csv-locale", choices=["plain", "id"], default="plain",
+                     help="plain: machine-readable CSV (default); id: for Excel in an Indonesian locale (BOM, ';', "
+                          "decimal comma, NIPs kept as text, Indonesian headers)")
     rec.add_argument("--out", type=Path, help="write to this file (refused if it exists) instead of stdout")
     rec.add_argument("--as-of", type=date.fromisoformat, help="count days up to this date (default: today)")
+    rec.add_argument("--regency", default="", help="printed above the title, like 'Pemerintah Kabupaten Tana Tidung'")
+    rec.add_argument("--place", default="", help="the place before the date of the signature, like 'Tideng Pale'")
+    rec.add_argument("--signers", type=Path, help="CSV office,role,name,nip of who signs (role kepala or "
+                     "pengelola; office '*' for every office); without it the signature blocks are blank lines")
     rec.set_defaults(func=_cmd_recap)
 
     web = sub.add_parser("web", help="the HR web (login, review queue with photos, decisions, recaps) under "
@@ -243,21 +254,36 @@ def _cmd_recap(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists():
         print(f"kiosk-central: {args.out} exists; choose another file or remove it first", file=sys.stderr)
         return EXIT_USAGE
+    if args.csv_locale != "plain" and args.format != "csv":
+        print("kiosk-central: --csv-locale is for --format csv", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "xlsx" and args.out is None and sys.stdout.isatty():
+        print("kiosk-central: an xlsx file is binary; give --out FILE (or redirect stdout)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         first, last = recaps.month_range(args.month) if args.month else (args.date, args.date)
     except ValueError as exc:
         print(f"kiosk-central: --month: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    report: reports.Report = "month" if args.month else "day"
+    info = reports.ReportInfo(regency=args.regency, place=args.place,
+                              signers=reports.load_signers(args.signers) if args.signers else {})
     with Ledger(cfg.database.url) as ledger:
-        recap = recaps.build_recap(ledger, args.office, first, last, args.as_of)
-    if args.format == "html":
-        text = recaps.monthly_html(recap)
+        built = reports.build_recaps(ledger, None if args.all_offices else args.office, first, last, args.as_of)
+    if args.format == "xlsx":
+        data = reports.workbook(built, report, info)
+    elif args.format == "html":
+        data = reports.printable_html(built, report, info).encode("utf-8")
+    elif args.csv_locale == "id":
+        data = reports.excel_csv(built, report)
     else:
-        text = recaps.monthly_csv(recap) if args.month else recaps.daily_csv(recap)
+        data = reports.machine_csv(built, report).encode("utf-8")
     if args.out is None:
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     else:
-        write_atomic(args.out, text.encode("utf-8"))
+        write_atomic(args.out, data)
     return EXIT_OK
 
 

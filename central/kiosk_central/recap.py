@@ -1,5 +1,6 @@
 """Recaps: the daily attendance list of an office (LH-style) and the monthly recap per employee with the TPP
-deduction, as CSV and as a printable HTML page (server-rendered, no scripts).
+deduction, and their machine-readable CSV. HR's reports (xlsx, the printable page, CSV for Indonesian Excel) are made
+from these in :mod:`kiosk_central.reports`, with the labels and codes defined here.
 
 Only ``attendance`` events count as punches, plus review cases HR accepted (part 5 sets their NIP and kind); an
 event whose time could not be corrected (stamped before the clock synced, no anchor yet) does not count until it is.
@@ -11,7 +12,6 @@ at 15:59 against 16:00 is 1 minute early (PSW1). A working day with no punch and
 from __future__ import annotations
 
 import csv
-import html
 import io
 import zoneinfo
 from collections import Counter
@@ -39,8 +39,13 @@ STATUS_LABELS = {
     "off": "Libur",
     "future": "-",
 }
+STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "off": "L", "future": ""}
+"""One day of one person in a day column of the monthly report; a present day with a band shows the band instead."""
 DAY_NAMES = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
 EXCUSE_LABELS = {"duty": "Dinas (surat tugas)", "leave": "Cuti", "sick": "Sakit"}
+EXCUSE_CODES = {"duty": "DL", "leave": "C", "sick": "S"}
+CATEGORY_LABELS = {"late": "Terlambat", "early": "Pulang cepat"}
+"""The deduction table's two band categories (TL and PSW)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class DayLine:
     early_band: str | None = None
     note: str = ""
     deduction: Decimal = Decimal(0)
+    excuse: str | None = None  # duty | leave | sick, on an excused day
 
 
 @dataclass
@@ -84,6 +90,7 @@ class Recap:
     last: date
     days: list[DayLine]
     months: list[MonthLine]
+    as_of: date | None = None  # days after this one were not counted ("future")
 
 
 def month_range(month: str) -> tuple[date, date]:
@@ -121,7 +128,7 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
         month.deduction = min(month.deduction_total, table.monthly_cap_percent)
         months.append(month)
     days.sort(key=lambda d: (d.day, d.name, d.nip))
-    return Recap(schedule, table, first, last, days, months)
+    return Recap(schedule, table, first, last, days, months, today)
 
 
 CHECK_IN_KINDS = kinds_meaning("check_in")
@@ -143,7 +150,8 @@ def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: d
     excuse = next((e for e in excuses if e.start <= day <= e.end), None)
     if excuse is not None:
         note = f"{EXCUSE_LABELS[excuse.kind]} {excuse.reference}"
-        return replace(base, status="excused", check_in=check_in, check_out=check_out, note=note)
+        return replace(base, status="excused", check_in=check_in, check_out=check_out, note=note,
+                       excuse=excuse.kind)
     if check_in is None and check_out is None:
         return replace(base, status="absent", deduction=table.absent_percent)
     start, end = hours
@@ -228,13 +236,18 @@ def _band_names(table: DeductionTable) -> list[str]:
     return [b[0] for b in table.late] + [b[0] for b in table.early]
 
 
-def monthly_csv(recap: Recap) -> str:
-    """One row per employee: working days, presence, absences, band counts, the deduction (capped)."""
+def monthly_csv(recap: Recap, header: bool = True) -> str:
+    """One row per employee: working days, presence, absences, band counts, the deduction (capped).
+
+    Machine-readable on purpose (the default of ``kiosk-central recap``): UTF-8 without BOM, ``,`` separator, ``.``
+    decimals, English column keys, bare 18-digit NIPs. ``header=False`` leaves the header out (the next office of
+    a file that holds several)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     bands = _band_names(recap.table)
-    writer.writerow(["office", "month", "nip", "name", "work_days", "present", "absent", "excused", *bands,
-                     "deduction_total_percent", "deduction_percent"])
+    if header:
+        writer.writerow(["office", "month", "nip", "name", "work_days", "present", "absent", "excused", *bands,
+                         "deduction_total_percent", "deduction_percent"])
     for m in recap.months:
         writer.writerow([recap.office.code, recap.first.strftime("%Y-%m"), m.nip, m.name, m.work_days, m.present,
                          m.absent, m.excused, *(m.bands[b] for b in bands), _pct(m.deduction_total),
@@ -242,12 +255,14 @@ def monthly_csv(recap: Recap) -> str:
     return out.getvalue()
 
 
-def daily_csv(recap: Recap) -> str:
-    """One row per employee and day (LH): status, check-in and -out, bands, note, the day's deduction."""
+def daily_csv(recap: Recap, header: bool = True) -> str:
+    """One row per employee and day (LH): status, check-in and -out, bands, note, the day's deduction; machine-readable
+    like :func:`monthly_csv`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["office", "date", "nip", "name", "status", "check_in", "check_out", "late_minutes", "late_band",
-                     "early_minutes", "early_band", "note", "deduction_percent"])
+    if header:
+        writer.writerow(["office", "date", "nip", "name", "status", "check_in", "check_out", "late_minutes",
+                         "late_band", "early_minutes", "early_band", "note", "deduction_percent"])
     for d in recap.days:
         writer.writerow([recap.office.code, d.day.isoformat(), d.nip, d.name, d.status, _hhmm(d.check_in),
                          _hhmm(d.check_out), d.late_min, d.late_band or "", d.early_min, d.early_band or "", d.note,
@@ -255,77 +270,9 @@ def daily_csv(recap: Recap) -> str:
     return out.getvalue()
 
 
-# ---------------------------------------------------------------------------------------------------- HTML
-
-_CSS = """
-body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; margin: 1.5em; }
-h1 { font-size: 14pt; margin: 0 0 .2em; } h2 { font-size: 12pt; margin: 1.2em 0 .3em; }
-table { border-collapse: collapse; width: 100%; margin-bottom: .8em; }
-th, td { border: 1px solid #555; padding: 2px 5px; text-align: left; }
-th { background: #e8e8e8; } td.n { text-align: right; }
-tr.absent td { background: #fde2e2; } tr.off td { color: #777; }
-p.meta { margin: 0 0 .8em; color: #333; }
-section.day { break-inside: avoid; }
-@page { size: A4 landscape; margin: 12mm; }
-@media print { body { margin: 0; } h2 { break-after: avoid; } }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def monthly_html(recap: Recap) -> str:
-    """A printable page: the monthly recap per employee, then the daily list (LH) of every working day."""
-    o = recap.office
-    bands = _band_names(recap.table)
-    title = f"Rekap kehadiran {o.name} — {recap.first.strftime('%m/%Y')}"
-    parts = [
-        "<!DOCTYPE html>", '<html lang="id"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Kode kantor {_e(o.code)} · zona waktu {_e(o.timezone)} · periode '
-        f"{recap.first.isoformat()} s.d. {recap.last.isoformat()} · batas potongan "
-        f"{_pct(recap.table.monthly_cap_percent)} %</p>",
-        "<h2>Rekap bulanan (potongan TPP)</h2><table><thead><tr><th>NIP</th><th>Nama</th><th>Hari kerja</th>"
-        "<th>Hadir</th><th>Tanpa ket.</th><th>Dengan ket.</th>"
-        + "".join(f"<th>{_e(b)}</th>" for b in bands)
-        + "<th>Potongan (%)</th></tr></thead><tbody>",
-    ]
-    for m in recap.months:
-        capped = " (batas)" if m.deduction < m.deduction_total else ""
-        parts.append(
-            f"<tr><td>{_e(m.nip)}</td><td>{_e(m.name)}</td><td class=n>{m.work_days}</td><td class=n>{m.present}</td>"
-            f"<td class=n>{m.absent}</td><td class=n>{m.excused}</td>"
-            + "".join(f"<td class=n>{m.bands[b] or ''}</td>" for b in bands)
-            + f"<td class=n>{_pct(m.deduction)}{capped}</td></tr>"
-        )
-    parts.append("</tbody></table>")
-    by_day: dict[date, list[DayLine]] = {}
-    for line in recap.days:
-        by_day.setdefault(line.day, []).append(line)
-    for day, lines in sorted(by_day.items()):
-        if all(line.status in ("off", "future") for line in lines):
-            continue
-        parts.append(daily_table(day, lines))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    """The printable page of one office (its month, or its daily list when the recap is one day), without a regency
+    or signatories: :func:`kiosk_central.reports.printable_html`, which has the options."""
+    from kiosk_central import reports  # reports builds on this module
 
-
-def daily_table(day: date, lines: list[DayLine]) -> str:
-    """The LH table of one day."""
-    rows = [
-        f'<section class="day"><h2>Laporan harian {DAY_NAMES[day.weekday()]} {day.strftime("%d-%m-%Y")}</h2>'
-        "<table><thead><tr><th>NIP</th><th>Nama</th>"
-        "<th>Status</th><th>Masuk</th><th>Terlambat</th><th>Pulang</th><th>Pulang cepat</th>"
-        "<th>Keterangan</th><th>Potongan (%)</th></tr></thead><tbody>"
-    ]
-    for d in lines:
-        late = f"{d.late_band} ({d.late_min} mnt)" if d.late_band and d.late_min else (d.late_band or "")
-        early = f"{d.early_band} ({d.early_min} mnt)" if d.early_band and d.early_min else (d.early_band or "")
-        rows.append(
-            f'<tr class="{_e(d.status)}"><td>{_e(d.nip)}</td><td>{_e(d.name)}</td><td>{_e(STATUS_LABELS[d.status])}'
-            f"</td><td>{_hhmm(d.check_in)}</td><td>{_e(late)}</td><td>{_hhmm(d.check_out)}</td><td>{_e(early)}</td>"
-            f"<td>{_e(d.note)}</td><td class=n>{_pct(d.deduction)}</td></tr>"
-        )
-    rows.append("</tbody></table></section>")
-    return "\n".join(rows)
+    return reports.printable_html([recap], "day" if recap.first == recap.last else "month", reports.ReportInfo())

@@ -30,6 +30,7 @@ from kiosk_central.rules import (
     read_schedule,
 )
 from kiosk_central.store import Ledger
+from kiosk_contract.calendar import DAYS
 from kiosk_contract.punch import kinds_meaning
 
 STATUS_LABELS = {
@@ -41,7 +42,7 @@ STATUS_LABELS = {
 }
 STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "off": "L", "future": ""}
 """One day of one person in a day column of the monthly report; a present day with a band shows the band instead."""
-DAY_NAMES = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
+DAY_NAMES = DAYS["id"]
 EXCUSE_LABELS = {"duty": "Dinas (surat tugas)", "leave": "Cuti", "sick": "Sakit"}
 EXCUSE_CODES = {"duty": "DL", "leave": "C", "sick": "S"}
 CATEGORY_LABELS = {"late": "Terlambat", "early": "Pulang cepat"}

@@ -53,6 +53,7 @@ from kiosk_central.recap import (
     monthly_csv,
 )
 from kiosk_central.store import Ledger
+from kiosk_contract.calendar import MONTHS, ZONES
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.punch import KINDS, kinds_meaning
@@ -61,16 +62,7 @@ Report = Literal["month", "day"]
 Value = str | int | Decimal | time | None
 ColumnKind = Literal["no", "nip", "text", "code", "int", "pct", "time"]
 
-ZONE_NAMES = {
-    "Asia/Jakarta": "WIB",
-    "Asia/Pontianak": "WIB",
-    "Asia/Makassar": "WITA",
-    "Asia/Ujung_Pandang": "WITA",
-    "Asia/Jayapura": "WIT",
-}
-"""Indonesia's three zones by IANA name (the kiosk's screen has the same table in kiosk/display/texts.py)."""
-MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober",
-          "November", "Desember")
+MONTH_NAMES = MONTHS["id"]
 TITLES: dict[Report, str] = {
     "month": "Rekapitulasi kehadiran dan potongan TPP",
     "day": "Laporan harian kehadiran (LH)",
@@ -87,12 +79,12 @@ ABSENCE = "Tidak hadir"
 def zone_name(tz: str) -> str:
     """``WITA`` for ``Asia/Makassar``, ``WIB`` for Jakarta and Pontianak, ``WIT`` for Jayapura; another zone keeps its
     IANA name."""
-    return ZONE_NAMES.get(tz, tz)
+    return ZONES.get(tz, tz)
 
 
 def tanggal(day: date) -> str:
     """``4 Februari 2026``."""
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+    return f"{day.day} {MONTH_NAMES[day.month - 1]} {day.year}"
 
 
 def _pct_text(value: Decimal, comma: bool = True) -> str:
@@ -374,7 +366,7 @@ def period_text(recap: Recap, report: Report) -> str:
     if report == "day":
         text = f"{DAY_NAMES[recap.first.weekday()]}, {tanggal(recap.first)}"
     else:
-        text = f"{MONTHS[recap.first.month - 1]} {recap.first.year} ({recap.first.day}-{tanggal(recap.last)})"
+        text = f"{MONTH_NAMES[recap.first.month - 1]} {recap.first.year} ({recap.first.day}-{tanggal(recap.last)})"
     if recap.as_of is not None and recap.as_of < recap.last:
         text += f"; dihitung s.d. {tanggal(recap.as_of)}" if recap.as_of >= recap.first else "; belum dihitung"
     return text

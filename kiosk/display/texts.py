@@ -8,54 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from kiosk_contract.calendar import DAYS, MONTHS, ZONES
 from kiosk_contract.punch import KINDS as PUNCH_KINDS
 
 LANGUAGES: Final = ("id", "en")
-
-DAYS: Final[dict[str, tuple[str, ...]]] = {
-    "id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-
-MONTHS: Final[dict[str, tuple[str, ...]]] = {
-    "id": (
-        "Januari",
-        "Februari",
-        "Maret",
-        "April",
-        "Mei",
-        "Juni",
-        "Juli",
-        "Agustus",
-        "September",
-        "Oktober",
-        "November",
-        "Desember",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
-
-ZONES: Final[dict[str, str]] = {
-    "Asia/Jakarta": "WIB",
-    "Asia/Pontianak": "WIB",
-    "Asia/Makassar": "WITA",
-    "Asia/Ujung_Pandang": "WITA",
-    "Asia/Jayapura": "WIT",
-}
-"""Indonesian zone abbreviations by IANA name; other zones show their own abbreviation."""
 
 TEXTS: Final[dict[str, dict[str, str]]] = {
     "id": {

@@ -2,24 +2,27 @@
 
 The backend is chosen by the URL: ``postgresql://user@host:5432/db`` (psycopg 3; libpq's ``options=-csearch_path=X``
 puts the tables in schema X) or ``sqlite:////absolute/path.sqlite`` (four slashes; ``sqlite:///ledger.sqlite`` is
-relative, to the configuration file's folder when it comes from one). The SQL is shared: written with ``?``
-placeholders, ``{id}`` and ``{blob}`` for the two column types that differ. Migrations are a numbered list applied
-in order at open, each in its own transaction, and recorded in ``schema_migrations``. Times are milliseconds since
-the epoch (UTC) in ``*_ms`` columns; text times are RFC 3339 UTC.
+relative, to the configuration file's folder when it comes from one). The SQL is shared, written with ``?``
+placeholders. The schema belongs to Django's migrations of the ``ledger`` app (``kiosk_central/ledger/models.py``
+and ``migrations/``), which :meth:`Ledger.migrate` applies at open; the SQL here is hand-tuned for the ingest and
+runs on those tables unchanged on both backends. Times are milliseconds since the epoch (UTC) in ``*_ms`` columns;
+text times are RFC 3339 UTC.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from kiosk_contract.errors import KioskError
@@ -41,234 +44,10 @@ class DecisionRefused(KioskError):
         self.why = why
 
 
-# Each migration: (version, what it adds, statements). Never edit one that shipped: append a new one.
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (
-        1,
-        "devices, events, evidence, sequence progress, review queue, rules",
-        (
-            # The device registry: who may publish, with which keys; gallery_version is what the device reports.
-            """CREATE TABLE devices (
-                device_id TEXT PRIMARY KEY,
-                office TEXT NOT NULL,
-                revoked INTEGER NOT NULL DEFAULT 0,
-                gallery_version TEXT,
-                updated_at TEXT NOT NULL)""",
-            """CREATE TABLE device_keys (
-                key_id TEXT PRIMARY KEY,
-                device_id TEXT NOT NULL REFERENCES devices (device_id),
-                public_key_hex TEXT NOT NULL,
-                revoked INTEGER NOT NULL DEFAULT 0)""",
-            # Every verified event, once. time_ms is the instant the ledger believes (the device's clock, or the
-            # clock corrected from the boot's time anchor); NULL while an unsynced event waits for its anchor.
-            """CREATE TABLE events (
-                device_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                seq BIGINT NOT NULL,
-                type TEXT NOT NULL,
-                kind TEXT,
-                nip TEXT,
-                boot_id TEXT NOT NULL,
-                mono_ns BIGINT NOT NULL,
-                device_utc TEXT NOT NULL,
-                time_ms BIGINT,
-                time_source TEXT NOT NULL CHECK (time_source IN ('device', 'anchor', 'unanchored')),
-                evidence_sha256 TEXT,
-                evidence_ok INTEGER NOT NULL,
-                payload TEXT NOT NULL,
-                received_at TEXT NOT NULL,
-                PRIMARY KEY (device_id, event_id),
-                UNIQUE (device_id, seq))""",
-            "CREATE INDEX events_nip_time ON events (nip, time_ms)",
-            "CREATE INDEX events_boot ON events (device_id, boot_id, type)",
-            "CREATE INDEX events_evidence_missing ON events (device_id, evidence_ok, seq)",
-            # Evidence photos, deleted after their retention (expires_ms), kept while their review case is open.
-            """CREATE TABLE evidence (
-                device_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                sha256 TEXT NOT NULL,
-                jpeg {blob} NOT NULL,
-                received_at TEXT NOT NULL,
-                expires_ms BIGINT NOT NULL,
-                PRIMARY KEY (device_id, event_id, sha256))""",
-            "CREATE INDEX evidence_expiry ON evidence (expires_ms)",
-            # Per device: every seq up to contiguous_seq is stored; highest_seq is the largest seen; a gap after
-            # contiguous_seq is asked for again with `resend` (resend_tries times, at most every interval).
-            """CREATE TABLE device_progress (
-                device_id TEXT PRIMARY KEY,
-                site TEXT NOT NULL,
-                contiguous_seq BIGINT NOT NULL,
-                highest_seq BIGINT NOT NULL,
-                resend_from BIGINT,
-                resend_tries INTEGER NOT NULL DEFAULT 0,
-                last_resend_ms BIGINT)""",
-            """CREATE TABLE rejections (
-                id {id},
-                received_at TEXT NOT NULL,
-                topic TEXT NOT NULL,
-                device_id TEXT,
-                event_id TEXT,
-                reason TEXT NOT NULL)""",
-            # Review cases for HR (unknown face, manual entry, suspected spoof). An accepted case counts as a punch
-            # of resolved_nip/resolved_kind; every decision is also written to review_audit.
-            """CREATE TABLE review_queue (
-                id {id},
-                device_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'accepted', 'rejected')),
-                resolved_nip TEXT,
-                resolved_kind TEXT,
-                decided_by TEXT,
-                decided_at TEXT,
-                decision_reason TEXT,
-                UNIQUE (device_id, event_id))""",
-            """CREATE TABLE review_audit (
-                id {id},
-                review_id BIGINT NOT NULL REFERENCES review_queue (id),
-                actor TEXT NOT NULL,
-                action TEXT NOT NULL,
-                reason TEXT,
-                at TEXT NOT NULL)""",
-            # Rules as data (kiosk_central/rules.py): offices and their schedules, employees, excused absences,
-            # the deduction table.
-            """CREATE TABLE offices (
-                code TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                timezone TEXT NOT NULL)""",
-            """CREATE TABLE office_hours (
-                office TEXT NOT NULL REFERENCES offices (code),
-                ramadan INTEGER NOT NULL,
-                day TEXT NOT NULL,
-                start_time TEXT NOT NULL,
-                end_time TEXT NOT NULL,
-                PRIMARY KEY (office, ramadan, day))""",
-            """CREATE TABLE office_ramadan (
-                office TEXT NOT NULL REFERENCES offices (code),
-                start_date TEXT NOT NULL,
-                end_date TEXT NOT NULL,
-                PRIMARY KEY (office, start_date))""",
-            """CREATE TABLE office_days_off (
-                office TEXT NOT NULL REFERENCES offices (code),
-                day TEXT NOT NULL,
-                kind TEXT NOT NULL CHECK (kind IN ('holiday', 'collective_leave')),
-                name TEXT NOT NULL,
-                PRIMARY KEY (office, day))""",
-            """CREATE TABLE employees (
-                nip TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                office TEXT NOT NULL,
-                updated_at TEXT NOT NULL)""",
-            """CREATE TABLE excused (
-                nip TEXT NOT NULL,
-                start_date TEXT NOT NULL,
-                end_date TEXT NOT NULL,
-                kind TEXT NOT NULL CHECK (kind IN ('duty', 'leave', 'sick')),
-                reference TEXT NOT NULL,
-                entered_by TEXT NOT NULL,
-                entered_at TEXT NOT NULL,
-                PRIMARY KEY (nip, start_date, kind))""",
-            """CREATE TABLE deduction_bands (
-                category TEXT NOT NULL CHECK (category IN ('late', 'early')),
-                name TEXT NOT NULL,
-                from_min INTEGER NOT NULL,
-                to_min INTEGER NOT NULL,
-                percent TEXT NOT NULL,
-                PRIMARY KEY (category, name))""",
-            """CREATE TABLE deduction_settings (
-                name TEXT PRIMARY KEY,
-                value TEXT NOT NULL)""",
-            # Signed galleries per office and what each device runs (roster distribution, a later part).
-            """CREATE TABLE gallery_versions (
-                office TEXT NOT NULL,
-                version TEXT NOT NULL,
-                sha256 TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                published_at TEXT,
-                PRIMARY KEY (office, version))""",
-        ),
-    ),
-    (
-        2,
-        "HR review page: reviewer accounts, web sessions, login audit, before/after of each decision",
-        (
-            # Reviewer accounts (`kiosk-central user add`); password_hash is scrypt (kiosk_central/web/auth.py).
-            """CREATE TABLE reviewers (
-                name TEXT PRIMARY KEY,
-                role TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
-                password_hash TEXT NOT NULL,
-                disabled INTEGER NOT NULL DEFAULT 0,
-                created_by TEXT NOT NULL,
-                created_at TEXT NOT NULL)""",
-            # Logged-in browsers: only the SHA-256 of the cookie's token is kept, with the form (CSRF) token.
-            """CREATE TABLE web_sessions (
-                token_sha256 TEXT PRIMARY KEY,
-                user_name TEXT NOT NULL REFERENCES reviewers (name),
-                csrf TEXT NOT NULL,
-                remote TEXT NOT NULL,
-                created_ms BIGINT NOT NULL,
-                expires_ms BIGINT NOT NULL)""",
-            "CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)",
-            # Every login attempt and logout: who, from where, when, how it ended (failures drive the lock-out).
-            """CREATE TABLE login_audit (
-                id {id},
-                at TEXT NOT NULL,
-                at_ms BIGINT NOT NULL,
-                user_name TEXT NOT NULL,
-                remote TEXT NOT NULL,
-                outcome TEXT NOT NULL)""",
-            "CREATE INDEX login_audit_user ON login_audit (user_name, at_ms)",
-            # A decision's case before and after it, as JSON (state, resolved NIP and kind, reviewer).
-            "ALTER TABLE review_audit ADD COLUMN before_state TEXT",
-            "ALTER TABLE review_audit ADD COLUMN after_state TEXT",
-        ),
-    ),
-    (
-        3,
-        "signed commands per device, the gallery office devices report, alarms for IT",
-        (
-            # The version of the last command that changes a device (install_gallery, remove_people, ...) issued to
-            # it: every new one is one more, so a kiosk can refuse replays and older commands.
-            """CREATE TABLE device_commands (
-                device_id TEXT PRIMARY KEY,
-                last_version BIGINT NOT NULL)""",
-            "ALTER TABLE devices ADD COLUMN gallery_office TEXT",
-            # What IT must look at: a gap the ledger gave up asking for, a seq conflict, a device's alarm event.
-            """CREATE TABLE ledger_alarms (
-                id {id},
-                at TEXT NOT NULL,
-                device_id TEXT,
-                kind TEXT NOT NULL,
-                detail TEXT NOT NULL)""",
-            "CREATE INDEX ledger_alarms_device ON ledger_alarms (device_id, id)",
-        ),
-    ),
-    (
-        4,
-        "seqs a device reported lost (the lost_seqs of its outbox_recovered alarm)",
-        (
-            # Inclusive seq ranges a device says it lost for good (its outbox was damaged), with the alarm event that
-            # said so: a gap they cover is closed at once instead of being asked for (Ingestor.tick).
-            """CREATE TABLE reported_losses (
-                device_id TEXT NOT NULL,
-                first_seq BIGINT NOT NULL,
-                last_seq BIGINT NOT NULL,
-                event_id TEXT NOT NULL,
-                alarm_seq BIGINT NOT NULL,
-                alarm TEXT NOT NULL,
-                reported_at TEXT NOT NULL,
-                PRIMARY KEY (device_id, event_id, first_seq))""",
-            "CREATE INDEX reported_losses_range ON reported_losses (device_id, first_seq, last_seq)",
-        ),
-    ),
-)
-
-
 class _Backend:
-    """What differs between the two databases: connecting, placeholders, two column types, transactions."""
+    """What differs between the two databases: connecting, placeholders, transactions."""
 
     name = ""
-    types: ClassVar[dict[str, str]] = {}
 
     def sql(self, text: str) -> str:
         return text
@@ -282,7 +61,6 @@ class _Backend:
 
 class _Sqlite(_Backend):
     name = "sqlite"
-    types: ClassVar[dict[str, str]] = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -290,6 +68,8 @@ class _Sqlite(_Backend):
     def connect(self) -> Any:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # personal data: readable by its owner only, from the start
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # an acknowledged event must survive a power cut
@@ -304,7 +84,6 @@ class _Sqlite(_Backend):
 
 class _Postgres(_Backend):
     name = "postgresql"
-    types: ClassVar[dict[str, str]] = {"id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "blob": "BYTEA"}
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -349,6 +128,49 @@ def backend_for(url: str) -> _Backend:
     )
 
 
+_migrating = threading.Lock()
+
+
+def migrate_schema(url: str) -> list[str]:
+    """Django's ``migrate`` of the ledger app (its ``ledger/management/commands/migrate.py``: one process at a time,
+    adoption of a database of before Django, refusal of a newer one) on the database at ``url``, through a
+    connection of its own that is closed afterwards; Django is configured first when nothing has configured it
+    (:func:`kiosk_central.site.setup_for_database`), and its default connection is left as it was. Returns the ledger
+    migrations applied now."""
+    from kiosk_central.site import database_settings, setup_for_database
+
+    try:
+        setup_for_database(url)
+        entry = database_settings(url)
+    except KioskError as exc:
+        raise LedgerError(str(exc)) from exc
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError, connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    with _migrating:
+        alias = f"ledger_migrate_{threading.get_ident()}"
+        connections.settings[alias] = connections.configure_settings({"default": entry})["default"]
+        try:
+            recorder = MigrationRecorder(connections[alias])
+            before = {name for app, name in recorder.applied_migrations() if app == "ledger"}
+            call_command("migrate", "ledger", database=alias, interactive=False, verbosity=0, stdout=io.StringIO())
+            now = sorted(name for app, name in recorder.applied_migrations() if app == "ledger" and name not in before)
+        except CommandError as exc:
+            raise LedgerError(f"{exc}") from exc
+        except DatabaseError as exc:
+            raise LedgerError(f"cannot migrate the ledger database {_redact(url)}: {exc}") from exc
+        finally:
+            connections[alias].close()
+            with contextlib.suppress(AttributeError):
+                del connections[alias]
+            del connections.settings[alias]
+    for name in now:
+        log.info("ledger: applied migration %s", name)
+    return now
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """What the ledger keeps of one event, for acks, gaps and time correction."""
@@ -368,11 +190,16 @@ class Ledger:
     """
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.backend = backend_for(url)
         self._conn = self.backend.connect()
         self._lock = threading.RLock()
         self._in_tx = False
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -428,31 +255,12 @@ class Ledger:
         found = self.rows(sql, params)
         return found[0] if found else None
 
-    def migrate(self) -> list[int]:
-        """Apply the migrations this database lacks; returns the versions applied now."""
-        self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                     "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        done = {int(r[0]) for r in self.rows("SELECT version FROM schema_migrations")}
-        newest = max(v for v, _, _ in MIGRATIONS)
-        if done and max(done) > newest:
-            raise LedgerError(
-                f"the ledger database has schema version {max(done)}, newer than this program's {newest}: "
-                "upgrade the program, do not run an older one against it"
-            )
-        applied = []
-        for version, description, statements in MIGRATIONS:
-            if version in done:
-                continue
-            with self.transaction():
-                for statement in statements:
-                    self.execute(statement.format(**self.backend.types))
-                self.execute(
-                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-                    (version, description, utc_text()),
-                )
-            log.info("ledger: applied migration %d (%s)", version, description)
-            applied.append(version)
-        return applied
+    def migrate(self) -> list[str]:
+        """Bring the schema up to date: Django's ``migrate`` of the ledger app on this database (a database made by
+        the numbered migrations of before Django is adopted, one newer than this program refused: LedgerError);
+        returns the ledger migrations applied now, like ``["0001_initial", "0002_schema_owned_by_django"]``."""
+        with self._lock:
+            return migrate_schema(self.url)
 
     # ------------------------------------------------------------------ events
 

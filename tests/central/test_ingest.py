@@ -1,22 +1,33 @@
 """The ledger's ingest on both backends (SQLite and the real PostgreSQL): events stored once and acknowledged only
 after the commit, duplicates and replays dropped, forged, altered, misrouted and malformed messages rejected and
 recorded, evidence tied to its signed hash and deleted after its retention, gaps asked for again, times corrected
-from the boot's time anchor, migrations recorded."""
+from the boot's time anchor; the schema from Django's migrations, equal to the one of before Django, whose databases
+are adopted with their rows."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker import Broker
+from broker import available as broker_available
 from central_support import (
     ALEX,
+    CENTRAL_KEY,
     CENTRAL_KEYS,
     JPEG,
     LIN,
+    PREFIX,
     Device,
     acked,
     acked_seqs,
@@ -27,9 +38,10 @@ from central_support import (
     write_key,
 )
 
+from kiosk_central.cli import main
 from kiosk_central.ingest import sync_registry
 from kiosk_central.settings import load_central_config
-from kiosk_central.store import MIGRATIONS, Ledger, LedgerError, utc_ms
+from kiosk_central.store import Ledger, LedgerError, utc_ms
 from kiosk_contract import schema, signing
 from kiosk_contract.acks import Conflict, open_ack
 from kiosk_contract.errors import ConfigError
@@ -235,15 +247,345 @@ def test_times_taken_before_the_clock_synced_are_corrected_from_the_anchor(ledge
     assert ledger.event_counts()["unanchored"] == 1
 
 
-def test_migrations_are_recorded_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    with Ledger(url) as ledger:
-        assert [r[0] for r in ledger.rows("SELECT version FROM schema_migrations")] == [v for v, _, _ in MIGRATIONS]
-        assert ledger.migrate() == []
-    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
-        conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
-    with pytest.raises(LedgerError, match="newer than this program"):
+# The ledger's schema before Django, as store.py's numbered migrations 1..4 made it (copied from store.py when Django's
+# migrations took the schema over; {id} and {blob} are the two column types that differ between the backends): the
+# "version 4" databases that are adopted.
+OLD_SCHEMA: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, 'devices, events, evidence, sequence progress, review queue, rules', (
+        ("CREATE TABLE devices (device_id TEXT PRIMARY KEY, office TEXT NOT NULL, revoked INTEGER NOT NULL "
+         "DEFAULT 0, gallery_version TEXT, updated_at TEXT NOT NULL)"),
+        ("CREATE TABLE device_keys (key_id TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices "
+         "(device_id), public_key_hex TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)"),
+        ("CREATE TABLE events (device_id TEXT NOT NULL, event_id TEXT NOT NULL, seq BIGINT NOT NULL, type "
+         "TEXT NOT NULL, kind TEXT, nip TEXT, boot_id TEXT NOT NULL, mono_ns BIGINT NOT NULL, device_utc "
+         "TEXT NOT NULL, time_ms BIGINT, time_source TEXT NOT NULL CHECK (time_source IN ('device', "
+         "'anchor', 'unanchored')), evidence_sha256 TEXT, evidence_ok INTEGER NOT NULL, payload TEXT NOT "
+         "NULL, received_at TEXT NOT NULL, PRIMARY KEY (device_id, event_id), UNIQUE (device_id, seq))"),
+        "CREATE INDEX events_nip_time ON events (nip, time_ms)",
+        "CREATE INDEX events_boot ON events (device_id, boot_id, type)",
+        "CREATE INDEX events_evidence_missing ON events (device_id, evidence_ok, seq)",
+        ("CREATE TABLE evidence (device_id TEXT NOT NULL, event_id TEXT NOT NULL, sha256 TEXT NOT NULL, "
+         "jpeg {blob} NOT NULL, received_at TEXT NOT NULL, expires_ms BIGINT NOT NULL, PRIMARY KEY "
+         "(device_id, event_id, sha256))"),
+        "CREATE INDEX evidence_expiry ON evidence (expires_ms)",
+        ("CREATE TABLE device_progress (device_id TEXT PRIMARY KEY, site TEXT NOT NULL, contiguous_seq "
+         "BIGINT NOT NULL, highest_seq BIGINT NOT NULL, resend_from BIGINT, resend_tries INTEGER NOT NULL "
+         "DEFAULT 0, last_resend_ms BIGINT)"),
+        ("CREATE TABLE rejections (id {id}, received_at TEXT NOT NULL, topic TEXT NOT NULL, device_id "
+         "TEXT, event_id TEXT, reason TEXT NOT NULL)"),
+        ("CREATE TABLE review_queue (id {id}, device_id TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT "
+         "NOT NULL, state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'accepted', 'rejected')), "
+         "resolved_nip TEXT, resolved_kind TEXT, decided_by TEXT, decided_at TEXT, decision_reason TEXT, "
+         "UNIQUE (device_id, event_id))"),
+        ("CREATE TABLE review_audit (id {id}, review_id BIGINT NOT NULL REFERENCES review_queue (id), "
+         "actor TEXT NOT NULL, action TEXT NOT NULL, reason TEXT, at TEXT NOT NULL)"),
+        "CREATE TABLE offices (code TEXT PRIMARY KEY, name TEXT NOT NULL, timezone TEXT NOT NULL)",
+        ("CREATE TABLE office_hours (office TEXT NOT NULL REFERENCES offices (code), ramadan INTEGER NOT "
+         "NULL, day TEXT NOT NULL, start_time TEXT NOT NULL, end_time TEXT NOT NULL, PRIMARY KEY (office, "
+         "ramadan, day))"),
+        ("CREATE TABLE office_ramadan (office TEXT NOT NULL REFERENCES offices (code), start_date TEXT NOT "
+         "NULL, end_date TEXT NOT NULL, PRIMARY KEY (office, start_date))"),
+        ("CREATE TABLE office_days_off (office TEXT NOT NULL REFERENCES offices (code), day TEXT NOT NULL, "
+         "kind TEXT NOT NULL CHECK (kind IN ('holiday', 'collective_leave')), name TEXT NOT NULL, PRIMARY "
+         "KEY (office, day))"),
+        ("CREATE TABLE employees (nip TEXT PRIMARY KEY, name TEXT NOT NULL, office TEXT NOT NULL, "
+         "updated_at TEXT NOT NULL)"),
+        ("CREATE TABLE excused (nip TEXT NOT NULL, start_date TEXT NOT NULL, end_date TEXT NOT NULL, kind "
+         "TEXT NOT NULL CHECK (kind IN ('duty', 'leave', 'sick')), reference TEXT NOT NULL, entered_by "
+         "TEXT NOT NULL, entered_at TEXT NOT NULL, PRIMARY KEY (nip, start_date, kind))"),
+        ("CREATE TABLE deduction_bands (category TEXT NOT NULL CHECK (category IN ('late', 'early')), name "
+         "TEXT NOT NULL, from_min INTEGER NOT NULL, to_min INTEGER NOT NULL, percent TEXT NOT NULL, "
+         "PRIMARY KEY (category, name))"),
+        "CREATE TABLE deduction_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ("CREATE TABLE gallery_versions (office TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT "
+         "NULL, created_at TEXT NOT NULL, published_at TEXT, PRIMARY KEY (office, version))"),
+    )),
+    (2, 'HR review page: reviewer accounts, web sessions, login audit, before/after of each decision', (
+        ("CREATE TABLE reviewers (name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('reviewer', "
+         "'admin')), password_hash TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, created_by TEXT NOT "
+         "NULL, created_at TEXT NOT NULL)"),
+        ("CREATE TABLE web_sessions (token_sha256 TEXT PRIMARY KEY, user_name TEXT NOT NULL REFERENCES "
+         "reviewers (name), csrf TEXT NOT NULL, remote TEXT NOT NULL, created_ms BIGINT NOT NULL, "
+         "expires_ms BIGINT NOT NULL)"),
+        "CREATE INDEX web_sessions_expiry ON web_sessions (expires_ms)",
+        ("CREATE TABLE login_audit (id {id}, at TEXT NOT NULL, at_ms BIGINT NOT NULL, user_name TEXT NOT "
+         "NULL, remote TEXT NOT NULL, outcome TEXT NOT NULL)"),
+        "CREATE INDEX login_audit_user ON login_audit (user_name, at_ms)",
+        "ALTER TABLE review_audit ADD COLUMN before_state TEXT",
+        "ALTER TABLE review_audit ADD COLUMN after_state TEXT",
+    )),
+    (3, 'signed commands per device, the gallery office devices report, alarms for IT', (
+        "CREATE TABLE device_commands (device_id TEXT PRIMARY KEY, last_version BIGINT NOT NULL)",
+        "ALTER TABLE devices ADD COLUMN gallery_office TEXT",
+        ("CREATE TABLE ledger_alarms (id {id}, at TEXT NOT NULL, device_id TEXT, kind TEXT NOT NULL, "
+         "detail TEXT NOT NULL)"),
+        "CREATE INDEX ledger_alarms_device ON ledger_alarms (device_id, id)",
+    )),
+    (4, 'seqs a device reported lost (the lost_seqs of its outbox_recovered alarm)', (
+        ("CREATE TABLE reported_losses (device_id TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq "
+         "BIGINT NOT NULL, event_id TEXT NOT NULL, alarm_seq BIGINT NOT NULL, alarm TEXT NOT NULL, "
+         "reported_at TEXT NOT NULL, PRIMARY KEY (device_id, event_id, first_seq))"),
+        "CREATE INDEX reported_losses_range ON reported_losses (device_id, first_seq, last_seq)",
+    )),
+)
+OLD_TYPES = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"},
+    "postgresql": {"id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "blob": "BYTEA"},
+}
+
+
+def kind_of(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite:") else "postgresql"
+
+
+@contextlib.contextmanager
+def raw(url: str) -> Iterator[Any]:
+    """A plain autocommit connection to the ledger database, beside the program's (``?`` placeholders work on both:
+    :func:`run`)."""
+    if kind_of(url) == "sqlite":
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn: Any = sqlite3.connect(path, isolation_level=None)
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url, autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def run(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    cursor = conn.execute(sql if isinstance(conn, sqlite3.Connection) else sql.replace("?", "%s"), params)
+    return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+
+
+def make_old_ledger(url: str, upto: int = 4) -> None:
+    """A ledger database as the program before Django left it at schema version ``upto``."""
+    with raw(url) as conn:
+        run(conn, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                  "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        for version, description, statements in OLD_SCHEMA[:upto]:
+            for statement in statements:
+                run(conn, statement.format(**OLD_TYPES[kind_of(url)]))
+            run(conn, "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (version, description, "2026-11-30T00:00:00.000Z"))
+
+
+OLD_EVENT = ("kiosk-1", "019c0000-0000-7000-8000-000000000001")
+
+
+def fill_old_ledger(url: str) -> None:
+    """Rows in the old ledger's tables: a device and its key, an event with its photo and review case (decided,
+    audited), a rejection, an alarm, a reported loss, an office and an employee."""
+    at = "2026-11-30T00:05:07.250Z"
+    with raw(url) as conn:
+        for sql, params in [
+            ("INSERT INTO devices (device_id, office, updated_at, gallery_office) VALUES (?, ?, ?, ?)",
+             ("kiosk-1", "bkpsdm", at, "bkpsdm")),
+            ("INSERT INTO device_keys (key_id, device_id, public_key_hex) VALUES (?, ?, ?)",
+             ("k-1", "kiosk-1", "00" * 32)),
+            ("INSERT INTO events (device_id, event_id, seq, type, kind, nip, boot_id, mono_ns, device_utc, time_ms, "
+             "time_source, evidence_sha256, evidence_ok, payload, received_at) "
+             "VALUES (?, ?, 1, 'review', 'masuk', NULL, 'b', 5, ?, 1764461107250, 'device', 'ab', 1, '{}', ?)",
+             (*OLD_EVENT, at, at)),
+            ("INSERT INTO evidence (device_id, event_id, sha256, jpeg, received_at, expires_ms) "
+             "VALUES (?, ?, 'ab', ?, ?, 1)", (*OLD_EVENT, JPEG, at)),
+            ("INSERT INTO review_queue (device_id, event_id, reason) VALUES (?, ?, 'unknown_face')", OLD_EVENT),
+            ("UPDATE review_queue SET state = 'accepted', resolved_nip = ?, resolved_kind = 'masuk', "
+             "decided_by = 'siti', decided_at = ?, decision_reason = 'kenal' WHERE event_id = ?",
+             (ALEX, at, OLD_EVENT[1])),
+            ("INSERT INTO review_audit (review_id, actor, action, reason, at, before_state, after_state) "
+             "VALUES (1, 'siti', 'accept', 'kenal', ?, '{}', '{}')", (at,)),
+            ("INSERT INTO rejections (received_at, topic, device_id, event_id, reason) VALUES (?, 't', NULL, NULL, "
+             "'bad signature')", (at,)),
+            ("INSERT INTO ledger_alarms (at, device_id, kind, detail) VALUES (?, 'kiosk-1', 'seq_conflict', 'x')",
+             (at,)),
+            ("INSERT INTO reported_losses (device_id, first_seq, last_seq, event_id, alarm_seq, alarm, reported_at) "
+             "VALUES ('kiosk-1', 5, 7, 'e-8', 8, 'outbox_recovered', ?)", (at,)),
+            ("INSERT INTO offices (code, name, timezone) VALUES ('bkpsdm', 'BKPSDM', 'Asia/Makassar')", ()),
+            ("INSERT INTO employees (nip, name, office, updated_at) VALUES (?, 'Alex', 'bkpsdm', ?)", (ALEX, at)),
+            ("INSERT INTO reviewers (name, role, password_hash, created_by, created_at) "
+             "VALUES ('siti', 'reviewer', 'scrypt$x', 'admin', ?)", (at,)),
+        ]:
+            run(conn, sql, params)
+
+
+def _checks(sql: str) -> list[str]:
+    """The CHECK conditions of an SQLite CREATE TABLE, without quotes and spaces."""
+    found = []
+    for start in [m.end() for m in re.finditer(r"CHECK\s*\(", sql, re.IGNORECASE)]:
+        depth, end = 1, start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+        found.append(re.sub(r"[\s\"]", "", sql[start:end - 1]))
+    return sorted(found)
+
+
+def schema_of(url: str) -> dict[str, Any]:
+    """The ledger's tables as the database describes them: columns in order with type, NOT NULL and default; keys,
+    unique and CHECK constraints, foreign keys and indexes. Django's bookkeeping table is left out; so are the two
+    things Django spells differently and the SQL does not see: the names of foreign keys (and on PostgreSQL their
+    DEFERRABLE INITIALLY DEFERRED; Django's are checked at commit) and identity columns GENERATED BY DEFAULT rather
+    than ALWAYS (the SQL never writes an id)."""
+    tables: dict[str, Any] = {}
+    with raw(url) as conn:
+        if kind_of(url) == "sqlite":
+            for name, sql in run(conn, "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                       "'sqlite_%' AND name <> 'django_migrations'"):
+                columns = [(c[1], c[2].upper(), bool(c[3] or c[5]), c[4], c[5])
+                           for c in run(conn, f"PRAGMA table_xinfo({name})")]
+                indexes = sorted((i[1] if i[3] == "c" else i[3], i[2], i[4],
+                                  tuple(c[2] for c in run(conn, f"PRAGMA index_info({i[1]})")))
+                                 for i in run(conn, f"PRAGMA index_list({name})"))
+                keys = sorted((f[2], f[3], f[4]) for f in run(conn, f"PRAGMA foreign_key_list({name})"))
+                tables[name] = (columns, indexes, keys, _checks(sql), "AUTOINCREMENT" in sql.upper())
+            return tables
+        for name, column, position, kind, nullable, default, identity in run(
+                conn, "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, column_default, "
+                      "is_identity FROM information_schema.columns WHERE table_schema = current_schema() "
+                      "AND table_name <> 'django_migrations' ORDER BY table_name, ordinal_position"):
+            tables.setdefault(name, {"columns": [], "constraints": [], "indexes": []})
+            tables[name]["columns"].append((position, column, kind, nullable, default, identity))
+        for name, constraint, kind, definition in run(
+                conn, "SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid) FROM pg_constraint k "
+                      "JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = current_schema()::regnamespace "
+                      "AND c.relname <> 'django_migrations'"):
+            if kind == "f":
+                constraint, definition = "(foreign key)", definition.replace(" DEFERRABLE INITIALLY DEFERRED", "")
+            tables[name]["constraints"].append((constraint, kind, definition))
+        for name, index, definition in run(conn, "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE "
+                                                 "schemaname = current_schema() AND tablename <> 'django_migrations'"):
+            tables[name]["indexes"].append((index, re.sub(r" ON \w+\.", " ON ", definition)))
+        for table in tables.values():
+            table["constraints"].sort()
+            table["indexes"].sort()
+    return tables
+
+
+def applied(url: str) -> tuple[list[int], list[str]]:
+    """(versions in schema_migrations, the ledger's migrations recorded by Django)."""
+    with raw(url) as conn:
+        return ([int(r[0]) for r in run(conn, "SELECT version FROM schema_migrations ORDER BY version")],
+                [str(r[0]) for r in run(conn, "SELECT name FROM django_migrations WHERE app = 'ledger' ORDER BY id")])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_django_makes_the_schema_the_numbered_migrations_made(kind: str, tmp_path: Path) -> None:
+    with database(kind, tmp_path / "old") as old_url, database(kind, tmp_path / "new") as new_url:
+        make_old_ledger(old_url)
+        old = schema_of(old_url)
+        with Ledger(new_url):
+            pass
+        new = schema_of(new_url)
+        assert len(old) == 24 and set(old) == set(new)
+        for table in old:
+            assert new[table] == old[table], table
+        with Ledger(old_url):  # adopted: nothing of its schema changes
+            pass
+        assert schema_of(old_url) == old
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_ledger_made_before_django_is_adopted_with_its_rows(kind: str, tmp_path: Path) -> None:
+    from django.db import connections
+
+    with database(kind, tmp_path) as url:
+        make_old_ledger(url)
+        fill_old_ledger(url)
+        with Ledger(url) as ledger:  # adopts it: 0001 recorded as applied (its tables kept), 0002 marks version 5
+            assert applied(url) == ([1, 2, 3, 4, 5], ["0001_initial", "0002_schema_owned_by_django"])
+            assert ledger.migrate() == []
+            stored = ledger.stored_event(*OLD_EVENT)
+            assert stored is not None and (stored.seq, stored.type, stored.evidence_ok) == (1, "review", True)
+            assert ledger.evidence(*OLD_EVENT) == JPEG
+            case = ledger.review_case(1)
+            assert case is not None and (case.state, case.resolved_nip, case.office) == ("accepted", ALEX, "bkpsdm")
+            assert ledger.review_history(1)[0][:3] == ("2026-11-30T00:05:07.250Z", "siti", "accept")
+            assert [(a[1], a[2]) for a in ledger.alarms()] == [("kiosk-1", "seq_conflict")]
+            assert [(r.first_seq, r.last_seq) for r in ledger.reported_losses("kiosk-1", 1, 10)] == [(5, 7)]
+            assert ledger.employee(ALEX) == ("Alex", "bkpsdm") and ledger.office_zones() == {"bkpsdm": "Asia/Makassar"}
+            reviewer = ledger.reviewer("siti")
+            assert reviewer is not None and reviewer.password_hash == "scrypt$x"
+            # it goes on: ids continue after the old rows', and the ingest stores and acknowledges
+            with ledger.transaction():
+                ledger.reject("t", None, None, "another")
+                ledger.enqueue_review("kiosk-1", "019c0000-0000-7000-8000-000000000002", "manual_entry")
+            assert ledger.rows("SELECT id FROM rejections ORDER BY id") == [(1,), (2,)]
+            assert ledger.rows("SELECT id, state FROM review_queue ORDER BY id") == [(1, "accepted"), (2, "open")]
+            key, pub = write_key(tmp_path / "keys", "kiosk-2")
+            registry = sync_registry(ledger, [registry_entry("kiosk-2", "bkpsdm", pub)])
+            device = Device("kiosk-2", key)
+            punch = device.punch(LIN, "masuk", wita(DAY, "07:25"))
+            out = ingestor(ledger, registry, [wita(DAY, "08:00").timestamp()]).handle_batch([punch[:2]])
+            assert acked(out) == [(1, punch[2]["event_id"])]
+        with Ledger(url) as again:  # and opens again as it is
+            assert again.migrate() == [] and applied(url)[0] == [1, 2, 3, 4, 5]
+    assert not [alias for alias in connections if alias.startswith("ledger_migrate")]  # no connection left behind
+
+
+def test_an_older_ledger_or_one_without_its_tables_is_refused_unchanged(tmp_path: Path) -> None:
+    with database("sqlite", tmp_path / "v3") as url:
+        make_old_ledger(url, upto=3)
+        with pytest.raises(LedgerError, match=r"version 3 .*adopts version 4 only"):
+            Ledger(url)
+        with raw(url) as conn:
+            assert run(conn, "SELECT name FROM sqlite_master WHERE name = 'django_migrations'") == []
+    with database("sqlite", tmp_path / "broken") as url:
+        make_old_ledger(url)
+        with raw(url) as conn:
+            run(conn, "DROP TABLE reported_losses")
+            run(conn, "ALTER TABLE devices DROP COLUMN gallery_office")
+        with pytest.raises(LedgerError, match=r"devices lacks column\(s\) gallery_office; table reported_losses is "
+                                              r"missing\. Nothing was changed"):
+            Ledger(url)
+        with raw(url) as conn:
+            assert run(conn, "SELECT name FROM sqlite_master WHERE name = 'django_migrations'") == []
+
+
+def test_migrations_are_recorded_and_a_newer_schema_is_refused(ledger: Ledger) -> None:
+    url = ledger.url
+    assert applied(url) == ([5], ["0001_initial", "0002_schema_owned_by_django"])
+    assert ledger.migrate() == []
+    with raw(url) as conn:
+        run(conn, "INSERT INTO django_migrations (app, name, applied) VALUES ('ledger', '0099_from_the_future', "
+                  "CURRENT_TIMESTAMP)")
+    with pytest.raises(LedgerError, match="0099_from_the_future of the ledger, newer than this program's"):
         Ledger(url)
+    with raw(url) as conn:
+        run(conn, "DELETE FROM django_migrations WHERE name = '0099_from_the_future'")
+        run(conn, "INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
+    with pytest.raises(LedgerError, match="schema version 99, newer than this program's 5"):
+        Ledger(url)
+
+
+def test_an_up_to_date_ledger_opens_read_only(tmp_path: Path) -> None:
+    """With nothing to apply, the migrate at open writes nothing: a read-only session (what a streaming replica
+    gives) opens the ledger and reads it."""
+    with database("postgresql", tmp_path) as url:
+        with Ledger(url) as ledger, ledger.transaction():
+            ledger.reject("t", None, None, "x")
+        with Ledger(url + "%20-cdefault_transaction_read_only%3Don") as standby:
+            assert standby.migrate() == [] and standby.rows("SELECT reason FROM rejections") == [("x",)]
+            with pytest.raises(Exception, match="read-only transaction"), standby.transaction():
+                standby.reject("t", None, None, "y")
+
+
+def test_manage_migrate_adopts_an_old_ledger_too(tmp_path: Path) -> None:
+    """`kiosk-central manage --config c.toml migrate` (every app: the HR web's tables too) on a ledger of before
+    Django: the same adoption, then Django's own tables beside the ledger's."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    make_old_ledger(url)
+    fill_old_ledger(url)
+    config = tmp_path / "central.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert main(["manage", "--config", str(config), "migrate", "--verbosity", "0"]) == 0
+    assert applied(url) == ([1, 2, 3, 4, 5], ["0001_initial", "0002_schema_owned_by_django"])
+    with raw(url) as conn:
+        assert run(conn, "SELECT COUNT(*) FROM django_migrations WHERE app = 'hr'")[0][0] >= 1
+        assert run(conn, "SELECT device_id, office FROM devices") == [("kiosk-1", "bkpsdm")]
 
 
 def test_bad_database_urls_and_config_are_named(tmp_path: Path) -> None:
@@ -297,3 +639,49 @@ def test_the_registry_and_revocations_of_provisioning_are_loaded(ledger: Ledger,
         sync_registry(ledger, [], registry_file)
     assert "[0].key_id: 0000000000000000 is not the id of its public_key" in str(err.value)
     assert "[1]: needs the strings device_id, office, key_id and public_key" in str(err.value)
+
+
+@pytest.mark.skipif(not broker_available(), reason="mosquitto is not installed")
+def test_the_subscriber_runs_as_a_management_command(tmp_path: Path) -> None:
+    """`kiosk-central manage --config c.toml subscribe` is `kiosk-central serve` (one implementation, for a systemd
+    service of its own): it migrates the ledger, stores a kiosk's event, acknowledges it, and stops on SIGTERM."""
+    import paho.mqtt.client as mqtt
+    from cryptography.hazmat.primitives import serialization
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    key, pub = write_key(tmp_path / "keys", "kiosk-1")
+    signing.write_private_key(tmp_path / "central.key", CENTRAL_KEY.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with Broker(tmp_path / "broker") as broker:
+        config = tmp_path / "central.toml"
+        config.write_text('[database]\nurl = "sqlite:///ledger.sqlite"\n'
+                          f'[broker]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_min_s = 0.2\n'
+                          '[signing]\nkey_file = "central.key"\n'
+                          f'[[devices]]\nid = "kiosk-1"\noffice = "bkpsdm"\npublic_keys = ["{pub}"]\n')
+        log = tmp_path / "subscriber.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "kiosk_central", "manage", "--config", str(config),
+                                        "subscribe"], stdout=out, stderr=out, cwd=tmp_path)
+        acks: list[bytes] = []
+        kiosk = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="kiosk-1")
+        kiosk.on_message = lambda _c, _u, message: acks.append(bytes(message.payload))
+        try:
+            kiosk.connect(broker.host, broker.port)
+            kiosk.subscribe(f"{PREFIX}/+/kiosk-1/ack", qos=1)
+            kiosk.loop_start()
+            topic, wire, event = Device("kiosk-1", key).punch(ALEX, "masuk", wita(DAY, "07:25"))
+            deadline = time.monotonic() + 60
+            while not acks and time.monotonic() < deadline and process.poll() is None:
+                kiosk.publish(topic, wire, qos=1)  # again until the subscriber is there: a duplicate is acked again
+                time.sleep(0.5)
+            assert acks, log.read_text()
+            assert open_ack(acks[0], CENTRAL_KEYS, device="kiosk-1").events == ((1, event["event_id"]),)
+        finally:
+            kiosk.loop_stop()
+            kiosk.disconnect()
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=30)
+    assert returncode == 0, log.read_text()
+    assert "ledger: stopped" in log.read_text()
+    assert applied(f"sqlite:///{tmp_path / 'ledger.sqlite'}")[1] == ["0001_initial", "0002_schema_owned_by_django"]

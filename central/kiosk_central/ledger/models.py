@@ -1,1 +1,435 @@
-"""The ledger's tables (see kiosk_central.store for what each holds)."""
+"""The ledger's tables. Django's migrations (``ledger/migrations``) own the schema; :mod:`kiosk_central.store` runs
+its own hand-tuned SQL on these same tables for the ingest, so every table, column, type, key, constraint and index
+here is exactly what that SQL expects, on SQLite and PostgreSQL alike (the schema of the numbered migrations 1..4 the
+ledger had before Django: tests/central/test_ingest.py compares the two).
+
+The rules the SQL relies on:
+
+- table and column names are the SQL's (``db_table``, fields named like their columns; a foreign key names its
+  column with ``db_column``);
+- ``TEXT``, ``INTEGER``, ``BIGINT``, ``BYTEA``/``BLOB`` and identity ``id`` columns; flags are ``INTEGER`` 0/1 (the
+  SQL says ``revoked = 0``), times are RFC 3339 text or milliseconds in ``*_ms`` columns;
+- defaults the SQL leaves to the database are ``db_default`` (``state`` is ``'open'``, counters and flags 0);
+- composite keys are ``CompositePrimaryKey``; unique and CHECK constraints carry the names PostgreSQL gave the
+  unnamed ones of the old schema (``events_device_id_seq_key``), so that a later migration finds them in a database
+  adopted from it; indexes keep their old names; foreign keys get no index of their own (the old schema had none).
+
+Change a table only with a new migration (``kiosk-central manage --config c.toml makemigrations ledger``), and
+check that store.py's SQL still holds on both backends (tests/central).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+
+class Key(models.TextField):
+    """A ``TEXT`` primary key. On PostgreSQL it is spelled in capitals so that Django does not add its second,
+    ``text_pattern_ops`` index for LIKE searches (it adds one to every unique ``text`` column): the ledger never
+    searches its keys with LIKE, and the old schema, which databases are adopted from, has no such index."""
+
+    def db_type(self, connection: Any) -> str | None:
+        if connection.vendor == "postgresql":
+            return "TEXT"
+        return super().db_type(connection)
+
+
+def _choices(field: str, values: tuple[str, ...]) -> models.Q:
+    return models.Q(**{f"{field}__in": values})
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+
+
+class Device(models.Model):
+    """The device registry: who may publish, with which keys (``device_keys``); ``gallery_version`` and
+    ``gallery_office`` are what the device reports it runs."""
+
+    device_id = Key(primary_key=True)
+    office = models.TextField()
+    revoked = models.IntegerField(db_default=0)
+    gallery_version = models.TextField(null=True)
+    updated_at = models.TextField()
+    gallery_office = models.TextField(null=True)
+
+    class Meta:
+        db_table = "devices"
+
+
+class DeviceKey(models.Model):
+    """A device's public key (Ed25519, hex) by key id; a revoked key's signatures are refused."""
+
+    key_id = Key(primary_key=True)
+    device = models.ForeignKey(Device, models.DO_NOTHING, db_column="device_id", db_index=False,
+                               related_name="keys")
+    public_key_hex = models.TextField()
+    revoked = models.IntegerField(db_default=0)
+
+    class Meta:
+        db_table = "device_keys"
+
+
+class DeviceProgress(models.Model):
+    """Per device: every seq up to contiguous_seq is stored; highest_seq is the largest seen; a gap after
+    contiguous_seq is asked for again with ``resend`` (resend_tries times, at most every interval)."""
+
+    device_id = Key(primary_key=True)
+    site = models.TextField()
+    contiguous_seq = models.BigIntegerField()
+    highest_seq = models.BigIntegerField()
+    resend_from = models.BigIntegerField(null=True)
+    resend_tries = models.IntegerField(db_default=0)
+    last_resend_ms = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "device_progress"
+
+
+class DeviceCommand(models.Model):
+    """The version of the last changing command (install_gallery, install_schedule, ...) issued to a device: every
+    new one is one more, so that a kiosk can refuse replays and older commands."""
+
+    device_id = Key(primary_key=True)
+    last_version = models.BigIntegerField()
+
+    class Meta:
+        db_table = "device_commands"
+
+
+# ---------------------------------------------------------------------------------------------------- events
+
+
+class Event(models.Model):
+    """Every verified event, once. ``time_ms`` is the instant the ledger believes (the device's clock, or the clock
+    corrected from the boot's time anchor); NULL while an unsynced event waits for its anchor."""
+
+    pk = models.CompositePrimaryKey("device_id", "event_id")
+    device_id = models.TextField()
+    event_id = models.TextField()
+    seq = models.BigIntegerField()
+    type = models.TextField()
+    kind = models.TextField(null=True)
+    nip = models.TextField(null=True)
+    boot_id = models.TextField()
+    mono_ns = models.BigIntegerField()
+    device_utc = models.TextField()
+    time_ms = models.BigIntegerField(null=True)
+    time_source = models.TextField()
+    evidence_sha256 = models.TextField(null=True)
+    evidence_ok = models.IntegerField()
+    payload = models.TextField()
+    received_at = models.TextField()
+
+    class Meta:
+        db_table = "events"
+        constraints = (
+            models.UniqueConstraint(fields=["device_id", "seq"], name="events_device_id_seq_key"),
+            models.CheckConstraint(condition=_choices("time_source", ("device", "anchor", "unanchored")),
+                                   name="events_time_source_check"),
+        )
+        indexes = (
+            models.Index(fields=["nip", "time_ms"], name="events_nip_time"),
+            models.Index(fields=["device_id", "boot_id", "type"], name="events_boot"),
+            models.Index(fields=["device_id", "evidence_ok", "seq"], name="events_evidence_missing"),
+        )
+
+
+class Evidence(models.Model):
+    """Evidence photos, deleted after their retention (``expires_ms``), kept while their review case is open."""
+
+    pk = models.CompositePrimaryKey("device_id", "event_id", "sha256")
+    device_id = models.TextField()
+    event_id = models.TextField()
+    sha256 = models.TextField()
+    jpeg = models.BinaryField()
+    received_at = models.TextField()
+    expires_ms = models.BigIntegerField()
+
+    class Meta:
+        db_table = "evidence"
+        indexes = (models.Index(fields=["expires_ms"], name="evidence_expiry"),)
+
+
+class Rejection(models.Model):
+    """A message the ledger refused, with why (also gaps given up and seqs reported lost)."""
+
+    id = models.BigAutoField(primary_key=True)
+    received_at = models.TextField()
+    topic = models.TextField()
+    device_id = models.TextField(null=True)
+    event_id = models.TextField(null=True)
+    reason = models.TextField()
+
+    class Meta:
+        db_table = "rejections"
+
+
+class ReportedLoss(models.Model):
+    """Inclusive seq ranges a device says it lost for good (its outbox was damaged), with the alarm event that said
+    so: a gap they cover is closed at once instead of being asked for (``Ingestor.tick``)."""
+
+    pk = models.CompositePrimaryKey("device_id", "event_id", "first_seq")
+    device_id = models.TextField()
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField()
+    event_id = models.TextField()
+    alarm_seq = models.BigIntegerField()
+    alarm = models.TextField()
+    reported_at = models.TextField()
+
+    class Meta:
+        db_table = "reported_losses"
+        indexes = (models.Index(fields=["device_id", "first_seq", "last_seq"], name="reported_losses_range"),)
+
+
+class LedgerAlarm(models.Model):
+    """What IT must look at: a gap the ledger gave up asking for, a seq conflict, a device's alarm event."""
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.TextField()
+    device_id = models.TextField(null=True)
+    kind = models.TextField()
+    detail = models.TextField()
+
+    class Meta:
+        db_table = "ledger_alarms"
+        indexes = (models.Index(fields=["device_id", "id"], name="ledger_alarms_device"),)
+
+
+# ---------------------------------------------------------------------------------------------------- review
+
+
+class ReviewCase(models.Model):
+    """A review case for HR (unknown face, manual entry, suspected spoof). An accepted case counts as a punch of
+    resolved_nip/resolved_kind; every decision is also written to ``review_audit``."""
+
+    id = models.BigAutoField(primary_key=True)
+    device_id = models.TextField()
+    event_id = models.TextField()
+    reason = models.TextField()
+    state = models.TextField(db_default="open")
+    resolved_nip = models.TextField(null=True)
+    resolved_kind = models.TextField(null=True)
+    decided_by = models.TextField(null=True)
+    decided_at = models.TextField(null=True)
+    decision_reason = models.TextField(null=True)
+
+    class Meta:
+        db_table = "review_queue"
+        constraints = (
+            models.UniqueConstraint(fields=["device_id", "event_id"], name="review_queue_device_id_event_id_key"),
+            models.CheckConstraint(condition=_choices("state", ("open", "accepted", "rejected")),
+                                   name="review_queue_state_check"),
+        )
+
+
+class ReviewAudit(models.Model):
+    """A review decision: who, what, why, and the case before and after it (JSON)."""
+
+    id = models.BigAutoField(primary_key=True)
+    review = models.ForeignKey(ReviewCase, models.DO_NOTHING, db_column="review_id", db_index=False,
+                               related_name="audit")
+    actor = models.TextField()
+    action = models.TextField()
+    reason = models.TextField(null=True)
+    at = models.TextField()
+    before_state = models.TextField(null=True)
+    after_state = models.TextField(null=True)
+
+    class Meta:
+        db_table = "review_audit"
+
+
+# ---------------------------------------------------------------------------------------------------- rules
+
+
+class Office(models.Model):
+    """An office of the rules file (kiosk_central/rules.py) and its IANA time zone."""
+
+    code = Key(primary_key=True)
+    name = models.TextField()
+    timezone = models.TextField()
+
+    class Meta:
+        db_table = "offices"
+
+
+class OfficeHours(models.Model):
+    """An office's working hours per weekday, outside Ramadan (0) and in it (1)."""
+
+    pk = models.CompositePrimaryKey("office", "ramadan", "day")
+    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False, related_name="hours")
+    ramadan = models.IntegerField()
+    day = models.TextField()
+    start_time = models.TextField()
+    end_time = models.TextField()
+
+    class Meta:
+        db_table = "office_hours"
+
+
+class OfficeRamadan(models.Model):
+    """The Ramadan periods of an office's rules."""
+
+    pk = models.CompositePrimaryKey("office", "start_date")
+    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False,
+                               related_name="ramadan")
+    start_date = models.TextField()
+    end_date = models.TextField()
+
+    class Meta:
+        db_table = "office_ramadan"
+
+
+class OfficeDayOff(models.Model):
+    """A public holiday or a day of collective leave of an office."""
+
+    pk = models.CompositePrimaryKey("office", "day")
+    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False,
+                               related_name="days_off")
+    day = models.TextField()
+    kind = models.TextField()
+    name = models.TextField()
+
+    class Meta:
+        db_table = "office_days_off"
+        constraints = (models.CheckConstraint(condition=_choices("kind", ("holiday", "collective_leave")),
+                                              name="office_days_off_kind_check"),)
+
+
+class Employee(models.Model):
+    """The roster: an employee's NIP, name and office."""
+
+    nip = Key(primary_key=True)
+    name = models.TextField()
+    office = models.TextField()
+    updated_at = models.TextField()
+
+    class Meta:
+        db_table = "employees"
+
+
+class Excused(models.Model):
+    """An excused absence (official duty, leave, sick) with its reference and who entered it."""
+
+    pk = models.CompositePrimaryKey("nip", "start_date", "kind")
+    nip = models.TextField()
+    start_date = models.TextField()
+    end_date = models.TextField()
+    kind = models.TextField()
+    reference = models.TextField()
+    entered_by = models.TextField()
+    entered_at = models.TextField()
+
+    class Meta:
+        db_table = "excused"
+        constraints = (models.CheckConstraint(condition=_choices("kind", ("duty", "leave", "sick")),
+                                              name="excused_kind_check"),)
+
+
+class DeductionBand(models.Model):
+    """A band of the TPP deduction table: minutes late (or early) from..to and the percent deducted."""
+
+    pk = models.CompositePrimaryKey("category", "name")
+    category = models.TextField()
+    name = models.TextField()
+    from_min = models.IntegerField()
+    to_min = models.IntegerField()
+    percent = models.TextField()
+
+    class Meta:
+        db_table = "deduction_bands"
+        constraints = (models.CheckConstraint(condition=_choices("category", ("late", "early")),
+                                              name="deduction_bands_category_check"),)
+
+
+class DeductionSetting(models.Model):
+    """A setting of the deduction rules (like ``absent_percent``)."""
+
+    name = Key(primary_key=True)
+    value = models.TextField()
+
+    class Meta:
+        db_table = "deduction_settings"
+
+
+class GalleryVersion(models.Model):
+    """A signed gallery made for an office, and when it was published."""
+
+    pk = models.CompositePrimaryKey("office", "version")
+    office = models.TextField()
+    version = models.TextField()
+    sha256 = models.TextField()
+    created_at = models.TextField()
+    published_at = models.TextField(null=True)
+
+    class Meta:
+        db_table = "gallery_versions"
+
+
+# ---------------------------------------------------------------------------------------------------- first review page
+
+
+class Reviewer(models.Model):
+    """A reviewer account of the first HR review page (scrypt hash); the HR web imports them as Django users."""
+
+    name = Key(primary_key=True)
+    role = models.TextField()
+    password_hash = models.TextField()
+    disabled = models.IntegerField(db_default=0)
+    created_by = models.TextField()
+    created_at = models.TextField()
+
+    class Meta:
+        db_table = "reviewers"
+        constraints = (models.CheckConstraint(condition=_choices("role", ("reviewer", "admin")),
+                                              name="reviewers_role_check"),)
+
+
+class WebSession(models.Model):
+    """A logged-in browser of the first review page: only the SHA-256 of its cookie's token is kept."""
+
+    token_sha256 = Key(primary_key=True)
+    user = models.ForeignKey(Reviewer, models.DO_NOTHING, db_column="user_name", db_index=False,
+                             related_name="sessions")
+    csrf = models.TextField()
+    remote = models.TextField()
+    created_ms = models.BigIntegerField()
+    expires_ms = models.BigIntegerField()
+
+    class Meta:
+        db_table = "web_sessions"
+        indexes = (models.Index(fields=["expires_ms"], name="web_sessions_expiry"),)
+
+
+class LoginAttempt(models.Model):
+    """A login attempt or logout on the first review page."""
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.TextField()
+    at_ms = models.BigIntegerField()
+    user_name = models.TextField()
+    remote = models.TextField()
+    outcome = models.TextField()
+
+    class Meta:
+        db_table = "login_audit"
+        indexes = (models.Index(fields=["user_name", "at_ms"], name="login_audit_user"),)
+
+
+# ---------------------------------------------------------------------------------------------------- history
+
+
+class LegacySchemaVersion(models.Model):
+    """The numbered migrations of the ledger before Django (1..4), in databases made then, and version 5: "Django's
+    migrations own the schema from here". A program of that time refuses a database at version 5 as newer than
+    itself, so it never runs its own DDL on a database Django migrates."""
+
+    version = models.IntegerField(primary_key=True)
+    description = models.TextField()
+    applied_at = models.TextField()
+
+    class Meta:
+        db_table = "schema_migrations"

@@ -8,6 +8,7 @@ the subscriber, the CLI and the web), so nothing is configured twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from kiosk_central.settings import CentralConfig
 
 _lock = threading.Lock()
+_database_only = False  # configured by setup_for_database, not yet by setup
 HERE = Path(__file__).resolve().parent
 
 
@@ -78,12 +80,13 @@ def secret_key(cfg: CentralConfig) -> str:
         return key
 
 
-def django_settings(cfg: CentralConfig) -> dict[str, Any]:
-    """Every Django setting of the central server, from its configuration."""
+def django_settings(cfg: CentralConfig, key: str | None = None) -> dict[str, Any]:
+    """Every Django setting of the central server, from its configuration (``key``: the secret key, instead of
+    :func:`secret_key`'s)."""
     web = cfg.web
     return {
         "DEBUG": False,
-        "SECRET_KEY": secret_key(cfg),
+        "SECRET_KEY": secret_key(cfg) if key is None else key,
         "ALLOWED_HOSTS": list(web.allowed_hosts),
         "CSRF_TRUSTED_ORIGINS": list(web.trusted_origins),
         "DATABASES": {"default": database_settings(cfg.database.url)},
@@ -165,7 +168,8 @@ def django_settings(cfg: CentralConfig) -> dict[str, Any]:
 
 def setup(cfg: CentralConfig) -> None:
     """Configure Django for this process from ``cfg`` and load the apps; a later call with another database (tests)
-    points the default connection at it."""
+    points the default connection at it. After :func:`setup_for_database`, every setting is taken from ``cfg``."""
+    global _database_only
     import django
     from django.conf import settings
 
@@ -176,6 +180,12 @@ def setup(cfg: CentralConfig) -> None:
             return
         from django.db import connections
 
+        if _database_only:  # configured for a ledger alone: now the whole site's settings
+            for name, value in django_settings(cfg).items():
+                if name not in ("INSTALLED_APPS", "DATABASES"):
+                    setattr(settings, name, value)
+            _database_only = False
+
         wanted = database_settings(cfg.database.url)
         settings.KIOSK_CENTRAL = cfg
         current = connections.settings["default"]
@@ -184,4 +194,25 @@ def setup(cfg: CentralConfig) -> None:
             current.update(wanted)
             for alias in list(connections):
                 if alias == "default":
-                    del connections[alias]
+                    with contextlib.suppress(AttributeError):  # not opened in this thread yet
+                        del connections[alias]
+
+
+def setup_for_database(url: str) -> None:
+    """Configure Django, when nothing has yet, for a process that needs only the ledger's database at ``url`` (the
+    subscriber, the CLI's ledger commands, tests: :meth:`kiosk_central.store.Ledger.migrate`): central.toml's defaults
+    with this database, and a secret key made for this process (such a process signs nothing with it). A later
+    :func:`setup` replaces these settings with its configuration's."""
+    global _database_only
+    import django
+    from django.conf import settings
+
+    from kiosk_central.settings import CentralConfig, DatabaseConfig
+
+    with _lock:
+        if settings.configured:
+            return
+        settings.configure(**django_settings(CentralConfig(database=DatabaseConfig(url=url)),
+                                             key=secrets.token_urlsafe(50)))
+        django.setup()
+        _database_only = True

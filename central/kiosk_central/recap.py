@@ -7,6 +7,12 @@ event whose time could not be corrected (stamped before the clock synced, no anc
 The day's check-in is its first ``masuk`` and its check-out its last ``pulang``, both in the office's time zone and
 taken to the minute as the kiosk's screen shows them: 07:45 against a 07:30 start is 15 minutes late (TL1); leaving
 at 15:59 against 16:00 is 1 minute early (PSW1). A working day with no punch and no excuse is an absence.
+
+What is not settled yet is never shown as settled: a day with an open review case naming the person, or an
+attendance of theirs still waiting for its time anchor, is "menunggu verifikasi" (``pending``, no deduction yet)
+where it would otherwise be an absence, and carries that note where it would cost a missing-punch band. Break
+punches (``istirahat_*``) make a day present but are never a check-in or check-out; overtime punches (``lembur_*``)
+are paired and counted in minutes, apart from the working day (docs/schedule.md).
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ STATUS_LABELS = {
     "present": "Hadir",
     "absent": "Tanpa keterangan",
     "excused": "Dengan keterangan",
+    "pending": "Menunggu verifikasi",
     "off": "Libur",
     "future": "-",
 }
-STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "off": "L", "future": ""}
+STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "pending": "MV", "off": "L", "future": ""}
+PENDING_NOTE = "menunggu verifikasi"
 """One day of one person in a day column of the monthly report; a present day with a band shows the band instead."""
 DAY_NAMES = DAYS["id"]
 EXCUSE_LABELS = {"duty": "Dinas (surat tugas)", "leave": "Cuti", "sick": "Sakit"}
@@ -56,7 +64,7 @@ class DayLine:
     nip: str
     name: str
     day: date
-    status: str  # present | absent | excused | off | future
+    status: str  # present | absent | excused | pending | off | future
     check_in: time | None = None
     check_out: time | None = None
     late_min: int = 0
@@ -66,6 +74,9 @@ class DayLine:
     note: str = ""
     deduction: Decimal = Decimal(0)
     excuse: str | None = None  # duty | leave | sick, on an excused day
+    pending: int = 0  # open review cases and unanchored punches of the person that day
+    overtime_min: int = 0  # paired lembur_masuk -> lembur_pulang minutes
+    overtime_open: bool = False  # a lembur punch without its pair
 
 
 @dataclass
@@ -78,6 +89,8 @@ class MonthLine:
     present: int = 0
     absent: int = 0
     excused: int = 0
+    pending: int = 0  # working days still waiting for a review decision or a time anchor
+    overtime_min: int = 0
     bands: Counter[str] = field(default_factory=Counter)
     deduction_total: Decimal = Decimal(0)
     deduction: Decimal = Decimal(0)  # capped
@@ -114,6 +127,7 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
     employees = read_employees(ledger, office)
     nips = [e.nip for e in employees]
     punches = _punches(ledger, office, zone, first, last)
+    waiting = _pending(ledger, office, zone, first, last)
     excuses = read_excused(ledger, nips, first, last)
     days: list[DayLine] = []
     months: list[MonthLine] = []
@@ -122,7 +136,7 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
         day = first
         while day <= last:
             line = day_line(schedule, table, person, day, punches.get((person.nip, day), []),
-                            excuses.get(person.nip, []), today)
+                            excuses.get(person.nip, []), today, waiting.get((person.nip, day), 0))
             days.append(line)
             _add(month, line)
             day += timedelta(days=1)
@@ -134,12 +148,18 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
 
 CHECK_IN_KINDS = kinds_meaning("check_in")
 CHECK_OUT_KINDS = kinds_meaning("check_out")
+BREAK_KINDS = kinds_meaning("break")
+OVERTIME_KINDS = kinds_meaning("overtime")
+OVERTIME_IN, OVERTIME_OUT = "lembur_masuk", "lembur_pulang"
 
 
 def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: date,
-             punches: list[tuple[str, time]], excuses: list[Excuse], today: date) -> DayLine:
-    """The recap of one person's day from their punches (kind, local time to the minute)."""
-    base = DayLine(person.nip, person.name, day, "off")
+             punches: list[tuple[str, time]], excuses: list[Excuse], today: date, pending: int = 0) -> DayLine:
+    """The recap of one person's day from their punches (kind, local time to the minute) and the number of things
+    of theirs that day still waiting for a review decision or a time anchor."""
+    overtime_min, overtime_open = _overtime(punches)
+    base = DayLine(person.nip, person.name, day, "off", pending=pending, overtime_min=overtime_min,
+                   overtime_open=overtime_open)
     hours = schedule.hours_on(day)
     check_in = min((t for k, t in punches if k in CHECK_IN_KINDS), default=None)
     check_out = max((t for k, t in punches if k in CHECK_OUT_KINDS), default=None)
@@ -153,10 +173,13 @@ def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: d
         note = f"{EXCUSE_LABELS[excuse.kind]} {excuse.reference}"
         return replace(base, status="excused", check_in=check_in, check_out=check_out, note=note,
                        excuse=excuse.kind)
-    if check_in is None and check_out is None:
+    on_break = any(k in BREAK_KINDS for k, _ in punches)
+    if check_in is None and check_out is None and not on_break:
+        if pending:  # not an absence until HR has decided, or the anchor has dated the punch
+            return replace(base, status="pending", note=PENDING_NOTE)
         return replace(base, status="absent", deduction=table.absent_percent)
     start, end = hours
-    notes = []
+    notes = ["hanya absen istirahat"] if check_in is None and check_out is None else []
     late_min, early_min = 0, 0
     if check_in is None:
         late_band: str | None = table.missing_check_in
@@ -173,10 +196,29 @@ def day_line(schedule: Schedule, table: DeductionTable, person: Employee, day: d
         found = table.band("early", early_min)
         early_band = found[0] if found else None
     deduction = sum((table.named(b) for b in (late_band, early_band) if b is not None), Decimal(0))
+    if pending and (check_in is None or check_out is None):
+        notes.append(PENDING_NOTE)
     if schedule.is_ramadan(day):
         notes.append("Ramadan")
-    return DayLine(person.nip, person.name, day, "present", check_in, check_out, late_min, late_band, early_min,
-                   early_band, ", ".join(notes), deduction)
+    return replace(base, status="present", check_in=check_in, check_out=check_out, late_min=late_min,
+                   late_band=late_band, early_min=early_min, early_band=early_band, note=", ".join(notes),
+                   deduction=deduction)
+
+
+def _overtime(punches: list[tuple[str, time]]) -> tuple[int, bool]:
+    """Minutes of the day's overtime: each lembur_masuk paired with the next lembur_pulang; and whether a punch was
+    left without its pair."""
+    minutes, opened, unpaired = 0, None, False
+    for kind, at in sorted(((k, t) for k, t in punches if k in OVERTIME_KINDS), key=lambda p: p[1]):
+        if kind == OVERTIME_IN:
+            unpaired = unpaired or opened is not None
+            opened = at
+        elif opened is None:
+            unpaired = True
+        else:
+            minutes += max(0, _minutes(at) - _minutes(opened))
+            opened = None
+    return minutes, unpaired or opened is not None
 
 
 def _minutes(t: time) -> int:
@@ -184,6 +226,7 @@ def _minutes(t: time) -> int:
 
 
 def _add(month: MonthLine, line: DayLine) -> None:
+    month.overtime_min += line.overtime_min
     if line.status in ("off", "future"):
         return
     month.work_days += 1
@@ -193,6 +236,8 @@ def _add(month: MonthLine, line: DayLine) -> None:
         month.absent += 1
     elif line.status == "excused":
         month.excused += 1
+    elif line.status == "pending":
+        month.pending += 1
     for band in (line.late_band, line.early_band):
         if band is not None:
             month.bands[band] += 1
@@ -216,9 +261,37 @@ def _punches(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
     )
     found: dict[tuple[str, date], list[tuple[str, time]]] = {}
     for nip, kind, ms in rows:
+        if kind is None:
+            continue
         local = datetime.fromtimestamp(int(ms) / 1000, zone)
         found.setdefault((str(nip), local.date()), []).append((str(kind), local.time().replace(second=0,
                                                                                               microsecond=0)))
+    return found
+
+
+def _pending(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
+             last: date) -> dict[tuple[str, date], int]:
+    """(nip, local date) -> how many of the office's employees' things wait: open review cases naming them (by the
+    time the ledger believes, else the device's clock) and attendance still waiting for its time anchor."""
+    rows = ledger.rows(
+        "SELECT e.nip, e.time_ms, e.device_utc FROM review_queue r "
+        "JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
+        "JOIN employees p ON p.nip = e.nip WHERE p.office = ? AND r.state = 'open' "
+        "UNION ALL "
+        "SELECT e.nip, e.time_ms, e.device_utc FROM events e JOIN employees p ON p.nip = e.nip "
+        "WHERE p.office = ? AND e.type = 'attendance' AND e.time_ms IS NULL",
+        (office, office),
+    )
+    found: dict[tuple[str, date], int] = {}
+    for nip, ms, device_utc in rows:
+        try:
+            when = (datetime.fromtimestamp(int(ms) / 1000, zone) if ms is not None
+                    else datetime.fromisoformat(str(device_utc).replace("Z", "+00:00")).astimezone(zone))
+        except ValueError:
+            continue
+        if first <= when.date() <= last:
+            key = (str(nip), when.date())
+            found[key] = found.get(key, 0) + 1
     return found
 
 
@@ -248,11 +321,11 @@ def monthly_csv(recap: Recap, header: bool = True) -> str:
     bands = _band_names(recap.table)
     if header:
         writer.writerow(["office", "month", "nip", "name", "work_days", "present", "absent", "excused", *bands,
-                         "deduction_total_percent", "deduction_percent"])
+                         "deduction_total_percent", "deduction_percent", "pending_days", "overtime_min"])
     for m in recap.months:
         writer.writerow([recap.office.code, recap.first.strftime("%Y-%m"), m.nip, m.name, m.work_days, m.present,
                          m.absent, m.excused, *(m.bands[b] for b in bands), _pct(m.deduction_total),
-                         _pct(m.deduction)])
+                         _pct(m.deduction), m.pending, m.overtime_min])
     return out.getvalue()
 
 

@@ -74,6 +74,7 @@ BLANK_NIP = "." * 30
 ROLES = {"kepala": "head", "head": "head", "pengelola": "staff", "staff": "staff"}
 DEDUCTION = "Potongan TPP (%)"
 ABSENCE = "Tidak hadir"
+OVERTIME = "Lembur (menit)"
 
 
 def zone_name(tz: str) -> str:
@@ -263,6 +264,7 @@ def month_table(recap: Recap, *, days: bool = True, unit: bool = True) -> Table:
     columns += [Column(b, CATEGORY_LABELS["late"], "int", 5.5) for b in late]
     columns += [Column(b, CATEGORY_LABELS["early"], "int", 5.5) for b in early]
     columns += [Column(STATUS_LABELS[s], ABSENCE, "int", 10) for s in ("absent", "excused")]
+    columns += [Column(STATUS_LABELS["pending"], kind="int", width=11), Column(OVERTIME, kind="int", width=8)]
     columns += [Column("Jumlah harian", DEDUCTION, "pct", 9),
                 Column(f"Dikenakan (maks. {cap} %)", DEDUCTION, "pct", 11)]
     table = Table(columns)
@@ -274,7 +276,7 @@ def month_table(recap: Recap, *, days: bool = True, unit: bool = True) -> Table:
         if days:
             row += [day_code(lines[(m.nip, d)]) for d in dates]
         row += [m.work_days, m.present, *(m.bands[b] for b in late), *(m.bands[b] for b in early), m.absent,
-                m.excused, m.deduction_total, m.deduction]
+                m.excused, m.pending, m.overtime_min, m.deduction_total, m.deduction]
         table.rows.append(row)
     table.totals = _sum_columns(table)
     return table

@@ -14,16 +14,17 @@ Alex's month, day by day (deduction in %):
   09 Mon pulang 16:10 only               no check-in -> TL4                      1.5
   10 Tue duty letter (excused)                                                    0
   11 Wed masuk 07:30:59, pulang 16:00    on time (to the minute)                 0
-  12 Thu an unsynced punch, no anchor    does not count: absent                  5
+  12 Thu an unsynced punch, no anchor    not settled: menunggu verifikasi        0 (not yet)
   13 Fri masuk 09:01, pulang 16:30       91 late -> TL4                          1.5
   16 Mon masuk 07:00 (collective leave)  not a working day                       0
   18 Wed masuk 07:30, pulang 16:00                                                0
   19 Thu masuk 07:50, pulang 15:00       Ramadan: start 08:00, end 15:00         0
   20 Fri masuk 08:45, pulang 15:30       Ramadan: 45 late -> TL2                 1.0
   23-27  nothing                         5 absent days                           25
-  total 40.0; 11 present, 1 excused, 6 absent.
-Lin: sick on the 24th (excused), nothing else: 17 absent days = 85 %. A manual entry on the 2nd at 07:35 waits for
-HR and does not count; once accepted it is a check-in 5 min late (TL1 0.5) without check-out (PSW4 1.5): 82 %.
+  total 35.0; 11 present, 1 excused, 5 absent, 1 pending.
+Lin: sick on the 24th (excused), nothing else: 16 absent days = 80 %. A manual entry on the 2nd at 07:35 waits for
+HR: that day is "menunggu verifikasi", not an absence; once accepted it is a check-in 5 min late (TL1 0.5) without
+check-out (PSW4 1.5): 82 %.
 Obama (disdik): 24 absent days = 120 %, capped at 100 %.
 """
 
@@ -64,7 +65,7 @@ ALEX_PUNCHES = [
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Ledger, Any]]:
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Ledger, Any, Device]]:
     """central.toml with the rules, roster and excused files loaded, and February's events ingested."""
     with database(request.param, tmp_path) as url:
         key, _ = write_key(tmp_path / "keys", "kiosk-1")
@@ -95,7 +96,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path
             messages.append(device.seal(review)[:2])
             ingest.handle_batch(messages)
             assert ingest.snapshot()["stored"] == len(messages)
-            yield config, ledger, review
+            yield config, ledger, review, device
 
 
 def month(ledger: Ledger, office: str) -> dict[str, recaps.MonthLine]:
@@ -104,13 +105,15 @@ def month(ledger: Ledger, office: str) -> dict[str, recaps.MonthLine]:
 
 
 def test_the_monthly_recap_matches_the_hand_computed_month(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     alex = month(ledger, "bkpsdm")[ALEX]
-    assert (alex.work_days, alex.present, alex.excused, alex.absent) == (18, 11, 1, 6)
+    assert (alex.work_days, alex.present, alex.excused, alex.absent, alex.pending) == (18, 11, 1, 5, 1)
     assert dict(alex.bands) == {"TL1": 1, "TL2": 2, "TL4": 3, "PSW1": 1, "PSW2": 1, "PSW4": 1}
-    assert str(alex.deduction) == "40.0"
+    assert str(alex.deduction) == "35.0"
     lin = month(ledger, "bkpsdm")[LIN]
-    assert (lin.work_days, lin.present, lin.excused, lin.absent, str(lin.deduction)) == (18, 0, 1, 17, "85.0")
+    assert (lin.work_days, lin.present, lin.excused, lin.absent, lin.pending, str(lin.deduction)) == (
+        18, 0, 1, 16, 1, "80.0"
+    )
     obama = month(ledger, "disdik")[OBAMA]
     assert (obama.work_days, obama.absent, str(obama.deduction_total), str(obama.deduction)) == (
         24, 24, "120.0", "100.0"
@@ -118,7 +121,7 @@ def test_the_monthly_recap_matches_the_hand_computed_month(setup: Any) -> None:
 
 
 def test_the_daily_lines_give_bands_ramadan_and_days_off(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))
     alex = {d.day.day: d for d in recap.days if d.nip == ALEX}
     wed = alex[4]
@@ -132,21 +135,45 @@ def test_the_daily_lines_give_bands_ramadan_and_days_off(setup: Any) -> None:
     assert (alex[16].status, alex[16].note, alex[17].note) == ("off", "Cuti bersama Imlek", "Tahun Baru Imlek")
     assert (alex[10].status, alex[10].note) == ("excused", "Dinas (surat tugas) 800/12/2026")
     assert (alex[9].late_band, alex[9].note) == ("TL4", "tidak absen masuk")
-    assert (alex[12].status, str(alex[12].deduction)) == ("absent", "5.0")
+    assert (alex[12].status, alex[12].note, alex[12].pending, str(alex[12].deduction)) == (
+        "pending", "menunggu verifikasi", 1, "0")  # an unanchored punch is not an absence yet
     assert alex[7].status == "off"  # a Saturday in a 5-day office
 
 
-def test_an_accepted_review_case_counts_and_an_open_one_does_not(setup: Any) -> None:
-    _, ledger, review = setup
+def test_an_accepted_review_case_counts_and_an_open_one_is_pending(setup: Any) -> None:
+    _, ledger, review, _ = setup
     with ledger.transaction():  # what the HR page (part 5) will do
         ledger.execute("UPDATE review_queue SET state = 'accepted', resolved_nip = ?, resolved_kind = 'masuk', "
                        "decided_by = 'hr-1' WHERE event_id = ?", (LIN, review["event_id"]))
     lin = month(ledger, "bkpsdm")[LIN]
-    assert (lin.present, lin.absent, dict(lin.bands), str(lin.deduction)) == (1, 16, {"TL1": 1, "PSW4": 1}, "82.0")
+    assert (lin.present, lin.absent, lin.pending, dict(lin.bands), str(lin.deduction)) == (
+        1, 16, 0, {"TL1": 1, "PSW4": 1}, "82.0")
+
+
+def test_break_punches_make_a_day_present_and_overtime_is_counted_apart(setup: Any) -> None:
+    _, ledger, _, kiosk = setup
+    from kiosk_central.ingest import read_registry
+
+    ingest = Ingestor(ledger, read_registry(ledger), signing_key=CENTRAL_KEY)
+    punches = [("23", "istirahat_keluar", "12:00"), ("23", "istirahat_masuk", "13:00"),  # no masuk, no pulang
+               ("18", "lembur_masuk", "17:00"), ("18", "lembur_pulang", "19:30"),       # 150 min of overtime
+               ("20", "lembur_masuk", "16:00")]                                          # never closed
+    ingest.handle_batch([kiosk.punch(ALEX, kind, wita(f"2026-02-{d}", hhmm))[:2] for d, kind, hhmm in punches])
+    recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))
+    alex = {d.day.day: d for d in recap.days if d.nip == ALEX}
+    day = alex[23]
+    assert (day.status, day.check_in, day.check_out, day.late_band, day.early_band, str(day.deduction)) == (
+        "present", None, None, "TL4", "PSW4", "3.0")  # breaks are no check-in or -out
+    assert day.note.startswith("hanya absen istirahat, tidak absen masuk, tidak absen pulang")
+    assert (alex[18].overtime_min, alex[18].overtime_open, str(alex[18].deduction)) == (150, False, "0")
+    assert (alex[20].overtime_min, alex[20].overtime_open, alex[20].late_band) == (0, True, "TL2")
+    month_line = {m.nip: m for m in recap.months}[ALEX]
+    assert (month_line.present, month_line.absent, month_line.overtime_min, str(month_line.deduction)) == (
+        12, 4, 150, "33.0")  # day 23: 5 % absence became 3 % of missing bands
 
 
 def test_days_after_today_are_not_counted(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     from datetime import date
 
     recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"), today=date(2026, 2, 3))
@@ -156,12 +183,12 @@ def test_days_after_today_are_not_counted(setup: Any) -> None:
 
 def test_recap_command_writes_csv_and_html_and_never_overwrites(setup: Any, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    config, _, _ = setup
+    config, _, _, _ = setup
     out = tmp_path / "feb.csv"
     assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--month", "2026-02", "--out", str(out)]) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert [(r["nip"], r["deduction_percent"], r["TL4"], r["absent"]) for r in rows] == [
-        (ALEX, "40.00", "3", "6"), (LIN, "85.00", "0", "17")
+    assert [(r["nip"], r["deduction_percent"], r["TL4"], r["absent"], r["pending_days"]) for r in rows] == [
+        (ALEX, "35.00", "3", "5", "1"), (LIN, "80.00", "0", "16", "1")
     ]
     out.write_text("keep me")
     assert main(["recap", "--config", str(config), "--office", "bkpsdm", "--month", "2026-02", "--out", str(out)]) == 2

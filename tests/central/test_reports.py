@@ -63,7 +63,7 @@ def read_table(ws: Any) -> tuple[list[str], list[str | None], list[list[Any]], l
 
 
 def test_the_monthly_workbook(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     info = reports.ReportInfo(printed_at=PRINTED, regency="Pemerintah Kabupaten Contoh")
     wb = load_workbook(io.BytesIO(reports.workbook(month_recaps(ledger), "month", info)))
     assert wb.sheetnames == ["bkpsdm", "disdik"]  # one sheet per office
@@ -71,7 +71,8 @@ def test_the_monthly_workbook(setup: Any) -> None:
     labels, groups, rows, totals = read_table(ws)
     assert labels == ["No", "NIP", "Nama", "Unit kerja", *(str(d) for d in range(1, 29)), "Hari kerja", "Hadir",
                       "TL1", "TL2", "TL3", "TL4", "PSW1", "PSW2", "PSW3", "PSW4", "Tanpa keterangan",
-                      "Dengan keterangan", "Jumlah harian", "Dikenakan (maks. 100 %)"]
+                      "Dengan keterangan", "Menunggu verifikasi", "Lembur (menit)", "Jumlah harian",
+                      "Dikenakan (maks. 100 %)"]
     assert [g for i, g in enumerate(groups) if g and groups[i - 1] != g] == [
         "Tanggal", "Terlambat", "Pulang cepat", "Tidak hadir", "Potongan TPP (%)"
     ]
@@ -84,15 +85,18 @@ def test_the_monthly_workbook(setup: Any) -> None:
     alex, lin = rows
     assert (alex[col["Nama"]], alex[col["Unit kerja"]]) == ("Alex Lacamoire", "BKPSDM Kabupaten Contoh")
     assert [alex[col[k]] for k in ("Hari kerja", "Hadir", "TL1", "TL2", "TL4", "PSW1", "PSW2", "PSW4",
-                                   "Tanpa keterangan", "Dengan keterangan")] == [18, 11, 1, 2, 3, 1, 1, 1, 6, 1]
-    assert (alex[col["Jumlah harian"]], alex[col["Dikenakan (maks. 100 %)"]]) == (40.0, 40.0)
-    assert [alex[col[str(d)]] for d in (2, 4, 7, 10, 11, 12, 16)] == ["TL1", "TL4 PSW2", "L", "DL", "H", "TK", "L"]
-    assert (lin[col["24"]], lin[col["Tanpa keterangan"]], lin[col["Dikenakan (maks. 100 %)"]]) == ("S", 17, 85.0)
+                                   "Tanpa keterangan", "Dengan keterangan", "Menunggu verifikasi")] == [
+        18, 11, 1, 2, 3, 1, 1, 1, 5, 1, 1]
+    assert (alex[col["Jumlah harian"]], alex[col["Dikenakan (maks. 100 %)"]]) == (35.0, 35.0)
+    # day 12: an unanchored punch is "menunggu verifikasi" (MV), not an absence (TK)
+    assert [alex[col[str(d)]] for d in (2, 4, 7, 10, 11, 12, 16)] == ["TL1", "TL4 PSW2", "L", "DL", "H", "MV", "L"]
+    assert (lin[col["24"]], lin[col["Tanpa keterangan"]], lin[col["Dikenakan (maks. 100 %)"]]) == ("S", 16, 80.0)
     # the totals row is the sum of the rows for every count, and empty for percentages (they do not add up)
     for label in ("Hari kerja", "Hadir", "TL1", "TL2", "TL3", "TL4", "PSW1", "PSW2", "PSW3", "PSW4",
-                  "Tanpa keterangan", "Dengan keterangan"):
+                  "Tanpa keterangan", "Dengan keterangan", "Menunggu verifikasi", "Lembur (menit)"):
         assert totals[col[label]] == sum(r[col[label]] for r in rows), label
-    assert (totals[col["Hari kerja"]], totals[col["Tanpa keterangan"]]) == (36, 23)
+    assert (totals[col["Hari kerja"]], totals[col["Tanpa keterangan"]], totals[col["Menunggu verifikasi"]]) == (
+        36, 21, 2)
     assert totals[col["Jumlah harian"]] is None and totals[col["NIP"]] is None
     # values only: HR may re-sort; the auto-filter stops above the totals row
     assert not any(isinstance(c.value, str) and c.value.startswith("=") for row in ws.iter_rows() for c in row)
@@ -122,7 +126,7 @@ def test_the_monthly_workbook(setup: Any) -> None:
 
 
 def test_the_daily_workbook_from_the_command(setup: Any, tmp_path: Path) -> None:
-    config, _, _ = setup
+    config, _, _, _ = setup
     out = tmp_path / "lh.xlsx"
     assert main(["recap", "--config", str(config), "--all-offices", "--date", "2026-02-04", "--format", "xlsx",
                  "--out", str(out), "--as-of", "2026-02-28"]) == 0
@@ -145,7 +149,7 @@ def test_the_daily_workbook_from_the_command(setup: Any, tmp_path: Path) -> None
 
 
 def test_the_printable_page(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     save_employees(ledger, [Employee(ODD, "<script>alert('x')</script> & Co", "bkpsdm")])
     signers = {"bkpsdm": reports.Signers(head=reports.Person("Dr. Siti Aminah, M.Si.", HEAD))}
     info = reports.ReportInfo(printed_at=PRINTED, regency="Pemerintah Kabupaten Contoh", place="Tideng Pale",
@@ -164,17 +168,18 @@ def test_the_printable_page(setup: Any) -> None:
             and f'<p class="name">Dr. Siti Aminah, M.Si.</p><p>NIP. {HEAD}</p>' in text)
     assert "<p>Tideng Pale, 3 Maret 2026</p><p>Pengelola Kepegawaian</p>" in text
     assert text.count(f"NIP. {reports.BLANK_NIP}") == 3
-    # the totals row: working days 18 + 18 + 18 (the new employee has had no punch), absences 6 + 17 + 18
+    # the totals row: working days 18 + 18 + 18 (the new employee has had no punch), absences 5 + 16 + 18, and two
+    # days waiting (Alex's unanchored punch, Lin's open manual entry)
     bkpsdm = text[: text.index('id="office-disdik"')]
     total = bkpsdm[bkpsdm.index('<tr class="total">'):].split("</tr>")[0]
-    assert "<td>Jumlah</td>" in total and "<td class=\"n\">54</td>" in total and "<td class=\"n\">41</td>" in total
+    assert "<td>Jumlah</td>" in total and "<td class=\"n\">54</td>" in total and "<td class=\"n\">39</td>" in total
     assert 'id="office-disdik"' in text and "Dinas Pendidikan" in text  # the second office, on its own page
     # the daily lists of the working days follow, with their minutes totals
     assert "Laporan harian Rabu 04-02-2026" in text and "TL4 (100 mnt)" in text and "100 mnt</td>" in text
 
 
 def test_the_daily_printable_page_from_the_command(setup: Any, tmp_path: Path) -> None:
-    config, _, _ = setup
+    config, _, _, _ = setup
     signers = tmp_path / "signers.csv"
     signers.write_text(f"office,role,name,nip\n*,pengelola,Budi Santoso,{LIN}\nbkpsdm,kepala,Siti,{HEAD}\n")
     page = tmp_path / "lh.html"
@@ -189,7 +194,7 @@ def test_the_daily_printable_page_from_the_command(setup: Any, tmp_path: Path) -
 
 
 def test_the_csv_for_indonesian_excel(setup: Any) -> None:
-    _, ledger, _ = setup
+    _, ledger, _, _ = setup
     save_employees(ledger, [Employee(ODD, "=HYPERLINK(\"http://x\")", "bkpsdm")])
     data = reports.excel_csv(month_recaps(ledger), "month")
     assert data.startswith(b"\xef\xbb\xbf")
@@ -198,14 +203,15 @@ def test_the_csv_for_indonesian_excel(setup: Any) -> None:
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
     header, body = rows[0], rows[1:]
     assert header[:4] == ["No", "NIP", "Nama", "Unit kerja"] and "Tanggal 1" in header
-    assert header[-4:] == ["Tidak hadir Tanpa keterangan", "Tidak hadir Dengan keterangan",
-                           "Potongan TPP (%) Jumlah harian", "Potongan TPP (%) Dikenakan (maks. 100 %)"]
+    assert header[-6:] == ["Tidak hadir Tanpa keterangan", "Tidak hadir Dengan keterangan", "Menunggu verifikasi",
+                           "Lembur (menit)", "Potongan TPP (%) Jumlah harian",
+                           "Potongan TPP (%) Dikenakan (maks. 100 %)"]
     assert "Terlambat TL1" in header and "Pulang cepat PSW4" in header
     # NIPs as ="..." (Excel shows the 18 digits as text); percentages with a decimal comma; numbering over offices
     assert sorted(r[1] for r in body) == sorted(f'="{n}"' for n in (ODD, ALEX, LIN, OBAMA))  # order: collation
     assert [r[0] for r in body] == ["1", "2", "3", "4"]
     by_nip = {r[1][2:-1]: dict(zip(header, r, strict=True)) for r in body}
-    assert by_nip[ALEX]["Potongan TPP (%) Dikenakan (maks. 100 %)"] == "40,00"
+    assert by_nip[ALEX]["Potongan TPP (%) Dikenakan (maks. 100 %)"] == "35,00"
     assert by_nip[OBAMA]["Potongan TPP (%) Jumlah harian"] == "120,00"
     assert by_nip[ALEX]["Tanggal 4"] == "TL4 PSW2" and by_nip[OBAMA]["Unit kerja"] == "Dinas Pendidikan"
     assert by_nip[ODD]["Nama"] == "'=HYPERLINK(\"http://x\")"  # not a formula in Excel
@@ -214,7 +220,7 @@ def test_the_csv_for_indonesian_excel(setup: Any) -> None:
 
 
 def test_the_recap_command_options(setup: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config, _, _ = setup
+    config, _, _, _ = setup
     base = ["recap", "--config", str(config), "--date", "2026-02-04", "--as-of", "2026-02-28"]
     # the default CSV stays machine-readable: one header over several offices
     assert main([*base, "--office", "bkpsdm", "--office", "disdik", "--office", "bkpsdm"]) == 0

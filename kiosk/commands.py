@@ -4,7 +4,9 @@ The MQTT thread checks a command (kiosk_contract.commands.check_command: signed 
 and device, not expired, newer than the last version applied) and its parameters, and queues it; the frame loop
 carries it out between two frames and only then records its version (``<state_dir>/commands.json``, written
 atomically), so that a crash in between leaves the retained command to be applied again at the next connect, and a
-replayed or older command is refused even after a restart.
+replayed or older command is refused even after a restart. Versions are kept per channel (``gallery``, ``schedule``:
+kiosk_contract.commands.CHANNELS): a replay is judged against the last command of its own channel, so a schedule
+numbered 6 applied first does not refuse the gallery numbered 5 that the broker delivered after it.
 
 :class:`CurrentSchedule` is the one holder of the punch schedule the kiosk runs: kiosk.toml's ``[schedule]`` until
 central pushes one (``install_schedule``), then the pushed one, kept in ``<state_dir>/schedule.json`` (the signed
@@ -26,7 +28,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk_contract.commands import CommandRefused, check_command, parse_command, schedule_of_command
+from kiosk_contract.commands import (
+    CHANNELS,
+    CommandRefused,
+    channel_of,
+    check_command,
+    parse_command,
+    schedule_of_command,
+)
 from kiosk_contract.fsutil import write_atomic
 from kiosk_contract.schedule import ScheduleConfig
 from kiosk_contract.signing import wire
@@ -38,48 +47,72 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+"""``{"format": 2, "applied": {"gallery": 18, "schedule": 17}}``; format 1 (``{"format": 1, "applied_version": n}``, one
+version for every command) is read as ``n`` on every channel and replaced by format 2 at the next record."""
 
 
 class AppliedVersion:
-    """The version of the last changing command this kiosk carried out (0 before the first), kept in a small JSON
-    file written atomically. An unreadable file is refused at start rather than taken as 0, which would let a
-    captured old command in again."""
+    """The version of the last changing command this kiosk carried out on each channel (0 before the first), kept in
+    a small JSON file written atomically. An unreadable file is refused at start rather than taken as 0, which would
+    let a captured old command in again."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._value = self._read()
+        self._versions = self._read()
 
-    def _read(self) -> int:
+    def _read(self) -> dict[str, int]:
         from kiosk.errors import KioskError
 
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return 0
+            return dict.fromkeys(CHANNELS, 0)
         except (OSError, ValueError) as exc:
             raise KioskError(f"{self.path}: cannot read the record of applied commands ({exc}); restore it, or "
                              "remove it to accept central's commands from version 1 again") from None
         fields = data if isinstance(data, dict) else {}
-        version = fields.get("applied_version")
-        if fields.get("format") != STATE_FORMAT or isinstance(version, bool) or not isinstance(version, int):
+        if fields.get("format") == 1 and _is_version(fields.get("applied_version")):
+            return dict.fromkeys(CHANNELS, int(fields["applied_version"]))  # one version for all: the upgrade
+        applied = fields.get("applied")
+        if (fields.get("format") != STATE_FORMAT or not isinstance(applied, dict)
+                or not all(_is_version(v) for v in applied.values())):
             raise KioskError(f"{self.path}: not a record of applied commands; restore it, or remove it to accept "
                              "central's commands from version 1 again")
-        return version
+        versions: dict[str, int] = dict.fromkeys(CHANNELS, 0)  # a channel never recorded has applied nothing yet
+        return versions | {str(k): int(v) for k, v in applied.items()}
+
+    def of(self, channel: str) -> int:
+        """The version applied last on ``channel`` (0 before the first)."""
+        with self._lock:
+            return self._versions[channel]
+
+    def versions(self) -> dict[str, int]:
+        """The version applied last on every channel."""
+        with self._lock:
+            return dict(self._versions)
 
     @property
     def value(self) -> int:
+        """The newest version applied on any channel."""
         with self._lock:
-            return self._value
+            return max(self._versions.values(), default=0)
 
-    def record(self, version: int) -> None:
-        """Remember that ``version`` was carried out (an older one changes nothing)."""
+    def record(self, channel: str, version: int) -> None:
+        """Remember that ``version`` was carried out on ``channel`` (an older one changes nothing)."""
+        if channel not in CHANNELS:
+            raise ValueError(f"no command channel {channel!r}")
         with self._lock:
-            if version <= self._value:
+            if version <= self._versions[channel]:
                 return
-            write_atomic(self.path, (json.dumps({"format": STATE_FORMAT, "applied_version": version}) + "\n").encode())
-            self._value = version
+            versions = self._versions | {channel: version}
+            write_atomic(self.path, (json.dumps({"format": STATE_FORMAT, "applied": versions}) + "\n").encode())
+            self._versions = versions
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class CurrentSchedule:
@@ -158,6 +191,12 @@ class CurrentSchedule:
                  len(schedule.holidays))
 
 
+ACTIONS = {"install_gallery": "install", "remove_people": "remove", "reload_gallery": "reload",
+           "install_schedule": "schedule"}
+"""The frame loop's action for each changing command."""
+_CHANNEL_OF_ACTION = {action: channel_of(name) for name, action in ACTIONS.items()}
+
+
 @dataclass(frozen=True)
 class Queued:
     """A checked command for the frame loop: ``action`` (install, remove, reload, schedule; alarm), its argument and
@@ -166,6 +205,11 @@ class Queued:
     action: str
     argument: Any
     version: int
+
+    @property
+    def channel(self) -> str:
+        """The channel of a command's action (kiosk_contract.commands.CHANNELS); KeyError for an alarm."""
+        return _CHANNEL_OF_ACTION[self.action]
 
 
 class CentralCommands:
@@ -198,21 +242,21 @@ class CentralCommands:
 
     def handle(self, command: Mapping[str, Any]) -> dict[str, Any]:
         """The result fields of a changing command that was queued; CommandRefused saying why not."""
-        check_command(command, self.central_keys, device=self.device, office=self.office,
-                      applied=self.applied.value, now=self._now())
         name = command["cmd"]
+        check_command(command, self.central_keys, device=self.device, office=self.office,
+                      applied=self.applied.of(channel_of(name)), now=self._now())
+        action = ACTIONS[name]
         argument: Any
         if name == "install_schedule":
             if self.schedule is None:
                 raise CommandRefused("this kiosk cannot install a schedule", "unsupported")
-            argument, action = (dict(command), self.schedule.check(command)), "schedule"
+            argument = (dict(command), self.schedule.check(command))
         elif name == "install_gallery":
             argument = (self._gallery_file(command), command["gallery_version"], command["target"]["office"])
-            action = "install"
         elif name == "remove_people":
-            argument, action = tuple(command["nips"]), "remove"
+            argument = tuple(command["nips"])
         else:
-            argument, action = None, "reload"
+            argument = None
         try:
             self.work.put_nowait(Queued(action, argument, command["version"]))
         except queue.Full:

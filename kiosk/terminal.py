@@ -394,8 +394,8 @@ class Terminal:
         return True
 
     def _take_commands(self) -> None:
-        """Carry out what the MQTT thread queued: central's checked commands (recording each version once it is
-        done; a version applied meanwhile is skipped) and alarms to store."""
+        """Carry out what the MQTT thread queued: central's checked commands (recording each version on its channel
+        once it is done; a version applied meanwhile on that channel is skipped) and alarms to store."""
         while True:
             try:
                 item: Queued = self.commands.get_nowait()
@@ -405,8 +405,9 @@ class Terminal:
                 name, detail = item.argument
                 self.recorder.alarm(name, detail)
                 continue
-            if self._applied is not None and item.version <= self._applied.value:
-                log.info("command version %d (%s) was applied already; skipped", item.version, item.action)
+            if self._applied is not None and item.version <= self._applied.of(item.channel):
+                log.info("command version %d (%s) was applied already on the %s channel; skipped", item.version,
+                         item.action, item.channel)
                 continue
             if item.action == "schedule":
                 done = self.install_schedule(*item.argument)
@@ -418,7 +419,7 @@ class Terminal:
                 done = self.remove_people(item.argument)
             if done and self._applied is not None:
                 try:
-                    self._applied.record(item.version)
+                    self._applied.record(item.channel, item.version)
                 except OSError as exc:  # done, but not remembered: central's next copy is carried out again
                     log.error("command version %d was carried out but cannot be recorded in %s: %s", item.version,
                               self._applied.path, exc)

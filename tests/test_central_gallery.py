@@ -73,7 +73,8 @@ def test_each_kiosk_gets_its_office_gallery_in_a_command_bound_to_it(backend: st
             report = distribute.push(ledger, list(plans.values()), central, lambda t, p: sent.append((t, p)),
                                      "presensi/v1")
             assert "dinkes: version 1, 1 people, to 1 kiosk(s); not yet connected (push again later): kiosk-3" in report
-            assert [t for t, _ in sent] == ["presensi/v1/kantor/kiosk-1/cmd", "presensi/v1/puskesmas/kiosk-2/cmd"]
+            assert [t for t, _ in sent] == ["presensi/v1/kantor/kiosk-1/cmd/set/gallery",
+                                          "presensi/v1/puskesmas/kiosk-2/cmd/set/gallery"], "the gallery channel"
             command = parse_command(sent[1][1])
             signing.verify(command, keys)
             assert (command["cmd"], command["gallery_version"], command["target"], command["version"]) == (
@@ -108,7 +109,8 @@ def test_another_offices_push_is_refused_and_a_kiosk_that_connects_later_install
         with distribute.RetainedPublisher(BrokerConfig(host=broker.host, port=broker.port)) as out:
             distribute.push(ledger, distribute.plan(ledger, master()), central, out.publish, "presensi/v1")
         ledger.close()
-        dinkes_push = wait_for(lambda: retained(broker, "presensi/v1/puskesmas/kiosk-2/cmd"), "dinkes' retained push")
+        dinkes_push = wait_for(lambda: retained(broker, "presensi/v1/puskesmas/kiosk-2/cmd/set/gallery"),
+                               "dinkes' retained push")
 
         # kiosk-1 (bkpsdm) comes online afterwards: its retained command is delivered, checked and queued
         cfg = RecognizerConfig(gallery=tmp_path / "kiosk-gallery.kgal")
@@ -124,7 +126,8 @@ def test_another_offices_push_is_refused_and_a_kiosk_that_connects_later_install
             central_keys=gate.central_keys, commands=gate,
         ).start():
             item = wait_for(lambda: None if work.empty() else work.get_nowait(), "the retained install_gallery")
-            results.send("presensi/v1/kantor/kiosk-1/cmd", dinkes_push)  # office A's push replayed on B's kiosk
+            # office A's push replayed on B's kiosk
+            results.send("presensi/v1/kantor/kiosk-1/cmd/set/gallery", dinkes_push)
             answers = wait_for(lambda: len(results.got) >= 2 and results.got, "both results")
         results.close()
         assert (item.action, item.version, item.argument[1:]) == ("install", 1, (1, "bkpsdm"))

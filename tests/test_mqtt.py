@@ -347,7 +347,7 @@ def test_a_changing_command_is_carried_out_only_when_signed_for_this_office_and_
         }
         assert "signed by the central key" in results["f"]["error"]
         assert work.get_nowait() == Queued("reload", None, 5) and work.empty(), "only the valid command is queued"
-        applied.record(5)  # the frame loop carried it out
+        applied.record("gallery", 5)  # the frame loop carried it out
         sub.send(topics.cmd, json.dumps(signed | {"request_id": "again"}).encode())  # the request id is signed too
         sub.send(topics.cmd, json.dumps(reload("old", 4)).encode())
         wait_for(lambda: len(sub.on("cmd/result")) == len(commands) + 2, "two more results")
@@ -490,14 +490,16 @@ def test_the_acl_stops_a_device_publishing_as_another_or_writing_its_own_acks(tm
                 stolen.on_publish = lambda c, u, mid, rc, p: refusals.append(rc.is_failure)
                 stolen.connect(b.host, b.port)
                 stolen.loop_start()
-                for suffix in ("ack", "cmd"):
-                    stolen.publish(f"{PREFIX}/{SITE}/kiosk-a/{suffix}", b'{"upto_seq": 1000000}', qos=1)
-                wait_for(lambda: len(refusals) == 2, "the broker's answers")
+                suffixes = ("ack", "cmd", "cmd/set/gallery", "cmd/set/schedule")  # nor its channels' retained topics
+                for suffix in suffixes:
+                    stolen.publish(f"{PREFIX}/{SITE}/kiosk-a/{suffix}", b'{"upto_seq": 1000000}', qos=1, retain=True)
+                wait_for(lambda: len(refusals) == len(suffixes), "the broker's answers")
                 stolen.disconnect()
                 stolen.loop_stop()
-                assert refusals == [True, True], "MQTT 5: not authorized"
+                assert refusals == [True] * len(suffixes), "MQTT 5: not authorized"
                 assert honest.status()["refused_acks"] == 0 and honest.status()["refused_commands"] == 0
-            assert all("kiosk-b" not in t and not t.endswith(("/ack", "/cmd")) for t, *_ in sub.messages)
+            assert all("kiosk-b" not in t and not t.endswith(("/ack", "/cmd")) and "/cmd/set/" not in t
+                       for t, *_ in sub.messages)
 
 
 def test_mqtt_311_delivers_and_applies_acks(broker: Broker, outbox: Outbox, subs: list[Sub]) -> None:

@@ -3,15 +3,19 @@
 ``push`` cuts the master gallery (from ``kiosk enroll``) by the roster's offices, gives each office's gallery the
 next version of that office (and names the office in the file), and for every kiosk of the office signs an
 ``install_gallery`` command with the central key, bound to that office and device with the device's next command
-version and an expiry, and publishes it, retained and QoS 1, on that kiosk's command topic, so that a kiosk that is
-offline gets it when it connects. Kiosks check the signature, the target, the expiry and the version, verify the
-file, write it (sealed with their data key) atomically and swap it in; they report the office and version they run
-in their status events (``kiosk-central gallery status``). A person added, moved between offices or removed is one
-more push: the new version has them, or not (docs/central.md, "Gallery distribution").
+version and an expiry, and publishes it, retained and QoS 1, on that kiosk's gallery channel topic
+(``…/cmd/set/gallery``), so that a kiosk that is offline gets it when it connects. Kiosks check the signature, the
+target, the expiry and the version, verify the file, write it (sealed with their data key) atomically and swap it in;
+they report the office and version they run in their status events (``kiosk-central gallery status``). A person
+added, moved between offices or removed is one more push: the new version has them, or not (docs/central.md, "Gallery
+distribution").
 
 ``push_schedules`` does the same for each office's punch schedule (``install_schedule``), made from the office's rules
 as the ledger holds them by :func:`office_schedule`, the one mapping from working hours to punch windows
-(docs/schedule.md, "One schedule, pushed"); ``kiosk-central schedule status`` compares what kiosks report.
+(docs/schedule.md, "One schedule, pushed"), retained on the schedule channel topic (``…/cmd/set/schedule``);
+``kiosk-central schedule status`` compares what kiosks report. Each channel has its own retained topic because a
+broker keeps one retained message per topic: on one topic the later push would replace the earlier for a kiosk that
+is offline longer than its session.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk_central.rules import Schedule, read_schedule
 from kiosk_central.settings import BrokerConfig
 from kiosk_central.store import Ledger
-from kiosk_contract.commands import Target, build_command, schedule_command_fields
+from kiosk_contract.commands import Target, build_command, channel_of, schedule_command_fields
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.gallery import Gallery
 from kiosk_contract.schedule import (
@@ -129,7 +133,7 @@ def push(
             for device_id, site in p.devices:
                 version = ledger.next_command_version(device_id)
                 command = install_command(data, p.gallery.version, Target(p.office, device_id), version, key, ttl)
-                publish(Topics.of(topic_prefix, site, device_id).cmd, wire(command))
+                publish(Topics.of(topic_prefix, site, device_id).channel(channel_of(command["cmd"])), wire(command))
             now = datetime.now(UTC).isoformat(timespec="seconds")
             ledger.execute(
                 "INSERT INTO gallery_versions (office, version, sha256, created_at, published_at) "
@@ -339,7 +343,7 @@ def push_schedules(
             for device_id, site in p.devices:
                 version = ledger.next_command_version(device_id)
                 command = schedule_command(p, Target(p.office, device_id), version, key, ttl)
-                publish(Topics.of(topic_prefix, site, device_id).cmd, wire(command))
+                publish(Topics.of(topic_prefix, site, device_id).channel(channel_of(command["cmd"])), wire(command))
         s = p.schedule
         line = (f"{p.office}: schedule {p.version} ({len(s.windows)} windows, {len(s.ramadan)} Ramadan range(s), "
                 f"{len(s.holidays)} holiday(s)), to {len(p.devices)} kiosk(s)")

@@ -9,7 +9,7 @@ older version than one it applied (docs/mqtt.md, "Commands").
     cmd = build_command("install_gallery", target=Target("bkpsdm", "kiosk-a"), version=18, key=central_key,
                         ttl=timedelta(days=30), gallery_version=13, sha256=..., gallery_b64=...)
     command = parse_command(payload)                        # the kiosk: bounded JSON, then the schema
-    check_command(command, central_keys, device="kiosk-a", office="bkpsdm", applied=17, now=now)
+    check_command(command, central_keys, device="kiosk-a", office="bkpsdm", applied=17, now=now)  # of its channel
 
 ``install_schedule`` carries an office's punch schedule (:func:`schedule_command_fields`, docs/schedule.md): its
 fields are those of :class:`kiosk_contract.schedule.ScheduleConfig` at the command's top level (so that the command
@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from kiosk_contract import signing
@@ -37,7 +38,12 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 COMMAND_VERSION = 1
-CHANGING = ("install_gallery", "remove_people", "reload_gallery", "install_schedule")
+CHANNELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "gallery": ("install_gallery", "remove_people", "reload_gallery"),
+    "schedule": ("install_schedule",),
+})
+"""The channels of the changing commands: each has its own retained topic and its own applied version on a kiosk."""
+CHANGING = tuple(name for names in CHANNELS.values() for name in names)
 """Commands that change the device: signed, targeted, versioned, expiring."""
 MAX_COMMAND_BYTES = 48 * 1024 * 1024  # an install_gallery of ~25,000 people, base64
 MAX_COMMAND_DEPTH = 4
@@ -123,19 +129,31 @@ def parse_command(payload: bytes) -> dict[str, Any]:
 _KNOWN = ("ping", "status", "resend", *CHANGING)
 
 
+def channel_of(cmd: str) -> str:
+    """The channel of the changing command ``cmd``; ValueError for any other command."""
+    for channel, names in CHANNELS.items():
+        if cmd in names:
+            return channel
+    raise ValueError(f"{cmd!r} is not a command that changes the device (those are: {', '.join(CHANGING)})")
+
+
 def check_command(
     command: Mapping[str, Any],
     central_keys: Mapping[str, Ed25519PublicKey],
     *,
     device: str,
     office: str,
-    applied: int,
+    applied: int | Mapping[str, int],
     now: datetime | None,
 ) -> None:
     """Raise CommandRefused unless this kiosk may carry out a changing ``command`` now: signed by the central key,
     for this office and device, not expired (when ``now``, a synced clock, is known), newer than the version
-    ``applied`` last. A command of exactly version ``applied`` is a ``replay`` (the retained copy at a reconnect)."""
+    ``applied`` last on the command's channel. ``applied`` is that version, or the versions by channel (a channel
+    missing there has applied nothing: 0). A command of exactly that version is a ``replay`` (the retained copy at a
+    reconnect); the versions of the other channels do not matter."""
     name = command["cmd"]
+    channel = channel_of(name)
+    last = applied if isinstance(applied, int) else applied.get(channel, 0)
     try:
         signing.verify(command, central_keys, what=f"{name} command",
                        unknown_key_hint="it is not the central server's key (mqtt.central_key_file)")
@@ -153,11 +171,12 @@ def check_command(
         raise CommandRefused(f"the command is for office {target['office']!r}, this kiosk is of {office!r}",
                              "wrong_office")
     version = command["version"]
-    if version == applied:
-        raise CommandRefused(f"version {version} was already applied (a replay, or the retained copy again)",
-                             "replay")
-    if version < applied:
-        raise CommandRefused(f"version {version} is older than version {applied}, applied already", "older_version")
+    if version == last:
+        raise CommandRefused(f"version {version} was already applied on the {channel} channel (a replay, or the "
+                             "retained copy again)", "replay")
+    if version < last:
+        raise CommandRefused(f"version {version} is older than version {last}, applied already on the {channel} "
+                             "channel", "older_version")
     if now is not None:
         issued = datetime.fromisoformat(command["issued_at"].replace("Z", "+00:00"))
         expires = datetime.fromisoformat(command["expires_at"].replace("Z", "+00:00"))

@@ -6,11 +6,15 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from kiosk_contract.commands import CHANNELS
 from kiosk_contract.validation import schema
 
 DEFAULT_PREFIX = "presensi/v1"
 DEVICE_SUFFIXES = ("event", "evidence")
 """What a device publishes that the ledger stores (the rest: status, status/online, cmd/result)."""
+CHANNEL_SUFFIX = "cmd/set"
+"""``…/cmd/set/<channel>``: the retained topic of one channel of changing commands (kiosk_contract.commands.CHANNELS);
+``…/cmd`` carries the commands that are not retained."""
 
 
 @cache
@@ -79,18 +83,32 @@ class Topics:
     def cmd_result(self) -> str:
         return f"{self.base}/cmd/result"
 
+    def channel(self, name: str) -> str:
+        """The retained topic of the channel ``name`` of changing commands (``…/cmd/set/gallery``)."""
+        if name not in CHANNELS:
+            raise ValueError(f"no command channel {name!r} (channels: {', '.join(CHANNELS)})")
+        return f"{self.base}/{CHANNEL_SUFFIX}/{name}"
+
+    @property
+    def channels(self) -> dict[str, str]:
+        """Every channel's retained topic, by channel."""
+        return {name: self.channel(name) for name in CHANNELS}
+
 
 DEVICE_WRITES = ("event", "evidence", "status", "status/online", "cmd/result")
-"""What a device publishes; it only reads its ``ack`` and ``cmd`` topics, which only the central server writes."""
+"""What a device publishes; it only reads :data:`DEVICE_READS`, which only the central server writes."""
+DEVICE_READS = ("ack", "cmd", *(f"{CHANNEL_SUFFIX}/{name}" for name in CHANNELS))
+"""What a device reads: its acks, its commands, and the retained topic of every channel (each named: no wildcard, so
+that a read rule never covers ``cmd/result``)."""
 
 
 def mosquitto_acl(prefix: str = DEFAULT_PREFIX, central_user: str = "central") -> str:
     """The broker's ACL (mosquitto ``acl_file``) for devices named by their certificate's CN (``%u``, with
-    ``use_identity_as_username``): a device writes only its own outgoing topics and reads only its own ack and
-    command topics, so a copy of its certificate cannot write acks or commands to it; the central server reads and
+    ``use_identity_as_username``): a device writes only its own outgoing topics and reads only its own ack, command
+    and channel topics, so a copy of its certificate cannot write acks or commands to it; the central server reads and
     writes everything."""
     base = prefix.strip("/")
     lines = [f"pattern write {base}/+/%u/{suffix}" for suffix in DEVICE_WRITES]
-    lines += [f"pattern read {base}/+/%u/{suffix}" for suffix in ("ack", "cmd")]
+    lines += [f"pattern read {base}/+/%u/{suffix}" for suffix in DEVICE_READS]
     lines += [f"user {central_user}", f"topic readwrite {base}/#"]
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 
 from kiosk.config import MqttConfig
 from kiosk_contract.acks import AckError, open_ack
-from kiosk_contract.commands import CHANGING, CommandRefused, parse_command, result
+from kiosk_contract.commands import CHANGING, CommandRefused, channel_of, parse_command, result
 from kiosk_contract.mqttclient import paho_client
 from kiosk_contract.signing import wire
 from kiosk_contract.topics import Topics
@@ -248,7 +248,9 @@ class Publisher:
             self._ever_connected = True
             self._stats["connects"] += 1
         log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.subscribe([(self.topics.ack, QOS), (self.topics.cmd, QOS)])
+        # the channels' retained topics too: the latest gallery and the latest schedule each wait there
+        client.subscribe([(self.topics.ack, QOS), (self.topics.cmd, QOS),
+                          *((topic, QOS) for topic in self.topics.channels.values())])
         client.publish(self.topics.online, b"online", qos=QOS, retain=True)
         self._next_status = 0.0  # a fresh status right after (re)connecting
         self._connected_at = self._clock()
@@ -332,6 +334,10 @@ class Publisher:
                     self._handle_ack(payload)
                 elif topic == self.topics.cmd:
                     self._handle_cmd(payload)
+                else:
+                    channel = next((c for c, t in self.topics.channels.items() if t == topic), None)
+                    if channel is not None:
+                        self._handle_cmd(payload, channel)
         if published:
             self._mark(published)
 
@@ -423,13 +429,22 @@ class Publisher:
             self._held[c.seq] = self._clock() + CONFLICT_HOLD_S  # not sent again and again meanwhile
             self._alarm("seq_conflict", detail)
 
-    def _handle_cmd(self, payload: bytes) -> None:
-        """Answer every command on ``…/cmd/result``: carried out, or refused with the reason."""
+    def _handle_cmd(self, payload: bytes, channel: str | None = None) -> None:
+        """Answer every command on ``…/cmd/result``: carried out, or refused with the reason. ``channel``: it came on
+        that channel's retained topic, which carries only that channel's commands. An empty message is no command
+        (a retained message cleared) and gets no answer."""
+        if not payload:
+            log.info("mqtt: an empty message on the %s command topic (a retained command cleared): ignored",
+                     channel or "plain")
+            return
         request_id: str | int | None = None
         name = None
         try:
             command = parse_command(payload)
             request_id, name = command["request_id"], command["cmd"]
+            if channel is not None and (name not in CHANGING or channel_of(name) != channel):
+                raise CommandRefused(f"{name} does not belong on the {channel} channel's topic "
+                                     f"({self.topics.channel(channel)})", "wrong_channel")
             fields: dict[str, Any] = {}
             if name == "status":
                 self._next_status = 0.0  # the worker publishes a fresh status on its next pass

@@ -101,7 +101,8 @@ def test_each_kiosk_gets_its_office_schedule_bound_to_it_and_status_reads_what_i
             report = distribute.push_schedules(ledger, list(plans.values()), central,
                                                lambda t, p: sent.append((t, p)), "presensi/v1")
             assert report[0].endswith("to 1 kiosk(s); not yet connected (push again later): kiosk-2")
-            assert [t for t, _ in sent] == ["presensi/v1/kantor/kiosk-1/cmd", "presensi/v1/sekolah/kiosk-3/cmd"]
+            assert [t for t, _ in sent] == ["presensi/v1/kantor/kiosk-1/cmd/set/schedule",
+                                          "presensi/v1/sekolah/kiosk-3/cmd/set/schedule"]
             command = parse_command(sent[0][1])
             signing.verify(command, keys)
             assert (command["cmd"], command["target"], command["version"], command["timezone"]) == (

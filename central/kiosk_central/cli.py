@@ -26,18 +26,20 @@ from kiosk_central import distribute, reports
 from kiosk_central import recap as recaps
 from kiosk_central.ingest import Ingestor, RegisteredDevice, sync_registry
 from kiosk_central.rules import (
-    load_employees,
+    RosterPlan,
+    apply_roster,
     load_excused,
     load_rules,
-    save_employees,
+    plan_roster_file,
     save_excused,
     save_rules,
 )
 from kiosk_central.settings import CentralConfig, load_central_config, signing_key
 from kiosk_central.store import Ledger
-from kiosk_contract.errors import KioskError
+from kiosk_contract.errors import ConfigError, KioskError
 from kiosk_contract.fsutil import write_atomic
 from kiosk_contract.gallery import Gallery
+from kiosk_contract.roster import RosterError, problem_lines
 from kiosk_contract.runtime import stop_on_signals
 
 if TYPE_CHECKING:
@@ -72,7 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser("load", help="load the rules, roster, excused absences and devices into the database")
     load.add_argument("--config", type=Path, required=True, help="central.toml (its [rules] and [[devices]])")
-    load.add_argument("--entered-by", default=None, help="who entered the excused absences (default: this user)")
+    load.add_argument("--entered-by", default=None, help="who entered the excused absences and roster changes "
+                                                         "(default: this user)")
+    load.add_argument("--roster", type=Path, help="a roster export (CSV with , or ;, or xlsx; Indonesian headers) "
+                      "instead of rules.employees: then only the roster is loaded")
+    load.add_argument("--sheet", help="the xlsx sheet of the roster (default: the first)")
+    load.add_argument("--effective", type=date.fromisoformat, help="the day the roster's changes take effect "
+                      "(moves, joins without TMT, leavers), like 2026-02-15; default: today")
+    load.add_argument("--partial", action="store_true", help="the roster lists only some people: nobody missing "
+                      "from it has left")
+    load.add_argument("--preview", action="store_true", help="show what the roster would change and every "
+                      "problem in it; change nothing")
     load.set_defaults(func=_cmd_load)
 
     rec = sub.add_parser("recap", help="the monthly TPP recap or the daily list (LH) of offices, as CSV, xlsx or a "
@@ -181,15 +193,60 @@ class Service:
         self.ledger.close()
 
 
-def load_all(ledger: Ledger, cfg: CentralConfig, entered_by: str | None = None) -> dict[str, RegisteredDevice]:
-    """Everything the configuration names into the ledger: rules, roster, excused absences, devices."""
+def load_all(ledger: Ledger, cfg: CentralConfig, entered_by: str | None = None, *, roster: str = "apply",
+             effective: date | None = None) -> dict[str, RegisteredDevice]:
+    """Everything the configuration names into the ledger: rules, roster, excused absences, devices. ``roster``:
+    ``apply`` the roster file as the complete roster on ``effective`` (default today), or only ``seed`` a ledger
+    that has no roster yet (``serve``'s start: the roster's later changes come from ``load`` or the HR page, and a
+    restart must not undo them)."""
     if cfg.rules.file is not None:
         save_rules(ledger, load_rules(cfg.rules.file))
-    if cfg.rules.employees is not None:
-        save_employees(ledger, load_employees(cfg.rules.employees))
+    path = cfg.rules.employees
+    if path is not None and (roster == "apply" or ledger.one("SELECT 1 FROM employee_assignments LIMIT 1") is None):
+        plan = plan_roster_file(ledger, path, effective or date.today())
+        if plan.problems:
+            raise ConfigError(str(path), problem_lines(plan.problems))
+        apply_roster(ledger, plan, f"load {path.name} ({entered_by or getpass.getuser()})")
     if cfg.rules.excused is not None:
         save_excused(ledger, load_excused(cfg.rules.excused), entered_by or f"{getpass.getuser()} (file)")
     return sync_registry(ledger, cfg.devices, cfg.registry.file, cfg.registry.revoked_file)
+
+
+def roster_report(plan: RosterPlan, name: str) -> list[str]:
+    """The lines ``load --roster`` prints: how the file was read, the changes, every problem."""
+    counts = plan.counts()
+    lines = [f"roster {name} ({'; '.join(plan.notes) or 'read'}; effective {plan.effective}): "
+             + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("new", "rejoined", "moved", "left", "renamed", "updated"))
+             + f"; {plan.unchanged} unchanged"]
+    for c in plan.changes:
+        where = f"{c.before or '-'} -> {c.after or '-'}" if (c.before or c.after) else ""
+        when = f" from {c.effective}" if c.effective and c.effective.year > 1970 else ""
+        row = f" (line {c.row})" if c.row else ""
+        lines.append(f"  {c.kind:<9} {c.nip} {c.name:<30} {where}{when}{row}{'  ' + c.detail if c.detail else ''}")
+    if plan.problems:
+        lines.append(f"{len(plan.problems)} problem(s); nothing can be applied until they are fixed:")
+        lines += [f"  {p}" for p in problem_lines(plan.problems)]
+    return lines
+
+
+def _load_roster(args: argparse.Namespace, cfg: CentralConfig) -> int:
+    with Ledger(cfg.database.url) as ledger:
+        plan = plan_roster_file(ledger, args.roster, args.effective or date.today(), complete=not args.partial,
+                                sheet=args.sheet)
+        print("\n".join(roster_report(plan, args.roster.name)))
+        if args.preview:
+            print("preview only: nothing was changed")
+            return EXIT_USAGE if plan.problems else EXIT_OK
+        if plan.problems:
+            print("kiosk-central: the roster was not loaded; fix the problems above", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            changes = apply_roster(ledger, plan, f"load {args.roster.name} ({args.entered_by or getpass.getuser()})")
+        except RosterError as exc:
+            print(f"kiosk-central: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"applied: {len(changes)} change(s)")
+    return EXIT_OK
 
 
 def start_service(cfg: CentralConfig) -> Service:
@@ -199,7 +256,7 @@ def start_service(cfg: CentralConfig) -> Service:
     key = signing_key(cfg)  # a missing key stops the start: kiosks release nothing without signed acks
     ledger = Ledger(cfg.database.url)
     try:
-        registry = load_all(ledger, cfg)
+        registry = load_all(ledger, cfg, roster="seed")
         ingestor = Ingestor(
             ledger,
             registry,
@@ -240,8 +297,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_load(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
+    if args.roster is not None:
+        return _load_roster(args, cfg)
+    if args.preview or args.partial or args.sheet:
+        print("kiosk-central: --preview, --partial and --sheet go with --roster FILE", file=sys.stderr)
+        return EXIT_USAGE
     with Ledger(cfg.database.url) as ledger:
-        registry = load_all(ledger, cfg, args.entered_by)
+        registry = load_all(ledger, cfg, args.entered_by, effective=args.effective)
         counts = {table: ledger.one(f"SELECT COUNT(*) FROM {table}")[0]  # type: ignore[index]
                   for table in ("offices", "employees", "excused")}
     print(f"loaded: {counts['offices']} office(s), {counts['employees']} employee(s), "

@@ -13,6 +13,11 @@ attendance of theirs still waiting for its time anchor, is "menunggu verifikasi"
 where it would otherwise be an absence, and carries that note where it would cost a missing-punch band. Break
 punches (``istirahat_*``) make a day present but are never a check-in or check-out; overtime punches (``lembur_*``)
 are paired and counted in minutes, apart from the working day (docs/schedule.md).
+
+Who is in an office's recap, and on which days, is the roster's history (``employee_assignments``): each day of a
+person is judged by the office they were assigned to that day. A day on which they belonged to another office, or
+had not joined yet, or had left, is ``not_employed`` for this office (no working day, no deduction); someone with no
+assignment to the office in the period is not in its recap at all.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from kiosk_central.rules import (
     DeductionTable,
     Employee,
     Excuse,
+    Member,
     Schedule,
     read_deductions,
-    read_employees,
     read_excused,
+    read_members,
     read_schedule,
 )
 from kiosk_central.store import Ledger
@@ -46,8 +52,10 @@ STATUS_LABELS = {
     "pending": "Menunggu verifikasi",
     "off": "Libur",
     "future": "-",
+    "not_employed": "Bukan pegawai unit ini",
 }
-STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "pending": "MV", "off": "L", "future": ""}
+STATUS_CODES = {"present": "H", "absent": "TK", "excused": "K", "pending": "MV", "off": "L", "future": "",
+                "not_employed": "-"}
 PENDING_NOTE = "menunggu verifikasi"
 """One day of one person in a day column of the monthly report; a present day with a band shows the band instead."""
 DAY_NAMES = DAYS["id"]
@@ -64,7 +72,7 @@ class DayLine:
     nip: str
     name: str
     day: date
-    status: str  # present | absent | excused | pending | off | future
+    status: str  # present | absent | excused | pending | off | future | not_employed
     check_in: time | None = None
     check_out: time | None = None
     late_min: int = 0
@@ -124,19 +132,23 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
     table = read_deductions(ledger)
     zone = zoneinfo.ZoneInfo(schedule.timezone)
     today = today or datetime.now(zone).date()
-    employees = read_employees(ledger, office)
-    nips = [e.nip for e in employees]
-    punches = _punches(ledger, office, zone, first, last)
-    waiting = _pending(ledger, office, zone, first, last)
+    members = read_members(ledger, office, first, last)
+    nips = [m.nip for m in members]
+    punches = _punches(ledger, office, zone, first, last, members)
+    waiting = _pending(ledger, office, zone, first, last, members)
     excuses = read_excused(ledger, nips, first, last)
     days: list[DayLine] = []
     months: list[MonthLine] = []
-    for person in employees:
+    for member in members:
+        person = Employee(member.nip, member.name, office)
         month = MonthLine(person.nip, person.name)
         day = first
         while day <= last:
-            line = day_line(schedule, table, person, day, punches.get((person.nip, day), []),
-                            excuses.get(person.nip, []), today, waiting.get((person.nip, day), 0))
+            if member.here_on(day):
+                line = day_line(schedule, table, person, day, punches.get((person.nip, day), []),
+                                excuses.get(person.nip, []), today, waiting.get((person.nip, day), 0))
+            else:  # another office's day, or before joining, or after leaving: not a working day here
+                line = DayLine(person.nip, person.name, day, "not_employed", note=member.why_not_here(day))
             days.append(line)
             _add(month, line)
             day += timedelta(days=1)
@@ -227,7 +239,7 @@ def _minutes(t: time) -> int:
 
 def _add(month: MonthLine, line: DayLine) -> None:
     month.overtime_min += line.overtime_min
-    if line.status in ("off", "future"):
+    if line.status in ("off", "future", "not_employed"):
         return
     month.work_days += 1
     if line.status == "present":
@@ -244,44 +256,57 @@ def _add(month: MonthLine, line: DayLine) -> None:
     month.deduction_total += line.deduction
 
 
-def _punches(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
-             last: date) -> dict[tuple[str, date], list[tuple[str, time]]]:
-    """(nip, local date) -> [(kind, local time to the minute)] of the office's employees."""
+_ASSIGNED = ("SELECT a.nip FROM employee_assignments a WHERE a.office = ? AND a.valid_from <= ? "
+             "AND (a.valid_to IS NULL OR a.valid_to >= ?)")
+"""The NIPs assigned to an office on some day of a period (office, last, first); each punch is then kept only when
+the person belonged to the office on the punch's local day (:meth:`Member.here_on`)."""
+
+
+def _punches(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date, last: date,
+             members: list[Member]) -> dict[tuple[str, date], list[tuple[str, time]]]:
+    """(nip, local date) -> [(kind, local time to the minute)] of the office's employees, on their days in it."""
     start = int(datetime.combine(first, time(0), zone).timestamp() * 1000)
     end = int(datetime.combine(last + timedelta(days=1), time(0), zone).timestamp() * 1000)
+    period = (office, last.isoformat(), first.isoformat())
     rows = ledger.rows(
-        "SELECT e.nip, e.kind, e.time_ms FROM events e JOIN employees p ON p.nip = e.nip "
-        "WHERE p.office = ? AND e.type = 'attendance' AND e.time_ms >= ? AND e.time_ms < ? "
+        f"SELECT e.nip, e.kind, e.time_ms FROM events e WHERE e.nip IN ({_ASSIGNED}) "
+        "AND e.type = 'attendance' AND e.time_ms >= ? AND e.time_ms < ? "
         "UNION ALL "
         "SELECT r.resolved_nip, r.resolved_kind, e.time_ms FROM review_queue r "
         "JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
-        "JOIN employees p ON p.nip = r.resolved_nip "
-        "WHERE p.office = ? AND r.state = 'accepted' AND e.time_ms >= ? AND e.time_ms < ?",
-        (office, start, end, office, start, end),
+        f"WHERE r.resolved_nip IN ({_ASSIGNED}) AND r.state = 'accepted' AND e.time_ms >= ? AND e.time_ms < ?",
+        (*period, start, end, *period, start, end),
     )
+    here = {m.nip: m for m in members}
     found: dict[tuple[str, date], list[tuple[str, time]]] = {}
     for nip, kind, ms in rows:
         if kind is None:
             continue
         local = datetime.fromtimestamp(int(ms) / 1000, zone)
+        member = here.get(str(nip))
+        if member is None or not member.here_on(local.date()):
+            continue
         found.setdefault((str(nip), local.date()), []).append((str(kind), local.time().replace(second=0,
                                                                                               microsecond=0)))
     return found
 
 
-def _pending(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
-             last: date) -> dict[tuple[str, date], int]:
-    """(nip, local date) -> how many of the office's employees' things wait: open review cases naming them (by the
-    time the ledger believes, else the device's clock) and attendance still waiting for its time anchor."""
+def _pending(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date, last: date,
+             members: list[Member]) -> dict[tuple[str, date], int]:
+    """(nip, local date) -> how many of the office's employees' things wait on their days in it: open review cases
+    naming them (by the time the ledger believes, else the device's clock) and attendance still waiting for its
+    time anchor."""
+    period = (office, last.isoformat(), first.isoformat())
     rows = ledger.rows(
         "SELECT e.nip, e.time_ms, e.device_utc FROM review_queue r "
         "JOIN events e ON e.device_id = r.device_id AND e.event_id = r.event_id "
-        "JOIN employees p ON p.nip = e.nip WHERE p.office = ? AND r.state = 'open' "
+        f"WHERE e.nip IN ({_ASSIGNED}) AND r.state = 'open' "
         "UNION ALL "
-        "SELECT e.nip, e.time_ms, e.device_utc FROM events e JOIN employees p ON p.nip = e.nip "
-        "WHERE p.office = ? AND e.type = 'attendance' AND e.time_ms IS NULL",
-        (office, office),
+        f"SELECT e.nip, e.time_ms, e.device_utc FROM events e WHERE e.nip IN ({_ASSIGNED}) "
+        "AND e.type = 'attendance' AND e.time_ms IS NULL",
+        (*period, *period),
     )
+    here = {m.nip: m for m in members}
     found: dict[tuple[str, date], int] = {}
     for nip, ms, device_utc in rows:
         try:
@@ -289,7 +314,8 @@ def _pending(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date,
                     else datetime.fromisoformat(str(device_utc).replace("Z", "+00:00")).astimezone(zone))
         except ValueError:
             continue
-        if first <= when.date() <= last:
+        member = here.get(str(nip))
+        if first <= when.date() <= last and member is not None and member.here_on(when.date()):
             key = (str(nip), when.date())
             found[key] = found.get(key, 0) + 1
     return found

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import zoneinfo
-from dataclasses import dataclass
-from datetime import date, time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from kiosk_central.store import Ledger, utc_text
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.nip import NipError, parse_nip
-from kiosk_contract.roster import RosterError, read_roster
+from kiosk_contract.roster import (
+    RosterError,
+    RosterFile,
+    RosterProblem,
+    RosterRow,
+    problem_lines,
+    read_roster_file,
+)
 from kiosk_contract.schedule import DAYS, Day, RamadanPeriod
 from kiosk_contract.settings import TableParser, opt, read_toml
 
@@ -184,11 +193,15 @@ def _check_rules(parser: TableParser, rules: RulesFile) -> None:
 
 
 def load_employees(path: Path) -> list[Employee]:
-    """The roster CSV of enrolment (``nip,name,unit``), its ``unit`` being the office code."""
+    """The roster file (``nip,name,unit`` or any export :func:`kiosk_contract.roster.parse_roster` reads), its
+    ``unit`` being the office code as written (no history: :func:`plan_roster_file` is the load with dates)."""
     try:
-        return [Employee(e.nip, e.name, e.unit) for e in read_roster(path)]
+        found = read_roster_file(path)
     except RosterError as exc:
         raise ConfigError(str(path), [str(exc)]) from None
+    if found.problems:
+        raise ConfigError(str(path), problem_lines(found.problems))
+    return [Employee(r.nip, r.name, r.unit) for r in found.rows]
 
 
 def load_excused(path: Path) -> list[Excuse]:
@@ -279,18 +292,20 @@ def save_rules(ledger: Ledger, rules: RulesFile) -> None:
         )
 
 
-def save_employees(ledger: Ledger, employees: list[Employee]) -> None:
-    """Add or update employees (a person who moved office keeps their history; nobody is deleted here)."""
+def save_employees(ledger: Ledger, employees: list[Employee], today: date | None = None) -> None:
+    """Add or update employees without dates (a partial roster: nobody is taken as having left): a new person is
+    employed since before the ledger (1970-01-01), a person in another office moves there from ``today``.
+    :func:`plan_roster` and :func:`apply_roster` are the load with dates."""
     offices = {r[0] for r in ledger.rows("SELECT code FROM offices")}
     unknown = sorted({f"{e.nip}: {e.office!r}" for e in employees if e.office not in offices})
     if unknown:
         raise ConfigError("employees", [f"unknown office code (add it to the rules file): {u}" for u in unknown])
-    with ledger.transaction():
-        ledger.executemany(
-            "INSERT INTO employees (nip, name, office, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (nip) DO UPDATE "
-            "SET name = excluded.name, office = excluded.office, updated_at = excluded.updated_at",
-            [(e.nip, e.name, e.office, utc_text()) for e in employees],
-        )
+    found = RosterFile(rows=[RosterRow(i, e.nip, e.name, e.office, e.office) for i, e in enumerate(employees, 1)],
+                       columns={"nip": "nip", "name": "name", "unit": "unit"})
+    plan = plan_roster(ledger, found, today or date.today(), complete=False, new_from=ROSTER_EPOCH)
+    if plan.problems:
+        raise ConfigError("employees", problem_lines(plan.problems))
+    apply_roster(ledger, plan, "save_employees", today)
 
 
 def save_excused(ledger: Ledger, excuses: list[Excuse], entered_by: str) -> None:
@@ -379,9 +394,10 @@ def read_deductions(ledger: Ledger) -> DeductionTable:
     )
 
 
-def read_employees(ledger: Ledger, office: str) -> list[Employee]:
-    return [Employee(*r) for r in ledger.rows(
-        "SELECT nip, name, office FROM employees WHERE office = ? ORDER BY name, nip", (office,))]
+def read_employees(ledger: Ledger, office: str, day: date | None = None) -> list[Employee]:
+    """The people assigned to ``office`` on ``day`` (today by default)."""
+    when = day or date.today()
+    return [Employee(m.nip, m.name, office) for m in read_members(ledger, office, when, when)]
 
 
 def read_excused(ledger: Ledger, nips: list[str], first: date, last: date) -> dict[str, list[Excuse]]:
@@ -394,3 +410,293 @@ def read_excused(ledger: Ledger, nips: list[str], first: date, last: date) -> di
         if nip in nips:
             found.setdefault(nip, []).append(Excuse(nip, date.fromisoformat(start), date.fromisoformat(end), kind, ref))
     return found
+
+
+# ---------------------------------------------------------------------------------------------------- roster history
+
+ROSTER_EPOCH = date(1970, 1, 1)
+"""The start of an assignment whose real start is unknown: the roster of before history (migration 0003) and the
+first roster a ledger receives without TMT dates count as employed "since before the ledger"."""
+
+CHANGE_LABELS = {"new": "baru", "rejoined": "masuk kembali", "moved": "pindah", "left": "keluar",
+                 "renamed": "ganti nama", "updated": "jabatan/kelas", "period": "tanggal diubah"}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A person in an office from ``valid_from`` to ``valid_to`` (both included; None: still there)."""
+
+    nip: str
+    office: str
+    valid_from: date
+    valid_to: date | None
+    id: int = 0
+
+    def covers(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A person of an office's recap: their assignments (every office) that touch the recap's period."""
+
+    nip: str
+    name: str
+    office: str
+    assignments: tuple[Assignment, ...]
+
+    def office_on(self, day: date) -> str | None:
+        """The office the person belonged to on ``day``, None when they were not employed."""
+        return next((a.office for a in self.assignments if a.covers(day)), None)
+
+    def here_on(self, day: date) -> bool:
+        return self.office_on(day) == self.office
+
+    def why_not_here(self, day: date) -> str:
+        """Why ``day`` is not the person's in this office: another office, not yet joined, or left."""
+        other = self.office_on(day)
+        if other is not None:
+            return f"di unit {other}"
+        if all(day < a.valid_from for a in self.assignments):
+            return "belum bergabung"
+        return "sudah keluar"
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(str(text))
+
+
+def read_assignments(ledger: Ledger, nips: Iterable[str] | None = None) -> dict[str, list[Assignment]]:
+    """Every assignment (of these people), by NIP, oldest first."""
+    found: dict[str, list[Assignment]] = {}
+    wanted = None if nips is None else set(nips)
+    for row_id, nip, office, start, end in ledger.rows(
+            "SELECT id, nip, office, valid_from, valid_to FROM employee_assignments ORDER BY nip, valid_from"):
+        if wanted is None or nip in wanted:
+            found.setdefault(str(nip), []).append(Assignment(str(nip), str(office), date.fromisoformat(start),
+                                                             _day(end), int(row_id)))
+    return found
+
+
+def read_members(ledger: Ledger, office: str, first: date, last: date) -> list[Member]:
+    """The people assigned to ``office`` on at least one day of ``first``..``last``, by name, with their
+    assignments to any office that touch the period (a day of another office's is not this office's)."""
+    rows = ledger.rows(
+        "SELECT DISTINCT a.nip, p.name FROM employee_assignments a JOIN employees p ON p.nip = a.nip "
+        "WHERE a.office = ? AND a.valid_from <= ? AND (a.valid_to IS NULL OR a.valid_to >= ?)",
+        (office, last.isoformat(), first.isoformat()),
+    )
+    names = {str(nip): str(name) for nip, name in rows}
+    if not names:
+        return []
+    history = read_assignments(ledger, names)
+    return sorted((Member(nip, name, office, tuple(a for a in history.get(nip, [])
+                                                    if a.valid_from <= last and (a.valid_to is None
+                                                                                 or a.valid_to >= first)))
+                   for nip, name in names.items()), key=lambda m: (m.name, m.nip))
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    """One change a roster file makes: ``kind`` is new, rejoined, moved, left, renamed, updated (position or class)
+    or period (an assignment's dates); ``effective`` is the first day of the new state (for ``left``: the first day
+    not employed); ``row`` the file's row (0: a person missing from a complete roster)."""
+
+    kind: str
+    nip: str
+    name: str
+    before: str | None
+    after: str | None
+    effective: date | None
+    row: int
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        return CHANGE_LABELS.get(self.kind, self.kind)
+
+
+@dataclass
+class RosterPlan:
+    """What applying a roster file would change, and every problem that stops it (nothing is applied while there
+    is one); ``fingerprint`` is the roster's state it was planned on: :func:`apply_roster` refuses a plan whose
+    ledger changed since."""
+
+    effective: date
+    changes: list[RosterChange] = field(default_factory=list)
+    problems: list[RosterProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    fingerprint: str = ""
+    ops: list[tuple[object, ...]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for change in self.changes:
+            found[change.kind] = found.get(change.kind, 0) + 1
+        return found
+
+
+def roster_fingerprint(ledger: Ledger) -> str:
+    digest = hashlib.sha256()
+    for row in ledger.rows("SELECT nip, name, office, position, tpp_class FROM employees ORDER BY nip"):
+        digest.update(repr(row).encode())
+    for row in ledger.rows("SELECT nip, office, valid_from, valid_to FROM employee_assignments ORDER BY nip, "
+                           "valid_from"):
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def plan_roster(ledger: Ledger, found: RosterFile, effective: date, *, complete: bool = True,
+                new_from: date | None = None) -> RosterPlan:
+    """The changes ``found`` (a checked roster file, its ``office`` matched to the ledger's offices) makes to the
+    ledger's roster, changing nothing.
+
+    A row's TMT (``start``) is when its office starts for that person, else ``effective``; a row's ``end`` is their
+    last day there. A person the ledger does not hold is new from that day (from 1970-01-01 while the ledger holds
+    nobody yet and the row has no TMT: the first roster has no history); one in another office that day moves;
+    one with no assignment that day rejoins. With ``complete`` (the file lists everyone), a person employed on
+    ``effective`` or later who is not in the file leaves: their last day is the day before ``effective``.
+    ``new_from``: when a new person without TMT starts, instead."""
+    plan = RosterPlan(effective, problems=list(found.problems), notes=list(found.notes),
+                      fingerprint=roster_fingerprint(ledger))
+    people = {str(r[0]): (str(r[1]), r[2], None if r[3] is None else int(r[3])) for r in ledger.rows(
+        "SELECT nip, name, position, tpp_class FROM employees")}
+    history = read_assignments(ledger)
+    first_roster = not history
+    offices = {str(r[0]) for r in ledger.rows("SELECT code FROM offices")}
+    listed = set(found.listed) | {r.nip for r in found.rows}  # a row with a problem is not someone who left
+    for row in found.rows:
+        office = row.office or row.unit
+        if office not in offices:
+            plan.problems.append(RosterProblem(row.row, found.columns.get("unit", "unit"), row.unit,
+                                               f"unknown office {row.unit!r}: add it to the rules file first"))
+            continue
+        person = people.get(row.nip)
+        start = row.start or (new_from or (ROSTER_EPOCH if first_roster else effective) if person is None
+                              else effective)
+        _plan_row(plan, row, office, start, person, history.get(row.nip, []), found.columns)
+    if complete:
+        for nip, assignments in sorted(history.items()):
+            if nip in listed:
+                continue
+            ending = [a for a in assignments if a.valid_to is None or a.valid_to >= effective]
+            if not ending:
+                continue
+            for a in ending:
+                if a.valid_from >= effective:
+                    plan.ops.append(("delete_assignment", a.id))
+                else:
+                    plan.ops.append(("end_assignment", a.id, (effective - timedelta(days=1)).isoformat()))
+            plan.changes.append(RosterChange("left", nip, people.get(nip, ("", None, None))[0], ending[0].office,
+                                             None, effective, 0, "tidak ada di berkas"))
+    plan.unchanged = len(found.rows) - len({c.nip for c in plan.changes if c.row})
+    return plan
+
+
+def _plan_row(plan: RosterPlan, row: RosterRow, office: str, start: date,
+              person: tuple[str, str | None, int | None] | None, assignments: list[Assignment],
+              columns: dict[str, str]) -> None:
+    def change(kind: str, before: str | None, after: str | None, when: date | None, detail: str = "") -> None:
+        plan.changes.append(RosterChange(kind, row.nip, row.name, before, after, when, row.row, detail))
+
+    end = None if row.end is None else row.end.isoformat()
+    if person is None:
+        plan.ops.append(("insert_employee", row.nip, row.name, office, row.position, row.grade))
+        plan.ops.append(("insert_assignment", row.nip, office, start.isoformat(), end))
+        change("new", None, office, start, f"mulai {start.isoformat()}" if start != ROSTER_EPOCH else "")
+        return
+    name, position, grade = person
+    if name != row.name:
+        plan.ops.append(("set_name", row.nip, row.name))
+        change("renamed", None, None, None, f"{name} -> {row.name}")
+    if ("position" in columns and row.position != position) or ("grade" in columns and row.grade != grade):
+        plan.ops.append(("set_position", row.nip, row.position, row.grade))
+        change("updated", None, None, None, f"{position or '-'} / {grade or '-'} -> {row.position or '-'} / "
+                                            f"{row.grade or '-'}")
+    later = [a for a in assignments if a.valid_from > start]
+    at = next((a for a in assignments if a.covers(start)), None)
+    if later and (at is None or at.office != office):
+        plan.problems.append(RosterProblem(row.row, columns.get("start", "TMT"), start.isoformat(),
+                                           f"NIP {row.nip} already has an assignment from {later[0].valid_from} "
+                                           f"({later[0].office}), after this date: give the TMT of the change, or "
+                                           "correct the assignments in the admin (Pegawai)"))
+        return
+    if at is None:
+        plan.ops.append(("insert_assignment", row.nip, office, start.isoformat(), end))
+        change("rejoined", assignments[-1].office if assignments else None, office, start)
+    elif at.office != office:
+        if at.valid_from == start:
+            plan.ops.append(("set_assignment_office", at.id, office))
+        else:
+            plan.ops.append(("end_assignment", at.id, (start - timedelta(days=1)).isoformat()))
+            plan.ops.append(("insert_assignment", row.nip, office, start.isoformat(), end))
+        change("moved", at.office, office, start)
+    elif row.end is not None and at.valid_to != row.end:
+        plan.ops.append(("end_assignment", at.id, end))
+        change("left", office, None, row.end + timedelta(days=1), f"hari terakhir {end}")
+
+
+def apply_roster(ledger: Ledger, plan: RosterPlan, entered_by: str, today: date | None = None) -> list[RosterChange]:
+    """Make the plan's changes in one transaction; RosterError when it has problems or the roster changed since
+    it was planned (preview again). Each person's ``employees.office`` becomes the office of their assignment valid
+    ``today`` (else their latest before it, else their first)."""
+    if plan.problems:
+        raise RosterError(f"the roster has {len(plan.problems)} problem(s); nothing was changed: "
+                          + "; ".join(problem_lines(plan.problems[:5])))
+    at = utc_text()
+    touched: set[str] = set()
+    with ledger.transaction():
+        if roster_fingerprint(ledger) != plan.fingerprint:
+            raise RosterError("the roster changed since this preview (another load or an admin edit): preview the "
+                              "file again; nothing was changed")
+        ids: dict[int, str] = {int(r[0]): str(r[1]) for r in ledger.rows("SELECT id, nip FROM employee_assignments")}
+        for op in plan.ops:
+            kind, args = op[0], op[1:]
+            if kind == "insert_employee":
+                ledger.execute("INSERT INTO employees (nip, name, office, updated_at, position, tpp_class) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (args[0], args[1], args[2], at, args[3], args[4]))
+            elif kind == "set_name":
+                ledger.execute("UPDATE employees SET name = ?, updated_at = ? WHERE nip = ?", (args[1], at, args[0]))
+            elif kind == "set_position":
+                ledger.execute("UPDATE employees SET position = ?, tpp_class = ?, updated_at = ? WHERE nip = ?",
+                               (args[1], args[2], at, args[0]))
+            elif kind == "insert_assignment":
+                ledger.execute("INSERT INTO employee_assignments (nip, office, valid_from, valid_to, entered_by, "
+                               "entered_at) VALUES (?, ?, ?, ?, ?, ?)", (*args, entered_by, at))
+            elif kind == "end_assignment":
+                ledger.execute("UPDATE employee_assignments SET valid_to = ?, entered_by = ?, entered_at = ? "
+                               "WHERE id = ?", (args[1], entered_by, at, args[0]))
+            elif kind == "set_assignment_office":
+                ledger.execute("UPDATE employee_assignments SET office = ?, entered_by = ?, entered_at = ? "
+                               "WHERE id = ?", (args[1], entered_by, at, args[0]))
+            elif kind == "delete_assignment":
+                ledger.execute("DELETE FROM employee_assignments WHERE id = ?", (args[0],))
+            else:  # pragma: no cover - plan_roster makes only these
+                raise AssertionError(kind)
+            touched.add(str(args[0]) if kind in ("insert_employee", "set_name", "set_position", "insert_assignment")
+                        else ids.get(int(str(args[0])), ""))
+        refresh_current_offices(ledger, touched - {""}, today or date.today())
+    return plan.changes
+
+
+def refresh_current_offices(ledger: Ledger, nips: Iterable[str], today: date) -> None:
+    """``employees.office`` of these people: the office of their assignment valid ``today``, else of their latest
+    one that started before, else of their first (call it inside the transaction that changed them)."""
+    history = read_assignments(ledger, nips)
+    for nip, assignments in history.items():
+        current = (next((a for a in assignments if a.covers(today)), None)
+                   or next((a for a in reversed(assignments) if a.valid_from <= today), None) or assignments[0])
+        ledger.execute("UPDATE employees SET office = ? WHERE nip = ? AND office <> ?", (current.office, nip,
+                                                                                         current.office))
+
+
+def plan_roster_file(ledger: Ledger, path: Path, effective: date, *, complete: bool = True,
+                     sheet: str | None = None) -> RosterPlan:
+    """:func:`plan_roster` of a roster file, its units matched against the ledger's offices."""
+    offices = [str(r[0]) for r in ledger.rows("SELECT code FROM offices ORDER BY code")]
+    try:
+        found = read_roster_file(path, sheet=sheet, units=offices)
+    except RosterError as exc:
+        raise ConfigError(str(path), [str(exc)]) from None
+    return plan_roster(ledger, found, effective, complete=complete)

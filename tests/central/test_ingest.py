@@ -374,6 +374,7 @@ def make_old_ledger(url: str, upto: int = 4) -> None:
 
 
 OLD_EVENT = ("kiosk-1", "019c0000-0000-7000-8000-000000000001")
+LEDGER_MIGRATIONS = ["0001_initial", "0002_schema_owned_by_django", "0003_employee_assignments"]
 
 
 def fill_old_ledger(url: str) -> None:
@@ -480,12 +481,12 @@ def test_django_makes_the_schema_the_numbered_migrations_made(kind: str, tmp_pat
         with Ledger(new_url):
             pass
         new = schema_of(new_url)
-        assert len(old) == 24 and set(old) == set(new)
-        for table in old:
+        assert len(old) == 24 and set(new) == set(old) | {"employee_assignments"}
+        for table in set(old) - {"employees"}:  # 0003 added the roster's history: employees' two columns
             assert new[table] == old[table], table
-        with Ledger(old_url):  # adopted: nothing of its schema changes
+        with Ledger(old_url):  # adopted: then migrated like a new one (0003)
             pass
-        assert schema_of(old_url) == old
+        assert schema_of(old_url) == new
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -496,7 +497,7 @@ def test_a_ledger_made_before_django_is_adopted_with_its_rows(kind: str, tmp_pat
         make_old_ledger(url)
         fill_old_ledger(url)
         with Ledger(url) as ledger:  # adopts it: 0001 recorded as applied (its tables kept), 0002 marks version 5
-            assert applied(url) == ([1, 2, 3, 4, 5], ["0001_initial", "0002_schema_owned_by_django"])
+            assert applied(url) == ([1, 2, 3, 4, 5], LEDGER_MIGRATIONS)
             assert ledger.migrate() == []
             stored = ledger.stored_event(*OLD_EVENT)
             assert stored is not None and (stored.seq, stored.type, stored.evidence_ok) == (1, "review", True)
@@ -547,7 +548,7 @@ def test_an_older_ledger_or_one_without_its_tables_is_refused_unchanged(tmp_path
 
 def test_migrations_are_recorded_and_a_newer_schema_is_refused(ledger: Ledger) -> None:
     url = ledger.url
-    assert applied(url) == ([5], ["0001_initial", "0002_schema_owned_by_django"])
+    assert applied(url) == ([5], LEDGER_MIGRATIONS)
     assert ledger.migrate() == []
     with raw(url) as conn:
         run(conn, "INSERT INTO django_migrations (app, name, applied) VALUES ('ledger', '0099_from_the_future', "
@@ -582,7 +583,7 @@ def test_manage_migrate_adopts_an_old_ledger_too(tmp_path: Path) -> None:
     config = tmp_path / "central.toml"
     config.write_text(f'[database]\nurl = "{url}"\n')
     assert main(["manage", "--config", str(config), "migrate", "--verbosity", "0"]) == 0
-    assert applied(url) == ([1, 2, 3, 4, 5], ["0001_initial", "0002_schema_owned_by_django"])
+    assert applied(url) == ([1, 2, 3, 4, 5], LEDGER_MIGRATIONS)
     with raw(url) as conn:
         assert run(conn, "SELECT COUNT(*) FROM django_migrations WHERE app = 'hr'")[0][0] >= 1
         assert run(conn, "SELECT device_id, office FROM devices") == [("kiosk-1", "bkpsdm")]
@@ -684,4 +685,4 @@ def test_the_subscriber_runs_as_a_management_command(tmp_path: Path) -> None:
             returncode = process.wait(timeout=30)
     assert returncode == 0, log.read_text()
     assert "ledger: stopped" in log.read_text()
-    assert applied(f"sqlite:///{tmp_path / 'ledger.sqlite'}")[1] == ["0001_initial", "0002_schema_owned_by_django"]
+    assert applied(f"sqlite:///{tmp_path / 'ledger.sqlite'}")[1] == LEDGER_MIGRATIONS

@@ -17,4 +17,5 @@ urlpatterns = [
     path("case/<int:case_id>/second/", views.second, name="second"),
     path("recap/", views.recap, name="recap"),
     path("audit/", views.audit, name="audit"),
+    path("roster/", views.roster, name="roster"),
 ]

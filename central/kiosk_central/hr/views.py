@@ -4,6 +4,7 @@ with a content security policy that allows this site's images, styles and forms 
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Callable
@@ -24,12 +25,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kiosk_central import recap as recaps
+from kiosk_central import rules
 from kiosk_central.hr import accounts, data
 from kiosk_central.hr.models import LoginAudit, Proposal, ReferencePhoto, UserAudit
 from kiosk_central.store import DecisionRefused
 from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.punch import KINDS as PUNCH_KINDS
 from kiosk_contract.punch import kinds_meaning
+from kiosk_contract.roster import RosterError, parse_roster
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +431,93 @@ def recap(request: HttpRequest) -> HttpResponse:
                    months=[(m, ", ".join(f"{k} {v}" for k, v in sorted(m.bands.items()) if v)) for m in result.months],
                    days=[(d, recaps.STATUS_LABELS.get(d.status, d.status)) for d in result.days if day_text])
     return render(request, "hr/recap.html", context)
+
+
+# ---------------------------------------------------------------------------------------------------- roster
+
+ROSTER_SESSION = "roster_upload"
+
+
+def _roster_plan(upload: dict[str, Any]) -> tuple[Any, Any]:
+    """(the checked file, the plan) of an upload kept in the session."""
+    book = data.ledger()
+    offices = [str(r[0]) for r in book.rows("SELECT code FROM offices ORDER BY code")]
+    found = parse_roster(base64.b64decode(upload["data"]), upload["name"], sheet=upload["sheet"] or None,
+                         units=offices)
+    return found, rules.plan_roster(book, found, date.fromisoformat(upload["effective"]),
+                                    complete=not upload["partial"])
+
+
+@page_view
+@login_required
+@require_http_methods(["GET", "POST"])
+def roster(request: HttpRequest) -> HttpResponse:
+    """Import the roster HR exports (admins): upload -> a preview of every change (new, moved, left, renamed) and
+    every problem, changing nothing -> confirm, which applies exactly the previewed plan (refused when the roster
+    changed in between). Each change is written to the admin's history of the person (LogEntry)."""
+    if not request.user.is_superuser:
+        return error(request, 403, "Ditolak", "Hanya admin yang mengimpor daftar pegawai.")
+    context: dict[str, Any] = {"effective": timezone.localdate().isoformat(), "sheet": "", "partial": False}
+    if request.method == "GET":
+        return render(request, "hr/roster.html", context)
+    action = request.POST.get("action", "")
+    if action == "preview":
+        upload = request.FILES.get("file")
+        effective = request.POST.get("effective", "").strip() or context["effective"]
+        context.update(effective=effective, sheet=request.POST.get("sheet", "").strip()[:100],
+                       partial=request.POST.get("partial") == "on")
+        if upload is None:
+            context["problem"] = "Pilih berkas daftar pegawai (CSV atau xlsx)."
+            return render(request, "hr/roster.html", context, status=400)
+        if upload.size is None or upload.size > web_cfg().max_upload_bytes:
+            context["problem"] = f"Berkas terlalu besar (paling besar {web_cfg().max_upload_bytes} bita)."
+            return render(request, "hr/roster.html", context, status=400)
+        parse_day(effective, "effective")
+        request.session[ROSTER_SESSION] = {
+            "name": str(upload.name or "")[:200], "data": base64.b64encode(upload.read()).decode("ascii"),
+            "sheet": context["sheet"], "effective": effective, "partial": context["partial"]}
+    elif action != "apply":
+        raise BadRequest("action: preview or apply")
+    saved = request.session.get(ROSTER_SESSION)
+    if not saved:
+        context["problem"] = "Unggah berkasnya lagi: pratinjau sudah tidak ada."
+        return render(request, "hr/roster.html", context, status=400)
+    found, plan = _roster_plan(saved)
+    counts = plan.counts()
+    context.update(found=found, plan=plan, upload=saved["name"], effective=saved["effective"],
+                   summary=[(label, counts.get(kind, 0)) for kind, label in rules.CHANGE_LABELS.items()],
+                   sheet=saved["sheet"], partial=saved["partial"])
+    if action == "preview":
+        return render(request, "hr/roster.html", context)
+    if request.POST.get("fingerprint", "") != plan.fingerprint:
+        context["problem"] = "Daftar pegawai berubah sejak pratinjau ini (impor lain atau perubahan di admin): " \
+                             "periksa pratinjau baru di bawah, lalu terapkan lagi."
+        return render(request, "hr/roster.html", context, status=409)
+    try:
+        changes = rules.apply_roster(data.ledger(), plan, f"web {request.user.get_username()} ({saved['name']})")
+    except RosterError as exc:
+        context["problem"] = str(exc)
+        return render(request, "hr/roster.html", context, status=409)
+    del request.session[ROSTER_SESSION]
+    _log_roster_changes(request, changes, saved["name"])
+    log.info("HR web: %s applied roster %s: %s", request.user, saved["name"], plan.counts())
+    return render(request, "hr/roster.html", {**context, "applied": changes, "plan": None})
+
+
+def _log_roster_changes(request: HttpRequest, changes: list[Any], name: str) -> None:
+    """Each change in the admin's history of the person (who, when, what)."""
+    from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from kiosk_central.ledger.models import Employee
+
+    kind = ContentType.objects.get_for_model(Employee)
+    LogEntry.objects.bulk_create([LogEntry(
+        user_id=request.user.pk, content_type=kind, object_id=c.nip, object_repr=f"{c.name} ({c.nip})"[:200],
+        action_flag=ADDITION if c.kind == "new" else CHANGE,
+        change_message=f"impor {name}: {c.label} {c.before or ''}{' -> ' if c.before or c.after else ''}"
+                       f"{c.after or ''}{' mulai ' + c.effective.isoformat() if c.effective else ''} {c.detail}"
+                       .strip()) for c in changes])
 
 
 # ---------------------------------------------------------------------------------------------------- audit

@@ -300,15 +300,60 @@ class OfficeDayOff(models.Model):
 
 
 class Employee(models.Model):
-    """The roster: an employee's NIP, name and office."""
+    """A person of the roster: NIP, name, and ``office``, the office of their *current* assignment (the one valid
+    on the day the roster last changed; for someone who left, their last office), kept for the SQL that wants "who
+    is where now" (gallery distribution, review decisions). Which office a person belonged to on a given day is
+    :class:`EmployeeAssignment`'s: the recaps read only that. A person is never deleted by a roster load (their
+    history and name stay); joining and leaving are the first assignment's ``valid_from`` and the last one's
+    ``valid_to``. ``position`` (jabatan) and ``tpp_class`` (kelas jabatan) are kept for the rules that will need
+    them; no rule reads them yet."""
 
     nip = Key(primary_key=True)
     name = models.TextField()
     office = models.TextField()
     updated_at = models.TextField()
+    position = models.TextField(null=True, blank=True, verbose_name="jabatan")
+    tpp_class = models.IntegerField(null=True, blank=True, verbose_name="kelas jabatan")
 
     class Meta:
         db_table = "employees"
+        verbose_name = "pegawai"
+        verbose_name_plural = "pegawai"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.nip})"
+
+
+class EmployeeAssignment(models.Model):
+    """A person in an office from ``valid_from`` to ``valid_to`` (ISO dates, both days included; NULL: still there).
+    A person's assignments never overlap; a day no assignment covers is a day they were not employed (before
+    joining, after leaving). Rows carried over from the roster of before history start on 1970-01-01 ("since before
+    the ledger"): migration 0003."""
+
+    id = models.BigAutoField(primary_key=True)
+    employee = models.ForeignKey(Employee, models.CASCADE, db_column="nip", db_index=False,
+                                 related_name="assignments", verbose_name="pegawai")
+    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_constraint=False, db_index=False,
+                               related_name="+", verbose_name="kantor")
+    valid_from = models.TextField(verbose_name="mulai (TMT)")
+    valid_to = models.TextField(null=True, blank=True, verbose_name="selesai (hari terakhir)")
+    entered_by = models.TextField(verbose_name="dicatat oleh")
+    entered_at = models.TextField(verbose_name="dicatat pada")
+
+    class Meta:
+        db_table = "employee_assignments"
+        verbose_name = "penempatan"
+        verbose_name_plural = "penempatan"
+        constraints = (
+            models.UniqueConstraint(fields=["employee", "valid_from"],
+                                    name="employee_assignments_nip_valid_from_key"),
+            models.CheckConstraint(condition=models.Q(valid_to__isnull=True) | models.Q(valid_to__gte=models.F(
+                "valid_from")), name="employee_assignments_period_check"),
+        )
+        indexes = (models.Index(fields=["office", "valid_from"], name="employee_assignments_office"),)
+
+    def __str__(self) -> str:
+        return f"{self.employee_id} {self.office_id} {self.valid_from}..{self.valid_to or ''}"
 
 
 class Excused(models.Model):

@@ -39,14 +39,20 @@ def master() -> Gallery:
 
 
 def ledger_with_offices(url: str) -> Ledger:
-    """Alex in bkpsdm, Lin in dinkes, Obama in no office; kiosk-1 (bkpsdm) and kiosk-2 (dinkes) have published,
-    kiosk-3 (dinkes) never has; kiosk-4 is revoked."""
+    """Alex in bkpsdm, Lin in dinkes (moved there from bkpsdm, which she left last year), Obama in no office (he left
+    dinkes last year); kiosk-1 (bkpsdm) and kiosk-2 (dinkes) have published, kiosk-3 (dinkes) never has; kiosk-4 is
+    revoked."""
     ledger = Ledger(url)
     ledger.migrate()
     with ledger.transaction():
-        for nip, office in ((ALEX, "bkpsdm"), (LIN, "dinkes")):
+        for nip, office in ((ALEX, "bkpsdm"), (LIN, "dinkes"), (OBAMA, "dinkes")):
             ledger.execute("INSERT INTO employees (nip, name, office, updated_at) VALUES (?, ?, ?, ?)",
                            (nip, nip, office, NOW))
+        for nip, office, start, end in ((ALEX, "bkpsdm", "1970-01-01", None), (LIN, "bkpsdm", "1970-01-01",
+                                        "2020-12-31"), (LIN, "dinkes", "2021-01-01", None),
+                                        (OBAMA, "dinkes", "1970-01-01", "2020-12-31")):
+            ledger.execute("INSERT INTO employee_assignments (nip, office, valid_from, valid_to, entered_by, "
+                           "entered_at) VALUES (?, ?, ?, ?, ?, ?)", (nip, office, start, end, "test", NOW))
         for device, office, revoked in (("kiosk-1", "bkpsdm", 0), ("kiosk-2", "dinkes", 0), ("kiosk-3", "dinkes", 0),
                                         ("kiosk-4", "dinkes", 1)):
             ledger.execute("INSERT INTO devices (device_id, office, revoked, updated_at) VALUES (?, ?, ?, ?)",
@@ -68,7 +74,8 @@ def test_each_kiosk_gets_its_office_gallery_in_a_command_bound_to_it(backend: st
                     for o, p in plans.items()} == {
                 "bkpsdm": ([ALEX], 1, "bkpsdm", (("kiosk-1", "kantor"),), ()),
                 "dinkes": ([LIN], 1, "dinkes", (("kiosk-2", "puskesmas"),), ("kiosk-3",)),
-            }, "Obama is in no office; the revoked kiosk-4 gets nothing"
+            }, "Obama left and Lin left bkpsdm: their faces go to no kiosk of those offices; the revoked kiosk-4 " \
+               "gets nothing"
             sent: list[tuple[str, bytes]] = []
             report = distribute.push(ledger, list(plans.values()), central, lambda t, p: sent.append((t, p)),
                                      "presensi/v1")

@@ -28,7 +28,7 @@ import threading
 import time as clock
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -68,11 +68,17 @@ class OfficePush:
     unaddressed: tuple[str, ...]  # kiosks of the office that never published: their site (topic) is unknown
 
 
-def plan(ledger: Ledger, master: Gallery, offices: Iterable[str] | None = None) -> list[OfficePush]:
-    """Each office's gallery at its next version, cut from ``master`` by the roster; ``offices`` narrows it."""
+def plan(ledger: Ledger, master: Gallery, offices: Iterable[str] | None = None,
+         today: date | None = None) -> list[OfficePush]:
+    """Each office's gallery at its next version, cut from ``master`` by the roster; ``offices`` narrows it.
+
+    An office's gallery holds the people assigned to it today or from a later day (a newcomer is recognised on their
+    first day): not those who left it or moved away, whose faces it must no longer hold (docs/privacy.md)."""
     wanted = set(offices) if offices is not None else None
+    today = (today or datetime.now(UTC).date()).isoformat()
     by_office: dict[str, set[str]] = {}
-    for nip, office in ledger.rows("SELECT nip, office FROM employees"):
+    for nip, office in ledger.rows("SELECT nip, office FROM employee_assignments WHERE valid_to IS NULL OR "
+                                   "valid_to >= ?", (today,)):
         by_office.setdefault(str(office), set()).add(str(nip))
     sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
     devices: dict[str, list[str]] = {}

@@ -18,9 +18,10 @@ import logging
 import os
 import sqlite3
 import threading
+import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +37,9 @@ class LedgerError(KioskError):
 
 
 class DecisionRefused(KioskError):
-    """A review decision that cannot be made; ``why`` is ``missing`` (no such case), ``decided`` (already decided)
-    or ``roster`` (the NIP is not in the roster)."""
+    """A review decision that cannot be made; ``why`` is ``missing`` (no such case), ``decided`` (already decided),
+    ``roster`` (the NIP is not in the roster) or ``not_employed`` (the person had no office assignment on the case's
+    local day)."""
 
     def __init__(self, message: str, why: str) -> None:
         super().__init__(message)
@@ -612,6 +614,29 @@ class Ledger:
         row = self.one("SELECT name, office FROM employees WHERE nip = ?", (nip,))
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def office_on(self, nip: str, day: date) -> str | None:
+        """The office ``nip`` was assigned to on ``day`` (``employee_assignments``), None when no assignment covers
+        the day (before joining, after leaving, or not in the roster)."""
+        text = day.isoformat()
+        row = self.one("SELECT office FROM employee_assignments WHERE nip = ? AND valid_from <= ? "
+                       "AND (valid_to IS NULL OR valid_to >= ?) ORDER BY valid_from DESC LIMIT 1", (nip, text, text))
+        return None if row is None else str(row[0])
+
+    def case_day(self, case: ReviewCase) -> date | None:
+        """The local date of a case's believed time, in the zone of its kiosk's office (the event's own ``tz`` for a
+        kiosk without one); None while the time is unknown (waiting for the boot's time anchor)."""
+        if case.time_ms is None:
+            return None
+        zone = self.office_zones().get(case.office or "")
+        if zone is None:
+            with contextlib.suppress(ValueError, TypeError):
+                zone = json.loads(case.payload).get("tz")
+        try:
+            tz = zoneinfo.ZoneInfo(zone or "UTC")
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = zoneinfo.ZoneInfo("UTC")
+        return datetime.fromtimestamp(case.time_ms / 1000, tz).date()
+
     _CASE_SQL = (
         "SELECT r.id, r.device_id, r.event_id, r.reason, r.state, r.resolved_nip, r.resolved_kind, r.decided_by, "
         "r.decided_at, r.decision_reason, d.office, e.time_ms, e.time_source, e.device_utc, e.payload "
@@ -651,7 +676,8 @@ class Ledger:
                       kind: str | None = None) -> ReviewCase:
         """Accept (as a punch of ``nip`` and ``kind``) or reject an open case, with the audit row, in one
         transaction; DecisionRefused when the case is gone, already decided (checked in the same UPDATE, so two
-        reviewers at once cannot both decide) or the NIP is not in the roster."""
+        reviewers at once cannot both decide), the NIP is not in the roster, or the person was not employed (had no
+        office assignment) on the case's local day."""
         with self.transaction():
             before = self.review_case(case_id)
             if before is None:
@@ -659,6 +685,8 @@ class Ledger:
             if accept and (nip is None or self.employee(nip) is None):
                 raise DecisionRefused(f"NIP {nip!r} is not in the roster: accept the case for an employee of it",
                                       "roster")
+            if accept and nip is not None:
+                self.check_employed(before, nip)
             state = "accepted" if accept else "rejected"
             decided_at = utc_text()
             cursor = self.execute(
@@ -680,6 +708,20 @@ class Ledger:
                  after.audit_json()),
             )
         return after
+
+    def check_employed(self, case: ReviewCase, nip: str) -> None:
+        """DecisionRefused ``not_employed`` unless ``nip`` had an office assignment on the case's local day (any
+        assignment at all while the case's time is unknown: the recap judges the day once the anchor dates it)."""
+        day = self.case_day(case)
+        if day is None:
+            if self.one("SELECT 1 FROM employee_assignments WHERE nip = ? LIMIT 1", (nip,)) is None:
+                raise DecisionRefused(f"NIP {nip} has no office assignment in the roster: it cannot be accepted as "
+                                      "attendance", "not_employed")
+            return
+        if self.office_on(nip, day) is None:
+            raise DecisionRefused(f"NIP {nip} was not employed on {day.isoformat()} (no office assignment covers "
+                                  "that day: not joined yet, or already left): it cannot be accepted as attendance "
+                                  "that day", "not_employed")
 
     def review_history(self, case_id: int) -> list[tuple[str, str, str, str, str, str]]:
         """The audit rows of a case: (at, actor, action, reason, before, after), oldest first."""

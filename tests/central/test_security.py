@@ -119,6 +119,16 @@ def test_odd_parameters_give_400_or_404_never_500(sqlite_site: Site) -> None:
         "/recap/?office=bkpsdm&date=9999-12-31": 400,
         "/recap/?office=bkpsdm&month=9999-12": 400,
         "/recap/?office=bkpsdm&month=2026-02&format=pdf": 400,
+        "/recap/?office=bkpsdm&month=9999-99&format=xlsx": 400,
+        "/recap/?office=bkpsdm&month=2026-00&format=csv-id": 400,
+        "/recap/?office=bkpsdm&month=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-02&format=xlsx": 400,  # fullwidth digits
+        "/recap/?office=bkpsdm&date=2026-02-30&format=xlsx": 400,
+        "/recap/?office=bkpsdm&date=9999-12-31&format=csv-id": 400,
+        "/recap/?office=%3Cscript%3Ealert(1)%3C/script%3E&month=2026-02&format=xlsx": 404,
+        "/recap/?office=%3Cscript%3E&month=2026-02": 404,
+        "/recap/?office=bkpsdm%0D%0AX:1&month=2026-02&format=csv-id": 404,
+        "/recap/?office=" + "x" * 3000 + "&month=2026-02&format=xlsx": 404,  # gunicorn takes 4094
+        "/recap/?office=*&month=9999-99&format=xlsx": 400,
         "/case/99999999999999999999999999/": 404,
         "/case/9223372036854775808/photo/": 404,
         "/case/0/": 404,
@@ -129,7 +139,30 @@ def test_odd_parameters_give_400_or_404_never_500(sqlite_site: Site) -> None:
         reply = browser.get(path)
         assert reply.status == status, (path, reply.status, reply.text[:300])
         assert reply.headers["Cache-Control"] == "no-store", path
+        assert "<script>" not in reply.text and "Content-Disposition" not in reply.headers, path
     assert "gagal" not in sqlite_site.server.log_text() and "Traceback" not in sqlite_site.server.log_text()
+
+
+def test_recap_downloads_need_a_login_and_the_office(sqlite_site: Site) -> None:
+    """The xlsx and CSV downloads: an anonymous request goes to the login, a reviewer gets their own offices only
+    (another office's, or every office at once, is a 404 with no file), nothing of it is cached."""
+    downloads = [f"/recap/?office={office}&{period}&format={fmt}" for office in ("bkpsdm", "disdik", "*")
+                 for period in ("month=2026-02", "date=2026-02-02") for fmt in ("xlsx", "csv-id", "csv", "html")]
+    anonymous = sqlite_site.client()
+    for path in downloads:
+        reply = anonymous.get(path)
+        assert reply.status == 302 and reply.headers["Location"].startswith("/login/?next=/recap/"), path
+        assert "Content-Disposition" not in reply.headers and reply.headers["Cache-Control"] == "no-store", path
+    dewi = sqlite_site.client()
+    dewi.login("dewi")  # disdik's reviewer
+    for path in downloads:
+        reply = dewi.get(path)
+        mine = "office=disdik" in path
+        assert reply.status == (200 if mine else 404), (path, reply.status)
+        assert ("Content-Disposition" in reply.headers) == mine and reply.headers["Cache-Control"] == "no-store"
+        assert mine or "198001012005011001" not in reply.text  # nothing of bkpsdm's people leaks into the 404
+    forged = dewi.get("/recap/?office=disdik&office=bkpsdm&month=2026-02&format=xlsx")
+    assert forged.status == 404  # the last value counts, and bkpsdm is not hers
 
 
 def test_a_crlf_in_a_cookie_or_a_redirect_does_not_split_the_response(sqlite_site: Site) -> None:

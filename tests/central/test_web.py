@@ -452,6 +452,44 @@ def test_accepting_makes_the_attendance_the_recap_counts_with_the_audit(site: Si
     assert "Diputus oleh siti" in page and 'id="accept"' not in page and "Jejak audit" in page
 
 
+def move(site: Site, nip: str, assignments: list[tuple[str, str, str | None]]) -> None:
+    """Replace a person's office assignments (office, valid_from, valid_to) in the ledger."""
+    with site.ledger.transaction():
+        site.ledger.execute("DELETE FROM employee_assignments WHERE nip = ?", (nip,))
+        for office, start, end in assignments:
+            site.ledger.execute("INSERT INTO employee_assignments (nip, office, valid_from, valid_to, entered_by, "
+                                "entered_at) VALUES (?, ?, ?, ?, 'test', '2026-03-01T00:00:00Z')",
+                                (nip, office, start, end))
+        site.ledger.execute("UPDATE employees SET office = ? WHERE nip = ?", (assignments[-1][0], nip))
+
+
+def test_accepting_needs_the_person_employed_on_the_case_day(site: Site) -> None:
+    """Lin left on 1 February, the day before her case; Obama joins bkpsdm on the 4th, the day after the unknown
+    face's case; Alex moved to disdik on the 15th but was bkpsdm's on the 3rd (no second reviewer needed)."""
+    move(site, LIN, [("bkpsdm", "1970-01-01", "2026-02-01")])
+    move(site, OBAMA, [("bkpsdm", "2026-02-04", None)])
+    move(site, ALEX, [("bkpsdm", "1970-01-01", "2026-02-14"), ("disdik", "2026-02-15", None)])
+    siti, budi = site.client(), site.client()
+    siti.login("siti")
+    budi.login("budi")
+    reply = siti.decide(site.cases["lin"], decision="accept", nip=LIN, kind="masuk", reason="dicek")
+    assert reply.status == 400 and "bukan pegawai pada 2026-02-02" in reply.text, reply.text
+    assert "belum bergabung atau sudah keluar" in reply.text and state(site, "lin")[0] == "open"
+    with pytest.raises(DecisionRefused) as refused:
+        site.ledger.decide_review(site.cases["lin"], "siti", True, "langsung", LIN, "masuk")
+    assert refused.value.why == "not_employed" and "not employed on 2026-02-02" in str(refused.value)
+    unknown = site.cases["unknown"]
+    reply = siti.decide(unknown, decision="accept", nip=OBAMA, kind="masuk", reason="Obama")
+    assert reply.status == 400 and "bukan pegawai pada 2026-02-03" in reply.text
+    from kiosk_central.hr.models import Proposal
+
+    assert not Proposal.objects.filter(case_id=unknown).exists()  # refused before any proposal
+    assert siti.decide(site.cases["lin"], decision="reject", reason="Lin sudah keluar").status == 302
+    reply = siti.decide(unknown, decision="accept", nip=ALEX, kind="masuk", reason="Alex, masih di bkpsdm")
+    assert reply.status == 302 and state(site, "unknown")[:4] == ("accepted", ALEX, "masuk", "siti")
+    assert budi.decide(site.cases["alex"], decision="accept", nip=ALEX, kind="pulang", reason="ok").status == 302
+
+
 def test_a_case_already_decided_is_refused_and_the_decided_list_names_the_reviewer(site: Site) -> None:
     siti, budi = site.client(), site.client()
     siti.login("siti")
@@ -597,6 +635,42 @@ def test_the_recap_pages(site: Site) -> None:
     assert browser.get("/recap/?office=bkpsdm&month=2026-13").status == 400
     printable = browser.get("/recap/?office=bkpsdm&month=2026-02&format=html")
     assert printable.status == 200 and "<script" not in printable.text
+    assert printable.headers["Content-Disposition"] == 'inline; filename="rekap-tpp-bkpsdm-2026-02.html"'
+    assert "Mengetahui," in printable.text and "NIP. ....." in printable.text  # no signatories configured: blanks
+    for link in ("format=xlsx", "format=csv-id", "format=html", "format=csv"):
+        assert f"/recap/?office=bkpsdm&amp;month=2026-02&amp;{link}" in page.text, link
+    assert 'value="*"' not in page.text  # every office at once is for admins
+    xlsx = browser.get("/recap/?office=bkpsdm&month=2026-02&format=xlsx")
+    assert xlsx.status == 200 and xlsx.body[:4] == b"PK\x03\x04" and xlsx.headers["Cache-Control"] == "no-store"
+    assert xlsx.headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert xlsx.headers["Content-Disposition"] == 'attachment; filename="rekap-tpp-bkpsdm-2026-02.xlsx"'
+    excel = browser.get("/recap/?office=bkpsdm&date=2026-02-02&format=csv-id")
+    assert (excel.status, excel.headers["Content-Type"]) == (200, "text/csv; charset=utf-8")
+    assert excel.headers["Content-Disposition"] == 'attachment; filename="lh-bkpsdm-2026-02-02.csv"'
+    assert excel.body.startswith(b"\xef\xbb\xbfTanggal;No;NIP;Nama;") and f'"=""{LIN}"""'.encode() in excel.body
+    assert excel.headers["Cache-Control"] == "no-store"
+    assert browser.get("/recap/?office=*&month=2026-02&format=xlsx").status == 404
+    from openpyxl import load_workbook
+
+    admin = site.client()
+    admin.login("admin")
+    every = admin.get("/recap/?office=*&month=2026-02")
+    assert every.status == 200 and 'id="download-xlsx"' in every.text and "Semua kantor" in every.text
+    every = admin.get("/recap/?office=*&month=2026-02&format=xlsx")
+    assert every.headers["Content-Disposition"] == 'attachment; filename="rekap-tpp-semua-kantor-2026-02.xlsx"'
+    assert load_workbook(io.BytesIO(every.body)).sheetnames == ["bkpsdm", "disdik"]  # one sheet per office
+    lines = admin.get("/recap/?office=*&date=2026-02-02&format=csv-id").body.decode("utf-8-sig").splitlines()
+    assert len(lines) == 4 and lines[0].startswith("Tanggal;No;NIP") and f'"=""{OBAMA}"""' in lines[3]
+
+
+def test_the_download_names_are_safe_under_rfc_6266() -> None:
+    from kiosk_central.hr.views import content_disposition
+
+    assert content_disposition("attachment", "rekap-tpp-bkpsdm-2026-02.xlsx") == (
+        'attachment; filename="rekap-tpp-bkpsdm-2026-02.xlsx"')
+    odd = content_disposition("attachment", 'lh-dinas "pu"\r\nx;ñ-2026-02-02.csv')
+    assert odd == ('attachment; filename="lh-dinas_pu_x_-2026-02-02.csv"; '
+                   "filename*=UTF-8''lh-dinas%20%22pu%22%0D%0Ax%3B%C3%B1-2026-02-02.csv")
 
 
 def test_sessions_expire_and_logout_ends_them(site: Site) -> None:
@@ -701,6 +775,7 @@ class WebDriver:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.session = ""
+        self.downloads = Path()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -712,11 +787,14 @@ class WebDriver:
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"WebDriver {method} {path}: {exc.read().decode()[:500]}") from None
 
-    def start(self, profile: Path) -> None:
+    def start(self, profile: Path, downloads: Path) -> None:
         options = {"binary": shutil.which("chromium") or "/usr/bin/chromium",
                    # root in a container: no setuid sandbox; small /dev/shm; no GPU
                    "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                            f"--user-data-dir={profile}", "--window-size=1100,1300"]}
+                            f"--user-data-dir={profile}", "--window-size=1100,1300"],
+                   # downloads land in a known folder, unasked (the pages' CSP rules out fetch() from a script)
+                   "prefs": {"download.default_directory": str(downloads), "download.prompt_for_download": False,
+                             "download.directory_upgrade": True}}
         self.session = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
             "browserName": "chrome", "goog:chromeOptions": options}}})["sessionId"]
 
@@ -733,8 +811,23 @@ class WebDriver:
     def click(self, css: str) -> None:
         self.call("POST", f"/session/{self.session}/element/{self.element(css)}/click", {})
 
-    def run(self, script: str) -> Any:
-        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
+    def clear(self, css: str) -> None:
+        self.call("POST", f"/session/{self.session}/element/{self.element(css)}/clear", {})
+
+    def run(self, script: str, *args: Any) -> Any:
+        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)})
+
+    def text(self, css: str) -> str:
+        return str(self.run("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css))
+
+    def downloaded(self, name: str) -> bytes:
+        """The file the browser saved as ``name`` in its download folder, waited for up to 10 s."""
+        path = self.downloads / name
+        for _ in range(200):
+            if path.exists() and not list(self.downloads.glob("*.crdownload")):
+                return path.read_bytes()
+            time.sleep(0.05)
+        raise AssertionError(f"no download {name}; the folder has {sorted(p.name for p in self.downloads.iterdir())}")
 
     def wait_for(self, script: str) -> Any:
         """The first truthy result of ``script``, polled for up to 10 s."""
@@ -769,12 +862,29 @@ def chromium(tmp_path: Path) -> Iterator[WebDriver]:
                 driver.call("GET", "/status")
                 break
             time.sleep(0.05)
-        driver.start(tmp_path / "chromium-profile")
+        downloads = tmp_path / "downloads"
+        downloads.mkdir(exist_ok=True)
+        driver.downloads = downloads
+        driver.start(tmp_path / "chromium-profile", downloads)
         yield driver
     finally:
         driver.quit()
         process.terminate()
         process.wait(timeout=10)
+
+
+def browser_login(browser: WebDriver, base: str, name: str) -> None:
+    browser.go(base + "/queue/")
+    assert browser.run("return location.pathname") == "/login/"  # redirected: not logged in
+    browser.type("#user", name)
+    browser.type("#password", PASSWORD)
+    browser.click("#login")
+    browser.wait_for("return location.pathname === '/queue/'")
+
+
+def browser_logout(browser: WebDriver) -> None:
+    browser.click("#logout")
+    browser.wait_for("return location.pathname === '/login/'")
 
 
 def test_two_reviewers_decide_a_case_in_headless_chromium(site: Site, tmp_path: Path) -> None:
@@ -784,12 +894,7 @@ def test_two_reviewers_decide_a_case_in_headless_chromium(site: Site, tmp_path: 
     case = site.cases["lin"]
 
     def login(browser: WebDriver, name: str) -> None:
-        browser.go(base + "/queue/")
-        assert browser.run("return location.pathname") == "/login/"  # redirected: not logged in
-        browser.type("#user", name)
-        browser.type("#password", PASSWORD)
-        browser.click("#login")
-        browser.wait_for("return location.pathname === '/queue/'")
+        browser_login(browser, base, name)
 
     with chromium(tmp_path) as browser:
         login(browser, "siti")
@@ -821,6 +926,91 @@ def test_two_reviewers_decide_a_case_in_headless_chromium(site: Site, tmp_path: 
     assert state(site, "lin")[:4] == ("accepted", LIN, "pulang", "siti+budi")
     assert site.ledger.rows("SELECT actor, action FROM review_audit") == [("siti+budi", "accept")]
     assert login_outcomes("siti") == ["ok", "logout"] and login_outcomes("budi") == ["ok", "logout"]
+
+
+def test_roster_import_and_the_recap_download_in_headless_chromium(site: Site, tmp_path: Path) -> None:
+    """One browser: the admin uploads a roster with three problems on /roster/ (all listed, nothing applied), then
+    the corrected file that moves Alex to disdik from the 15th and applies it; bkpsdm's daily lists before the move
+    read as before. Siti then downloads February's xlsx from the recap page and it is read back with openpyxl."""
+    from openpyxl import load_workbook
+
+    base = site.server.url
+    days = ("2026-02-02", "2026-02-03", "2026-02-13")
+    broken = tmp_path / "pegawai-salah.csv"
+    broken.write_text(f"NIP;Nama;Unit kerja\n{ALEX};Alex Lacamoire;disdk\n1980 0202 2006;Lin & Co;bkpsdm\n"
+                      f"{OBAMA};;disdik\n")
+    fixed = tmp_path / "pegawai.csv"
+    fixed.write_text(f"NIP;Nama;Unit kerja;TMT\n{ALEX};Alex Lacamoire;DISDIK;15-02-2026\n{LIN};Lin & Co;bkpsdm;\n"
+                     f"{OBAMA};Barack Obama;disdik;\n")
+    before_rows = site.ledger.rows("SELECT nip, office, valid_from, valid_to FROM employee_assignments ORDER BY nip")
+
+    with chromium(tmp_path) as browser:
+        browser_login(browser, base, "admin")
+
+        def day_list(day: str) -> str:
+            browser.go(f"{base}/recap/?office=bkpsdm&date={day}")
+            return browser.text("#recap-days")
+
+        shown = {day: day_list(day) for day in days}
+        assert ALEX in shown["2026-02-02"] and LIN in shown["2026-02-02"]
+        assert ALEX in day_list("2026-02-16")
+
+        def preview(path: Path) -> None:
+            browser.go(base + "/roster/")
+            browser.type("#roster-file", str(path))
+            browser.clear("#effective")
+            browser.type("#effective", "2026-02-15")
+            browser.click("#preview")
+            browser.wait_for("return document.getElementById('counts') !== null")
+
+        preview(broken)
+        problems = browser.text("#problem-list")
+        assert "3 masalah" in browser.text("#problems") and browser.run("return document.getElementById('apply')") \
+            is None
+        assert "did you mean disdik?" in problems and "1980 0202 2006" in problems  # every problem, with its value
+        assert len(browser.run("return [...document.querySelectorAll('#problem-list tr')].slice(1)")) == 3
+        assert site.ledger.rows("SELECT nip, office, valid_from, valid_to FROM employee_assignments "
+                                "ORDER BY nip") == before_rows  # nothing applied
+        preview(fixed)
+        assert browser.text("#problems") == "" and "pindah" in browser.text("#changes")
+        browser.click("#apply")
+        browser.wait_for("return document.getElementById('applied') !== null")
+        assert "Diterapkan: 1 perubahan" in browser.text("#applied")
+        assert site.ledger.office_on(ALEX, date(2026, 2, 14)) == "bkpsdm"
+        assert site.ledger.office_on(ALEX, date(2026, 2, 15)) == "disdik"
+        assert {day: day_list(day) for day in days} == shown  # the days before the move read as before
+        assert ALEX not in day_list("2026-02-16") and LIN in day_list("2026-02-16")
+        browser_logout(browser)
+
+        browser_login(browser, base, "siti")
+        browser.go(base + "/recap/")
+        browser.type("#month", "2026-02")
+        browser.click("#show")
+        browser.wait_for("return document.getElementById('download-xlsx') !== null")
+        href = browser.run("return document.getElementById('download-xlsx').href")
+        assert href == f"{base}/recap/?office=bkpsdm&month=2026-02&format=xlsx"
+        browser.click("#download-xlsx")
+        body = browser.downloaded("rekap-tpp-bkpsdm-2026-02.xlsx")  # the name from Content-Disposition
+        browser.go(f"{base}/recap/?office=disdik&month=2026-02&format=xlsx")
+        assert "bukan kantor Anda" in browser.text("main")  # not her office
+        assert not (browser.downloads / "rekap-tpp-disdik-2026-02.xlsx").exists()
+        browser_logout(browser)
+
+    book = load_workbook(io.BytesIO(body))
+    assert book.sheetnames == ["bkpsdm"]
+    sheet = book["bkpsdm"]
+    rows = [list(r) for r in sheet.iter_rows()]
+    header = next(i for i, r in enumerate(rows) if r[1].value == "NIP")
+    labels = [c.value for c in rows[header]]
+    assert labels[:4] == ["No", "NIP", "Nama", "Unit kerja"] and "Tanggal" in labels and "Hari kerja" in labels
+    assert "Terlambat" in labels and "Potongan TPP (%)" in labels
+    people = rows[header + 2:]
+    total = next(i for i, r in enumerate(people) if r[2].value == "Jumlah")
+    nips = [r[1] for r in people[:total]]
+    assert sorted(c.value for c in nips) == sorted([ALEX, LIN])  # Alex is still bkpsdm's from the 1st to the 14th
+    assert all(isinstance(c.value, str) and c.number_format == "@" for c in nips)
+    work_days = labels.index("Hari kerja")
+    assert people[total][work_days].value == sum(r[work_days].value for r in people[:total])
 
 
 def test_logged_in_pages_are_never_cached_nor_framed(site: Site) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth import login as auth_login
@@ -25,7 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kiosk_central import recap as recaps
-from kiosk_central import rules
+from kiosk_central import reports, rules
 from kiosk_central.hr import accounts, data
 from kiosk_central.hr.models import LoginAudit, Proposal, ReferencePhoto, UserAudit
 from kiosk_central.store import DecisionRefused
@@ -312,9 +313,19 @@ def decide(request: HttpRequest, case_id: int) -> HttpResponse:
         person = book.employee(nip)
         if person is None:
             return show_case(request, case_id, f"NIP {nip} tidak ada di daftar pegawai.", form, 400)
+        day = book.case_day(case)
+        try:
+            book.check_employed(case, nip)
+        except DecisionRefused:
+            why_not = (f"bukan pegawai pada {day.isoformat()}: tidak ada penempatan kantor yang mencakup hari itu "
+                       "(belum bergabung atau sudah keluar)" if day is not None
+                       else "tidak punya penempatan kantor sama sekali di daftar pegawai")
+            return show_case(request, case_id, f"{person[0]} (NIP {nip}) {why_not}, jadi kasus ini tidak dapat "
+                             "diterima sebagai presensinya.", form, 400)
+        office_then = book.office_on(nip, day) if day is not None else person[1]
         why = []
-        if case.office is not None and person[1] != case.office:
-            why.append(f"pegawai kantor {person[1]}, kios kantor {case.office}")
+        if case.office is not None and office_then != case.office:
+            why.append(f"pegawai kantor {office_then}, kios kantor {case.office}")
         if view.event_kind and kind != view.event_kind:
             why.append(f"jenis presensi diubah dari {view.event_kind} ke {kind}")
         if why:
@@ -383,43 +394,80 @@ def second(request: HttpRequest, case_id: int) -> HttpResponse:
 # ---------------------------------------------------------------------------------------------------- recaps
 
 
+ALL_OFFICES = "*"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOWNLOADS = {  # format -> (label on the page, what it is)
+    "xlsx": "Unduh Excel (xlsx)",
+    "csv-id": "Unduh CSV untuk Excel Indonesia",
+    "html": "Versi cetak",
+    "csv": "CSV data (untuk program)",
+}
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def content_disposition(kind: str, name: str) -> str:
+    """``attachment``/``inline`` with a filename safe under RFC 6266: an ASCII ``filename`` (anything else as ``_``,
+    never a quote, a backslash or a line break) and, when the name has more than that, ``filename*`` in UTF-8."""
+    plain = UNSAFE_NAME.sub("_", name).strip("._") or "rekap"
+    value = f'{kind}; filename="{plain}"'
+    if plain != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
+
+
+def report_name(report: reports.Report, office: str, period: str, suffix: str) -> str:
+    """``rekap-tpp-bkpsdm-2026-02.xlsx``, ``lh-semua-kantor-2026-02-03.csv``."""
+    stem = "rekap-tpp" if report == "month" else "lh"
+    return f"{stem}-{'semua-kantor' if office == ALL_OFFICES else office}-{period}{suffix}"
+
+
+def recap_period(month: str, day_text: str) -> tuple[date, date]:
+    if day_text:
+        day = parse_day(day_text, "date")
+        return day, day
+    if MONTH.fullmatch(month) is None:
+        raise BadRequest(f"month {month!r}: use YYYY-MM, like 2026-02")
+    if not 2000 <= int(month[:4]) <= 2100:
+        raise BadRequest(f"month {month!r}: outside 2000-2100")
+    try:
+        return recaps.month_range(month)
+    except ValueError as exc:
+        raise BadRequest(f"month {month!r}: {exc}") from None
+
+
 @page_view
 @login_required
 @require_GET
 def recap(request: HttpRequest) -> HttpResponse:
-    """The monthly recap (or one day's list) of an office the user reviews; CSV and printable HTML downloads."""
+    """The monthly recap (or one day's list, LH) of an office the user reviews, with downloads: xlsx (one sheet per
+    office), CSV for Excel in an Indonesian locale, the printable page and the machine-readable CSV
+    (:mod:`kiosk_central.reports`). Admins may also take every office at once (``office=*``)."""
     offices = offices_for(request)
-    office = request.GET.get("office", "") or (offices[0] if offices else "")
+    everyone = bool(request.user.is_superuser)
+    office = request.GET.get("office", "")[:64] or (offices[0] if offices else "")
     month, day_text, fmt = request.GET.get("month", ""), request.GET.get("date", ""), request.GET.get("format", "")
-    context: dict[str, Any] = {"offices": offices, "office": office, "month": month, "date": day_text}
+    context: dict[str, Any] = {"offices": offices, "office": office, "month": month, "date": day_text,
+                               "everyone": everyone, "all_offices": ALL_OFFICES}
     if not office or (not month and not day_text):
         return render(request, "hr/recap.html", context)
-    if office not in offices:
+    if office == ALL_OFFICES and not everyone:
+        return error(request, 404, "Tidak ditemukan", "Semua kantor sekaligus hanya untuk admin.")
+    if office != ALL_OFFICES and office not in offices:
         return error(request, 404, "Tidak ditemukan", f"Kantor {office!r} bukan kantor Anda.")
-    if day_text:
-        first = last = parse_day(day_text, "date")
-    else:
-        if MONTH.fullmatch(month) is None:
-            raise BadRequest(f"month {month!r}: use YYYY-MM, like 2026-02")
-        if not 2000 <= int(month[:4]) <= 2100:
-            raise BadRequest(f"month {month!r}: outside 2000-2100")
-        try:
-            first, last = recaps.month_range(month)
-        except ValueError as exc:
-            raise BadRequest(f"month {month!r}: {exc}") from None
+    if fmt and fmt not in DOWNLOADS:
+        raise BadRequest(f"format {fmt!r}: {', '.join(DOWNLOADS)}")
+    first, last = recap_period(month, day_text)
+    report: reports.Report = "day" if day_text else "month"
+    period = first.isoformat() if day_text else month
     book = data.ledger()
-    result = recaps.build_recap(book, office, first, last)
-    if fmt == "csv":
-        text = recaps.monthly_csv(result) if month and not day_text else recaps.daily_csv(result)
-        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="rekap-{office}-{day_text or month}.csv"'
-        return response
-    if fmt == "html":
-        response = HttpResponse(recaps.monthly_html(result), content_type="text/html; charset=utf-8")
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
-        return response
     if fmt:
-        raise BadRequest(f"format {fmt!r}: csv or html")
+        built = reports.build_recaps(book, offices if office == ALL_OFFICES else [office], first, last)
+        return recap_download(built, report, fmt, report_name(report, office, period, ""))
+    query = urlencode({"office": office, **({"date": day_text} if day_text else {"month": month})})
+    context["downloads"] = [(f, label, f"/recap/?{query}&format={f}") for f, label in DOWNLOADS.items()]
+    if office == ALL_OFFICES:
+        return render(request, "hr/recap.html", context)
+    result = recaps.build_recap(book, office, first, last)
     zone = book.office_zones().get(office, "Asia/Makassar")
     start = data.day_window(first, zone)[0]
     end = data.day_window(last, zone)[1]
@@ -431,6 +479,28 @@ def recap(request: HttpRequest) -> HttpResponse:
                    months=[(m, ", ".join(f"{k} {v}" for k, v in sorted(m.bands.items()) if v)) for m in result.months],
                    days=[(d, recaps.STATUS_LABELS.get(d.status, d.status)) for d in result.days if day_text])
     return render(request, "hr/recap.html", context)
+
+
+def recap_download(built: list[recaps.Recap], report: reports.Report, fmt: str, name: str) -> HttpResponse:
+    """One of the report files. The site has no regency nor signatories configured (central.toml has no place for
+    them yet; the CLI takes them as ``--regency``, ``--place``, ``--signers``), so the title block has no regency
+    and the signature blocks are blank lines to sign on, as on the printable page."""
+    info = reports.ReportInfo()
+    if fmt == "xlsx":
+        response = HttpResponse(reports.workbook(built, report, info), content_type=XLSX_TYPE)
+        response["Content-Disposition"] = content_disposition("attachment", name + ".xlsx")
+    elif fmt == "csv-id":
+        response = HttpResponse(reports.excel_csv(built, report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = content_disposition("attachment", name + ".csv")
+    elif fmt == "csv":
+        response = HttpResponse(reports.machine_csv(built, report).encode("utf-8"),
+                                content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = content_disposition("attachment", name + "-data.csv")
+    else:
+        response = HttpResponse(reports.printable_html(built, report, info), content_type="text/html; charset=utf-8")
+        response["Content-Disposition"] = content_disposition("inline", name + ".html")
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
 
 
 # ---------------------------------------------------------------------------------------------------- roster

@@ -11,6 +11,7 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("admin/login/", RedirectView.as_view(url="/login/?next=/admin/", query_string=False)),
     path("admin/", admin.site.urls),
+    path("aturan/", include("kiosk_central.hr.rules_urls")),
     path("", include("kiosk_central.hr.urls")),
 ]
 if not settings.STATIC_ROOT:

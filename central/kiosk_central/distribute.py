@@ -75,10 +75,10 @@ def plan(ledger: Ledger, master: Gallery, offices: Iterable[str] | None = None,
     An office's gallery holds the people assigned to it today or from a later day (a newcomer is recognised on their
     first day): not those who left it or moved away, whose faces it must no longer hold (docs/privacy.md)."""
     wanted = set(offices) if offices is not None else None
-    today = (today or datetime.now(UTC).date()).isoformat()
+    since = (today or datetime.now(UTC).date()).isoformat()
     by_office: dict[str, set[str]] = {}
     for nip, office in ledger.rows("SELECT nip, office FROM employee_assignments WHERE valid_to IS NULL OR "
-                                   "valid_to >= ?", (today,)):
+                                   "valid_to >= ?", (since,)):
         by_office.setdefault(str(office), set()).add(str(nip))
     sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
     devices: dict[str, list[str]] = {}

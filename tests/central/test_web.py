@@ -662,9 +662,7 @@ def test_the_recap_pages(site: Site) -> None:
     lines = admin.get("/recap/?office=*&date=2026-02-02&format=csv-id").body.decode("utf-8-sig").splitlines()
     assert len(lines) == 4 and lines[0].startswith("Tanggal;No;NIP") and f'"=""{OBAMA}"""' in lines[3]
 
-
-def test_the_download_names_are_safe_under_rfc_6266() -> None:
-    from kiosk_central.hr.views import content_disposition
+    from kiosk_central.hr.views import content_disposition  # Django is set up by now (the site fixture)
 
     assert content_disposition("attachment", "rekap-tpp-bkpsdm-2026-02.xlsx") == (
         'attachment; filename="rekap-tpp-bkpsdm-2026-02.xlsx"')

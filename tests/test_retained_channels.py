@@ -264,6 +264,8 @@ def central_ledger(url: str) -> Ledger:
         for nip, office in ((ALEX, "bkpsdm"), (LIN, "disdik")):
             ledger.execute("INSERT INTO employees (nip, name, office, updated_at) VALUES (?, ?, ?, ?)",
                            (nip, nip, office, NOW))
+            ledger.execute("INSERT INTO employee_assignments (nip, office, valid_from, valid_to, entered_by, "
+                           "entered_at) VALUES (?, ?, ?, ?, ?, ?)", (nip, office, "1970-01-01", None, "test", NOW))
         ledger.execute("INSERT INTO devices (device_id, office, revoked, updated_at) VALUES (?, ?, ?, ?)",
                        ("kiosk-1", "bkpsdm", 0, NOW))
         ledger.advance("kiosk-1", "kantor", 1)

@@ -103,10 +103,13 @@ def _parser() -> argparse.ArgumentParser:
                           "decimal comma, NIPs kept as text, Indonesian headers)")
     rec.add_argument("--out", type=Path, help="write to this file (refused if it exists) instead of stdout")
     rec.add_argument("--as-of", type=date.fromisoformat, help="count days up to this date (default: today)")
-    rec.add_argument("--regency", default="", help="printed above the title, like 'Pemerintah Kabupaten Tana Tidung'")
-    rec.add_argument("--place", default="", help="the place before the date of the signature, like 'Tideng Pale'")
+    rec.add_argument("--regency", help="printed above the title, like 'Pemerintah Kabupaten Tana Tidung' "
+                     "(default: [reports] regency of the config)")
+    rec.add_argument("--place", help="the place before the date of the signature, like 'Tideng Pale' "
+                     "(default: [reports] place)")
     rec.add_argument("--signers", type=Path, help="CSV office,role,name,nip of who signs (role kepala or "
-                     "pengelola; office '*' for every office); without it the signature blocks are blank lines")
+                     "pengelola; office '*' for every office; default: [reports] signers_file); without one the "
+                     "signature blocks are blank lines")
     rec.set_defaults(func=_cmd_recap)
 
     web = sub.add_parser("web", help="the HR web (login, review queue with photos, decisions, recaps) under "
@@ -328,8 +331,7 @@ def _cmd_recap(args: argparse.Namespace) -> int:
         print(f"kiosk-central: --month: {exc}", file=sys.stderr)
         return EXIT_USAGE
     report: reports.Report = "month" if args.month else "day"
-    info = reports.ReportInfo(regency=args.regency, place=args.place,
-                              signers=reports.load_signers(args.signers) if args.signers else {})
+    info = reports.report_info(cfg, regency=args.regency, place=args.place, signers_file=args.signers)
     with Ledger(cfg.database.url) as ledger:
         built = reports.build_recaps(ledger, None if args.all_offices else args.office, first, last, args.as_of)
     if args.format == "xlsx":

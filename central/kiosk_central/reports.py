@@ -20,9 +20,10 @@ Labels come from where the facts are kept: punch kinds from the contract (:data:
 statuses, excuse kinds, band categories and day codes from :mod:`kiosk_central.recap`, band names and percentages
 from the deduction table in the ledger.
 
-The rules file has no regency, no signatories yet: the regency and a place come from the caller (``--regency``,
-``--place``), the names and NIPs of the head of office and of the staff officer from a small CSV
-(:func:`load_signers`, ``--signers``); without them the blocks keep blank lines to sign on.
+The rules file has no regency, no signatories: the regency, a place and a small CSV of the names and NIPs of the head
+of office and of the staff officer (:func:`load_signers`) come from central.toml's ``[reports]``
+(:func:`report_info`), which the CLI's ``--regency``, ``--place`` and ``--signers`` override; an office without a
+signer keeps blank lines to sign on.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kiosk_central.recap import (
     CATEGORY_LABELS,
@@ -57,6 +58,9 @@ from kiosk_contract.calendar import MONTHS, ZONES
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.punch import KINDS, kinds_meaning
+
+if TYPE_CHECKING:
+    from kiosk_central.settings import CentralConfig
 
 Report = Literal["month", "day"]
 Value = str | int | Decimal | time | None
@@ -169,6 +173,18 @@ def load_signers(path: Path) -> dict[str, Signers]:
     if problems:
         raise ConfigError(str(path), problems)
     return {office: Signers(p.get("head"), p.get("staff")) for office, p in found.items()}
+
+
+def report_info(cfg: CentralConfig, *, regency: str | None = None, place: str | None = None,
+                signers_file: Path | None = None, printed_at: datetime | None = None) -> ReportInfo:
+    """What central.toml's ``[reports]`` says to print, each part overridden when given (the CLI's options); the
+    signatories CSV is read now (ConfigError naming its lines)."""
+    own = cfg.reports
+    path = signers_file if signers_file is not None else own.signers_file
+    return ReportInfo(printed_at=printed_at or datetime.now(UTC),
+                      regency=own.regency if regency is None else regency,
+                      place=own.place if place is None else place,
+                      signers=load_signers(path) if path is not None else {})
 
 
 def office_codes(ledger: Ledger) -> list[str]:

@@ -252,10 +252,16 @@ def load_excused(path: Path) -> list[Excuse]:
 
 
 def save_rules(ledger: Ledger, rules: RulesFile) -> None:
-    """Replace the offices' schedules and the deduction table with those of ``rules`` (one transaction)."""
+    """Replace the offices' schedules and the deduction table with those of ``rules`` (one transaction).
+
+    Days off entered on the HR web (``source = 'web'``) are kept; only the rules file's own (``'rules'``) are
+    replaced. Where the rules file now names a day an office already has from the web, the rules file wins: the web
+    row is replaced by the file's (one row per office and day), so the file stays the one place a day is described
+    once it is written there."""
     with ledger.transaction():
-        for table in ("office_hours", "office_ramadan", "office_days_off", "deduction_bands", "deduction_settings"):
+        for table in ("office_hours", "office_ramadan", "deduction_bands", "deduction_settings"):
             ledger.execute(f"DELETE FROM {table}")
+        ledger.execute("DELETE FROM office_days_off WHERE source <> 'web'")
         for office in rules.offices:
             ledger.execute(
                 "INSERT INTO offices (code, name, timezone) VALUES (?, ?, ?) ON CONFLICT (code) DO UPDATE SET "
@@ -273,7 +279,9 @@ def save_rules(ledger: Ledger, rules: RulesFile) -> None:
                 [(office.code, r.start.isoformat(), r.end.isoformat()) for r in office.ramadan],
             )
             ledger.executemany(
-                "INSERT INTO office_days_off (office, day, kind, name) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO office_days_off (office, day, kind, name, source) VALUES (?, ?, ?, ?, 'rules') "
+                "ON CONFLICT (office, day) DO UPDATE SET kind = excluded.kind, name = excluded.name, "
+                "source = excluded.source WHERE office_days_off.source = 'web'",
                 [(office.code, d.date.isoformat(), kind, d.name)
                  for kind, days in (("holiday", office.holidays), ("collective_leave", office.collective_leave))
                  for d in days],

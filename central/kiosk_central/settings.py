@@ -1,7 +1,7 @@
 """The central server's configuration (``central.toml``): database, broker, ingest tuning, evidence retention, the
-rules files, the device registry, the HR review page and the signing key. Loaded with the contract's TOML loader
-(unknown keys, types and ranges are reported with their paths, all at once); see examples/central.toml and
-docs/central.md."""
+rules files, the device registry, the HR review page, what the reports print and the signing key. Loaded with the
+contract's TOML loader (unknown keys, types and ranges are reported with their paths, all at once); see
+examples/central.toml and docs/central.md."""
 
 from __future__ import annotations
 
@@ -112,6 +112,18 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """What the reports print beyond the recap (`kiosk-central recap` and the HR web's downloads and printable page;
+    the CLI's --regency, --place and --signers override these)."""
+
+    regency: str = opt("", "Printed above each report's title, like 'Pemerintah Kabupaten Contoh' ('' = none).")
+    place: str = opt("", "The town printed before the date of the signature, like 'Tideng Pale' ('' = none).")
+    signers_file: Path | None = opt(None, "CSV office,role,name,nip of who signs (role kepala or pengelola; office "
+                                          "'*' for every office without its own); without one a block keeps blank "
+                                          "lines to sign on.")
+
+
+@dataclass(frozen=True)
 class SigningConfig:
     """The central server's Ed25519 key: it signs every ack and command; kiosks trust its public key
     (mqtt.central_key_file in their kiosk.toml)."""
@@ -145,6 +157,7 @@ class CentralConfig:
     rules: RulesConfig = opt(RulesConfig(), "Rules files.")
     registry: RegistryFilesConfig = opt(RegistryFilesConfig(), "The device registry as provisioning writes it.")
     web: WebConfig = opt(WebConfig(), "The HR review page.")
+    reports: ReportsConfig = opt(ReportsConfig(), "Regency, place and signatories printed on the reports.")
     signing: SigningConfig = opt(SigningConfig(), "The central signing key.")
     devices: tuple[DeviceEntry, ...] = opt((), "More devices of the registry, written by hand.")
 
@@ -162,6 +175,13 @@ def load_central_config(path: Path | str) -> CentralConfig:
         seen.setdefault(device.id, i)
     if parser.problems:
         raise ConfigError(str(path), parser.problems)
+    if cfg.reports.signers_file is not None:
+        from kiosk_central.reports import load_signers  # reports builds on the ledger; only its CSV check is needed
+
+        try:
+            load_signers(cfg.reports.signers_file)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: reports.signers_file {exc.source}", exc.problems) from None
     url = cfg.database.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         absolute = path.absolute().parent / url[len("sqlite:///") :]

@@ -374,7 +374,13 @@ def make_old_ledger(url: str, upto: int = 4) -> None:
 
 
 OLD_EVENT = ("kiosk-1", "019c0000-0000-7000-8000-000000000001")
-LEDGER_MIGRATIONS = ["0001_initial", "0002_schema_owned_by_django", "0003_employee_assignments"]
+LEDGER_MIGRATIONS = ["0001_initial", "0002_schema_owned_by_django", "0003_employee_assignments",
+                     "0004_office_days_off_source"]
+# What 0004 adds to the old schema's office_days_off, written as plain SQL: where each day off was entered.
+DAYS_OFF_SOURCE = (
+    "ALTER TABLE office_days_off ADD COLUMN source TEXT NOT NULL DEFAULT 'rules' "
+    "CONSTRAINT office_days_off_source_check CHECK (source IN ('rules', 'web'))",
+)
 
 
 def fill_old_ledger(url: str) -> None:
@@ -475,16 +481,23 @@ def applied(url: str) -> tuple[list[int], list[str]]:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_django_makes_the_schema_the_numbered_migrations_made(kind: str, tmp_path: Path) -> None:
-    with database(kind, tmp_path / "old") as old_url, database(kind, tmp_path / "new") as new_url:
+    with (database(kind, tmp_path / "old") as old_url, database(kind, tmp_path / "new") as new_url,
+          database(kind, tmp_path / "source") as source_url):
         make_old_ledger(old_url)
         old = schema_of(old_url)
         with Ledger(new_url):
             pass
         new = schema_of(new_url)
         assert len(old) == 24 and set(new) == set(old) | {"employee_assignments"}
-        for table in set(old) - {"employees"}:  # 0003 added the roster's history: employees' two columns
+        # 0003 added the roster's history (employees' two columns), 0004 office_days_off.source
+        for table in set(old) - {"employees", "office_days_off"}:
             assert new[table] == old[table], table
-        with Ledger(old_url):  # adopted: then migrated like a new one (0003)
+        make_old_ledger(source_url)
+        with raw(source_url) as conn:
+            for statement in DAYS_OFF_SOURCE:
+                run(conn, statement)
+        assert new["office_days_off"] == schema_of(source_url)["office_days_off"]
+        with Ledger(old_url):  # adopted: then migrated like a new one (0003, 0004)
             pass
         assert schema_of(old_url) == new
 

@@ -19,6 +19,7 @@ from test_web import Client, Reply, Site, make_site, web_server
 
 from kiosk_central import distribute
 from kiosk_central import recap as recaps
+from kiosk_central.cli import main
 from kiosk_central.store import Ledger
 
 WEDNESDAY = date(2026, 2, 4)  # nobody of the site punched that day: absent, unless excused or a day off
@@ -186,6 +187,36 @@ def test_a_day_off_added_on_the_web_makes_the_day_off_and_asks_for_a_schedule_pu
     assert removed.status == 302 and day_status(ledger, "bkpsdm", ALEX) == ("absent", "")
     assert log_messages(ledger, "officedayoff") == ["ditambahkan: Cuti bersama 2026-02-04 Libur daerah",
                                                     "dihapus: Cuti bersama 2026-02-04 Libur daerah"]
+
+
+def test_days_off_added_on_the_web_survive_a_load_of_the_rules_file(site: Site) -> None:
+    ledger = site.ledger
+    admin = logged_in(site, "admin")
+    page = "/aturan/libur/?office=bkpsdm"
+    for day, name in (("2026-02-04", "Libur daerah"), ("2026-02-05", "Hari jadi kabupaten")):
+        assert post(admin, page, "/aturan/libur/", office="bkpsdm", action="add", date=day, kind="holiday",
+                    name=name).status == 302
+    sources = "SELECT day, source FROM office_days_off WHERE office = 'bkpsdm' ORDER BY day"
+    assert ledger.rows(sources) == [("2026-02-04", "web"), ("2026-02-05", "web"), ("2026-02-16", "rules"),
+                                    ("2026-02-17", "rules")]
+    # the rules file now names 2026-02-05 itself (and no longer the collective leave of 2026-02-16)
+    rules = site.config.parent / "rules.toml"
+    rules.write_text(rules.read_text()
+                     .replace('holidays = [{ date = 2026-02-17, name = "Tahun Baru Imlek" }]',
+                              'holidays = [{ date = 2026-02-17, name = "Tahun Baru Imlek" }, '
+                              '{ date = 2026-02-05, name = "HUT Kabupaten" }]')
+                     .replace('collective_leave = [{ date = 2026-02-16, name = "Cuti bersama Imlek" }]\n', ""))
+    config = site.config.with_name("load.toml")
+    config.write_text(f'[database]\nurl = "{site.url}"\n[rules]\nfile = "rules.toml"\n')
+    assert main(["load", "--config", str(config)]) == 0
+    # the web's day is kept; where the file names a web day, the file's row replaces it (one row, source rules)
+    assert ledger.rows(sources) == [("2026-02-04", "web"), ("2026-02-05", "rules"), ("2026-02-17", "rules")]
+    assert day_status(ledger, "bkpsdm", ALEX) == ("off", "Libur daerah")
+    assert day_status(ledger, "bkpsdm", ALEX, date(2026, 2, 5)) == ("off", "HUT Kabupaten")
+    assert day_status(ledger, "bkpsdm", ALEX, date(2026, 2, 16)) != ("off", "Cuti bersama Imlek")
+    assert date(2026, 2, 4) in distribute.schedule_of_office(ledger, "bkpsdm")[0].holidays
+    assert main(["load", "--config", str(config)]) == 0  # and again: nothing changes
+    assert ledger.rows(sources) == [("2026-02-04", "web"), ("2026-02-05", "rules"), ("2026-02-17", "rules")]
 
 
 def test_the_push_button_sends_the_schedule_through_the_broker(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from central_support import ALEX, CENTRAL_KEY, LIN, OBAMA, RULES, Device, databa
 from PIL import Image, ImageDraw
 
 from kiosk_central import recap as recaps
+from kiosk_central import reports
 from kiosk_central.cli import load_all, main
 from kiosk_central.ingest import Ingestor
 from kiosk_central.settings import CentralConfig, RulesConfig, load_central_config
@@ -742,6 +743,48 @@ def test_the_web_section_of_central_toml(tmp_path: Path) -> None:
     text = str(err.value)
     assert "web.port: must be an integer" in text and "web.session_hours: must be at least" in text
     assert "web.lockout: unknown key" in text
+
+
+def test_the_reports_section_of_central_toml(tmp_path: Path) -> None:
+    cfg = load_central_config(REPO / "examples" / "central.toml")
+    assert (cfg.reports.regency, cfg.reports.place) == ("Pemerintah Kabupaten Contoh", "Kota Contoh")
+    assert cfg.reports.signers_file == REPO / "examples" / "central-signers.csv"
+    (tmp_path / "signers.csv").write_text(f"office,role,name,nip\nbkpsdm,kepala,Siti,{ALEX}\n"
+                                          "bkpsdm,bupati,X,1\ndisdik,pengelola,Budi,12345\n")
+    bad = tmp_path / "central.toml"
+    bad.write_text('[reports]\nsigners_file = "signers.csv"\n')
+    with pytest.raises(ConfigError) as err:
+        load_central_config(bad)
+    text = str(err.value)
+    assert f"reports.signers_file {tmp_path / 'signers.csv'}" in text
+    assert "line 3: role 'bupati' must be kepala (head) or pengelola (staff)" in text
+    assert "line 4, nip: '12345' is not a NIP" in text
+    bad.write_text('[reports]\nsigners_file = "nowhere.csv"\n')
+    with pytest.raises(ConfigError, match=r"(?s)nowhere\.csv.*cannot read the file"):
+        load_central_config(bad)
+
+
+def test_the_web_reports_print_the_configured_regency_and_signers(site: Site) -> None:
+    from openpyxl import load_workbook
+
+    folder = site.config.parent
+    (folder / "signers.csv").write_text(f"office,role,name,nip\nbkpsdm,kepala,Dr. Siti Aminah,{OBAMA}\n")
+    site.config.write_text(site.config.read_text() + '[reports]\nregency = "Pemerintah Kabupaten Contoh"\n'
+                           'place = "Kota Contoh"\nsigners_file = "signers.csv"\n')
+    with web_server(site.config) as server:
+        browser = Client(server.port)
+        assert browser.login("siti").status == 302
+        printable = browser.get("/recap/?office=bkpsdm&month=2026-02&format=html")
+        assert printable.status == 200 and "Pemerintah Kabupaten Contoh" in printable.text
+        assert f'<p class="name">Dr. Siti Aminah</p><p>NIP. {OBAMA}</p>' in printable.text
+        assert "Kota Contoh, " in printable.text
+        assert printable.text.count(f"NIP. {reports.BLANK_NIP}") == 1  # the staff officer: none configured
+        xlsx = browser.get("/recap/?office=bkpsdm&date=2026-02-02&format=xlsx")
+        assert xlsx.status == 200
+        cells = [str(c.value) for row in load_workbook(io.BytesIO(xlsx.body))["bkpsdm"].iter_rows() for c in row
+                 if c.value is not None]
+        assert "PEMERINTAH KABUPATEN CONTOH" in cells and "Dr. Siti Aminah" in cells  # the letterhead in capitals
+        assert f"NIP. {OBAMA}" in cells, cells[-12:]
 
 
 def test_the_web_command_serves_until_sigterm(sqlite_site: Site) -> None:

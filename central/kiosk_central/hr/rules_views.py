@@ -257,11 +257,14 @@ def office_names(book: Ledger) -> dict[str, str]:
     return {str(c): str(n) for c, n in book.rows("SELECT code, name FROM offices ORDER BY code")}
 
 
+SOURCE_LABELS = {"rules": "berkas aturan", "web": "halaman ini"}  # office_days_off.source
+
+
 def show_days_off(request: HttpRequest, office: str, problem: str = "", form: dict[str, str] | None = None,
                   status: int = 200) -> HttpResponse:
     book = data.ledger()
-    days = [(d, k, DAY_OFF_LABELS.get(k, k), n) for d, k, n in book.rows(
-        "SELECT day, kind, name FROM office_days_off WHERE office = ? ORDER BY day DESC", (office,))]
+    days = [(d, k, DAY_OFF_LABELS.get(k, k), n, SOURCE_LABELS.get(s, s)) for d, k, n, s in book.rows(
+        "SELECT day, kind, name, source FROM office_days_off WHERE office = ? ORDER BY day DESC", (office,))]
     kiosks = [(k, SCHEDULE_LABELS.get(k.state, k.state), k.state in LAGGING or k.state == "unknown")
               for k in distribute.schedule_status(book) if k.office == office]
     return render(request, "hr/rules/days_off.html", {
@@ -302,7 +305,7 @@ def days_off(request: HttpRequest) -> HttpResponse:
             there = book.one("SELECT kind, name FROM office_days_off WHERE office = ? AND day = ?",
                              (office, entry.day.isoformat()))
             if there is None:
-                book.execute("INSERT INTO office_days_off (office, day, kind, name) VALUES (?, ?, ?, ?)",
+                book.execute("INSERT INTO office_days_off (office, day, kind, name, source) VALUES (?, ?, ?, ?, 'web')",
                              (office, entry.day.isoformat(), entry.kind, entry.name))
         if there is not None:
             return show_days_off(request, office, f"{entry.day} sudah {DAY_OFF_LABELS.get(there[0], there[0])} "

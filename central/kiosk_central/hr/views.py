@@ -482,10 +482,9 @@ def recap(request: HttpRequest) -> HttpResponse:
 
 
 def recap_download(built: list[recaps.Recap], report: reports.Report, fmt: str, name: str) -> HttpResponse:
-    """One of the report files. The site has no regency nor signatories configured (central.toml has no place for
-    them yet; the CLI takes them as ``--regency``, ``--place``, ``--signers``), so the title block has no regency
-    and the signature blocks are blank lines to sign on, as on the printable page."""
-    info = reports.ReportInfo()
+    """One of the report files, with the regency, place and signatories of central.toml's ``[reports]`` (an office
+    without a signer keeps blank lines to sign on)."""
+    info = reports.report_info(settings.KIOSK_CENTRAL)
     if fmt == "xlsx":
         response = HttpResponse(reports.workbook(built, report, info), content_type=XLSX_TYPE)
         response["Content-Disposition"] = content_disposition("attachment", name + ".xlsx")

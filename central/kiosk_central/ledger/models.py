@@ -284,7 +284,9 @@ class OfficeRamadan(models.Model):
 
 
 class OfficeDayOff(models.Model):
-    """A public holiday or a day of collective leave of an office."""
+    """A public holiday or a day of collective leave of an office. ``source`` says where it was entered: ``rules``
+    (the rules file; ``kiosk-central load`` replaces these) or ``web`` (the HR page /aturan/libur/; a load keeps
+    these, except on a day the rules file now has itself)."""
 
     pk = models.CompositePrimaryKey("office", "day")
     office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False,
@@ -292,11 +294,14 @@ class OfficeDayOff(models.Model):
     day = models.TextField()
     kind = models.TextField()
     name = models.TextField()
+    source = models.TextField(db_default="rules")
 
     class Meta:
         db_table = "office_days_off"
         constraints = (models.CheckConstraint(condition=_choices("kind", ("holiday", "collective_leave")),
-                                              name="office_days_off_kind_check"),)
+                                              name="office_days_off_kind_check"),
+                       models.CheckConstraint(condition=_choices("source", ("rules", "web")),
+                                              name="office_days_off_source_check"))
 
 
 class Employee(models.Model):

@@ -17,6 +17,7 @@ import getpass
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -451,13 +452,19 @@ def _cmd_gallery_push(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"kiosk-central: --office: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            with distribute.RetainedPublisher(cfg.broker) as out:
-                report = distribute.push(ledger, plans, key, out.publish, cfg.broker.topic_prefix,
-                                         timedelta(days=cfg.signing.command_ttl_days))
-        except ConnectionError as exc:
-            print(f"kiosk-central: {exc}; push again when the broker answers", file=sys.stderr)
-            return EXIT_USAGE
+        return _publish(cfg, "gallery", lambda publish: distribute.push(
+            ledger, plans, key, publish, cfg.broker.topic_prefix, timedelta(days=cfg.signing.command_ttl_days)))
+
+
+def _publish(cfg: CentralConfig, what: str, push: Callable[[Callable[[str, bytes], None]], list[str]]) -> int:
+    """Run ``push`` with a retained publisher on the broker and print its report; a broker that does not answer is
+    exit status 2 (nothing pushed is lost: push again)."""
+    try:
+        with distribute.RetainedPublisher(cfg.broker, what) as out:
+            report = push(out.publish)
+    except ConnectionError as exc:
+        print(f"kiosk-central: {exc}; push again when the broker answers", file=sys.stderr)
+        return EXIT_USAGE
     for line in report:
         print(line)
     return EXIT_OK
@@ -482,16 +489,8 @@ def _cmd_schedule_push(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"kiosk-central: {'--office: ' if args.office else ''}{exc}", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            with distribute.RetainedPublisher(cfg.broker, "schedule") as out:
-                report = distribute.push_schedules(ledger, plans, key, out.publish, cfg.broker.topic_prefix,
-                                                   timedelta(days=cfg.signing.command_ttl_days))
-        except ConnectionError as exc:
-            print(f"kiosk-central: {exc}; push again when the broker answers", file=sys.stderr)
-            return EXIT_USAGE
-    for line in report:
-        print(line)
-    return EXIT_OK
+        return _publish(cfg, "schedule", lambda publish: distribute.push_schedules(
+            ledger, plans, key, publish, cfg.broker.topic_prefix, timedelta(days=cfg.signing.command_ttl_days)))
 
 
 def _cmd_schedule_status(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ from kiosk_central.recap import (
     daily_csv,
     monthly_csv,
 )
+from kiosk_central.rules import read_csv_rows
 from kiosk_central.store import Ledger
 from kiosk_contract.calendar import MONTHS, ZONES
 from kiosk_contract.errors import ConfigError
@@ -137,20 +138,7 @@ def load_signers(path: Path) -> dict[str, Signers]:
     """The signatories CSV: ``office,role,name,nip``, role ``kepala`` (head of office) or ``pengelola`` (the staff
     officer; ``head`` and ``staff`` are accepted too), office a code of the rules file or ``*`` for every office.
     NIPs are checked like the roster's; every problem is reported with its line."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = {c.strip().lower() for c in reader.fieldnames or []}
-            missing = {"office", "role", "name", "nip"} - header
-            if missing:
-                raise ConfigError(str(path), [f"missing column(s) {', '.join(sorted(missing))}; "
-                                              "expected office,role,name,nip"])
-            rows = [({k.strip().lower(): (v or "").strip() for k, v in r.items() if k}, reader.line_num)
-                    for r in reader]
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"not a UTF-8 CSV file ({exc})"]) from None
+    rows = read_csv_rows(path, ("office", "role", "name", "nip"))
     problems: list[str] = []
     found: dict[str, dict[str, Person]] = {}
     for row, line in rows:

@@ -204,23 +204,29 @@ def load_employees(path: Path) -> list[Employee]:
     return [Employee(r.nip, r.name, r.unit) for r in found.rows]
 
 
-def load_excused(path: Path) -> list[Excuse]:
-    """Read ``nip,start,end,kind,reference`` rows (kind: duty/dinas, leave/cuti, sick/sakit); every problem is
-    reported with its line number."""
+def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[dict[str, str], int]]:
+    """The rows of a small UTF-8 CSV file (BOM allowed) with at least ``columns``: each as (lower-cased keys to
+    stripped values, its line number); a missing column, an unreadable or non-UTF-8 file is a ConfigError."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = {c.strip().lower() for c in reader.fieldnames or []}
-            missing = {"nip", "start", "end", "kind", "reference"} - header
+            missing = set(columns) - header
             if missing:
                 raise ConfigError(str(path), [f"missing column(s) {', '.join(sorted(missing))}; "
-                                              "expected nip,start,end,kind,reference"])
-            rows = [({k.strip().lower(): (v or "").strip() for k, v in r.items() if k}, reader.line_num)
+                                              f"expected {','.join(columns)}"])
+            return [({k.strip().lower(): (v or "").strip() for k, v in r.items() if k}, reader.line_num)
                     for r in reader]
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from None
     except (csv.Error, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"not a UTF-8 CSV file ({exc})"]) from None
+
+
+def load_excused(path: Path) -> list[Excuse]:
+    """Read ``nip,start,end,kind,reference`` rows (kind: duty/dinas, leave/cuti, sick/sakit); every problem is
+    reported with its line number."""
+    rows = read_csv_rows(path, ("nip", "start", "end", "kind", "reference"))
     problems: list[str] = []
     found: list[Excuse] = []
     for row, line in rows:

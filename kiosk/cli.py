@@ -24,6 +24,8 @@ from kiosk.logs import setup_logging
 from kiosk_contract.runtime import stop_on_signals
 
 if TYPE_CHECKING:
+    from kiosk.recognizer.enroll import Enrolment, Finding
+    from kiosk_contract.gallery import Gallery
     from kiosk_contract.sealing import DataCipher
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -69,9 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(func=lambda a: check_command(a.file))
 
-    enroll = sub.add_parser("enroll", help="enrol people from a roster and their photos")
-    enroll.add_argument("--roster", type=Path, required=True, help="CSV with columns nip,name,unit")
-    enroll.add_argument("--photos", type=Path, required=True, help="DIR/<nip>/*.jpg|png or DIR/<nip>.jpg|png")
+    enroll = sub.add_parser(
+        "enroll",
+        help="enrol people from a roster and their photos",
+        description="Check every roster row and photo in one run, report every problem, and enrol the people "
+        "when nothing is wrong (docs/enrolment.md).",
+    )
+    enroll.add_argument(
+        "--roster", type=Path, required=True,
+        help="HR's export: CSV (',' ';' or tab; UTF-8 or Windows-1252) or xlsx; columns NIP, Nama, Unit kerja",
+    )
+    enroll.add_argument("--sheet", help="the xlsx sheet of the roster (default: the first)")
+    enroll.add_argument(
+        "--photos", type=Path, required=True,
+        help="DIR/<nip>.jpg or DIR/<nip>/*: JPEG, PNG, WebP, HEIC, BMP, TIFF, with any or no extension",
+    )
     enroll.add_argument("--gallery", type=Path, required=True, help="gallery file to create or update")
     enroll.add_argument("--jitters", type=int, default=5, help="augmented copies averaged per template")
     enroll.add_argument(
@@ -79,7 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enrol people who look like someone already enrolled (twins), instead of flagging",
     )
-    enroll.add_argument("--json", action="store_true", help="one JSON object per person instead of text")
+    enroll.add_argument("--dry-run", action="store_true", help="check everything and write nothing")
+    enroll.add_argument(
+        "--partial", action="store_true",
+        help="enrol the people who are ready even when others have problems (else nothing is written)",
+    )
+    enroll.add_argument("--report", type=Path, help="also write every problem to this CSV file (for Excel)")
+    enroll.add_argument("--json", action="store_true", help="JSON lines (people, problems, summary) instead of text")
     _add_config(enroll)
     enroll.set_defaults(func=_cmd_enroll)
 
@@ -168,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from kiosk.recognizer import enroll as enrolment
     from kiosk_contract.gallery import Gallery
-    from kiosk_contract.roster import read_roster
+    from kiosk_contract.roster import read_roster_file
 
     if args.jitters < 0:
         print("kiosk enroll: --jitters must be 0 or more", file=sys.stderr)
@@ -176,65 +196,97 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     if not args.photos.is_dir():
         print(f"kiosk enroll: photo folder {args.photos} does not exist", file=sys.stderr)
         return EXIT_USAGE
+    if args.dry_run and args.partial:
+        print("kiosk enroll: --dry-run writes nothing; --partial says what to write: use one", file=sys.stderr)
+        return EXIT_USAGE
     cfg = _recognizer(args)
     key = cfg.gallery_key()
     cipher = _data_cipher(args)
-    roster = read_roster(args.roster)
+    roster = read_roster_file(args.roster, sheet=args.sheet)
+    photos = enrolment.index_photos(args.photos)
     # An existing gallery must load cleanly: a damaged one is reported, never overwritten.
     gallery = Gallery.load(args.gallery, key, cipher=cipher) if args.gallery.exists() else Gallery()
-    results = enrolment.enroll(
-        roster,
-        args.photos,
-        gallery,
-        cfg,
-        jitters=args.jitters,
-        allow_similar=args.allow_similar,
-        progress=_progress_bar(),
-    )
-    gallery.save(args.gallery, key, cipher=cipher)
-    rejected = 0
-    for r in results:
-        bad = [ph for ph in r.photos if ph.reason]
-        rejected += len(bad) + (r.status in ("flagged", "not_enrolled"))
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "nip": r.entry.nip,
-                        "status": r.status,
-                        "similar_to": None
-                        if r.similar_to is None
-                        else {"nip": r.similar_to[0], "distance": round(r.similar_to[1], 4)},
-                        "photos": [
-                            {
-                                "path": str(ph.path),
-                                "ok": ph.reason is None,
-                                "reason": ph.reason,
-                                "detail": ph.detail,
-                            }
-                            for ph in r.photos
-                        ],
-                    }
-                )
-            )
-            continue
-        print(f"{r.entry.nip} {r.entry.name}: {r.status}")
-        for ph in r.photos:
-            print(
-                f"  {'ok      ' if ph.reason is None else 'REJECTED'} {ph.path}: {ph.reason or ''} {ph.detail}"
-            )
-        if r.status == "flagged" and r.similar_to:
-            print(
-                f"  FLAGGED: too close to {r.similar_to[0]} (distance {r.similar_to[1]:.3f}); the same person "
-                "under two NIPs, or a look-alike: check, then use --allow-similar if they are different people"
-            )
-    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "flagged", "not_enrolled")}
-    print(
-        f"gallery {args.gallery}: version {gallery.version}, {len(gallery)} people; this run: "
-        + ", ".join(f"{v} {k}" for k, v in counts.items()),
-        file=sys.stderr,
-    )
-    return EXIT_REJECTED if rejected else EXIT_OK
+    if not args.json:
+        files = sum(map(len, photos.by_nip.values()))
+        print(f"roster {args.roster}: {'; '.join(roster.notes)}; {len(roster.rows)} rows ready, "
+              f"{len(roster.problems)} problem(s)")
+        print(f"photos {args.photos}: {files} file(s) for {len(photos.by_nip)} NIP(s)")
+    run = enrolment.enroll(roster, photos, gallery, cfg, jitters=args.jitters, allow_similar=args.allow_similar,
+                           progress=_progress_bar())
+    findings = run.findings()
+    if args.report:
+        _write_enrol_report(args.report, findings)
+    write = not args.dry_run and bool(run.ready) and (run.complete or args.partial)
+    if write:
+        gallery.save(args.gallery, key, cipher=cipher)
+    summary = run.summary()
+    if args.json:
+        for r in run.people:
+            print(json.dumps({
+                "nip": r.nip, "name": r.name, "row": r.row, "status": r.status,
+                "similar_to": None if r.similar_to is None
+                else {"nip": r.similar_to[0], "distance": round(r.similar_to[1], 4)},
+                "photos": [{"path": str(ph.path), "ok": ph.reason is None, "reason": ph.reason, "detail": ph.detail}
+                           for ph in r.photos],
+            }))
+        for f in findings:
+            print(json.dumps({"problem": asdict(f)}))
+        print(json.dumps({"summary": summary | {"written": write, "gallery_version": gallery.version}}))
+    else:
+        _print_enrol_tables(findings, summary)
+        print(_enrol_outcome(args, run, gallery, write))
+    return EXIT_OK if run.complete else EXIT_REJECTED
+
+
+ENROL_REPORT_HEADER = ("row", "NIP", "name", "file", "problem", "what to do")
+
+
+def _enrol_report_rows(findings: list[Finding]) -> list[tuple[str, ...]]:
+    return [(str(f.row or ""), f.nip, f.name, f.file, f.problem, f.detail) for f in findings]
+
+
+def _write_enrol_report(path: Path, findings: list[Finding]) -> None:
+    """The problems as CSV for Excel in an Indonesian locale (kiosk_contract.excelcsv), written atomically."""
+    from kiosk_contract.excelcsv import excel_csv
+    from kiosk_contract.fsutil import write_atomic
+
+    try:
+        write_atomic(path, excel_csv(ENROL_REPORT_HEADER, _enrol_report_rows(findings), nip_columns={1}))
+    except OSError as exc:
+        raise KioskError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
+def _print_enrol_tables(findings: list[Finding], summary: dict[str, int]) -> None:
+    if findings:
+        print(f"\n{len(findings)} problem(s), one per line:")
+        rows = [ENROL_REPORT_HEADER, *_enrol_report_rows(findings)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(ENROL_REPORT_HEADER) - 1)]
+        for r in rows:
+            print("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+    labels = {
+        "people": "people judged", "enrolled": "enrolled (new)", "updated": "updated",
+        "flagged_same_face": "flagged: same face as someone else", "not_enrolled_no_usable_photo":
+        "not enrolled: no usable photo", "without_photo": "of them without any photo",
+        "held_roster_problem": "held back: a problem in the roster row", "roster_problems": "roster problems",
+        "photos_ok": "photos used", "stray_files": "files of nobody",
+    }
+    shown = {labels.get(k, "photos refused: " + k.removeprefix("refused_")): v for k, v in summary.items()}
+    width = max(map(len, shown))
+    print("\nsummary:")
+    for label, value in shown.items():
+        print(f"  {label.ljust(width)}  {value:>6}")
+
+
+def _enrol_outcome(args: argparse.Namespace, run: Enrolment, gallery: Gallery, write: bool) -> str:
+    ready = len(run.ready)
+    if write:
+        return f"gallery {args.gallery}: written, version {gallery.version}, {len(gallery)} people"
+    if args.dry_run:
+        return f"dry run: nothing written; {ready} people would be enrolled or updated"
+    if not ready:
+        return f"gallery {args.gallery}: nothing written, nobody is ready"
+    return (f"gallery {args.gallery}: nothing written because of the problems above (fix them and run again, "
+            f"or add --partial to enrol the {ready} people who are ready now)")
 
 
 def _progress_bar() -> Callable[[int, int], None] | None:

@@ -69,3 +69,25 @@ def test_two_faces_and_no_face_and_unreadable(
     assert none["faces"] == []
     assert bad["faces"] == [] and "broken.jpg" in bad["error"]  # type: ignore[operator]
     assert status["status"] == 1
+
+
+def test_a_phone_photo_is_read_upright_by_its_exif_orientation_and_as_heic(
+    obama_gallery: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """identify reads through kiosk.imageio like enrolment: the EXIF-rotated JPEG and a HEIC copy find Obama."""
+    from PIL import Image
+
+    from kiosk.imageio import heif_support
+
+    with Image.open(need(TEST_IMAGES / "obama2.jpg")) as img:
+        exif = Image.Exif()
+        exif[0x0112] = 8  # stored turned a quarter to the right: turn it left to show it
+        turned = img.convert("RGB").transpose(Image.Transpose.ROTATE_270)
+        turned.save(tmp_path / "hp.jpg", "JPEG", exif=exif.tobytes())
+        images = [tmp_path / "hp.jpg"]
+        if heif_support():
+            img.convert("RGB").save(tmp_path / "hp", "HEIF")  # and without an extension
+            images.append(tmp_path / "hp")
+    out = _identify(obama_gallery, capsys, *images)
+    assert [[f["nip"] for f in line["faces"]] for line in out[:-1]] == [[OBAMA]] * len(images)  # type: ignore[attr-defined]
+    assert len(images) == 2, "pillow-heif is in locks/dev.txt: run scripts/bootstrap"

@@ -64,12 +64,14 @@ _HEADER_OF = {_SPACES.sub(" ", h).strip(): f for f, names in HEADERS.items() for
 @dataclass(frozen=True)
 class RosterProblem:
     """Something in the file to fix: its row (the line of a CSV, the row of a sheet; 0 for the file as a whole),
-    the column as the file names it, the value found, and what is wrong and what to do."""
+    the column as the file names it, the value found, what is wrong and what to do, and the row's NIP when it has a
+    valid one (so that a reader can hold back every row of that person: a repeated NIP names both)."""
 
     row: int
     column: str
     value: str
     message: str
+    nip: str = ""
 
     def __str__(self) -> str:
         where = f"line {self.row}" if self.row else "file"
@@ -105,6 +107,12 @@ class RosterFile:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def nips_with_problems(self) -> set[str]:
+        """The valid NIPs some problem is about: a row of them may be fine (the first of a repeated NIP) and is
+        still not ready while the problem stands."""
+        return {p.nip for p in self.problems if p.nip}
 
 
 def header_field(text: str) -> str | None:
@@ -291,12 +299,14 @@ def _check_row(number: int, cells: list[str], index: dict[str, int], result: Ros
         i = index.get(name)
         return cells[i] if i is not None and i < len(cells) else ""
 
+    nip = ""
+
     def problem(name: str, value: str, message: str) -> None:
-        result.problems.append(RosterProblem(number, result.columns.get(name, FIELD_LABELS[name]), value, message))
+        result.problems.append(RosterProblem(number, result.columns.get(name, FIELD_LABELS[name]), value, message,
+                                             nip))
 
     before = len(result.problems)
     raw_nip = cell("nip")
-    nip = ""
     if raw_nip.startswith("\x00number:"):
         shown = raw_nip.split(":", 1)[1]
         problem("nip", shown, f"the NIP is a number in Excel ({shown}) and has lost its last digits: format the "

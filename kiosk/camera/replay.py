@@ -19,11 +19,14 @@ import numpy as np
 from PIL import Image
 
 from kiosk.camera import Frame
-from kiosk.errors import CameraError
+from kiosk.errors import CameraError, ImageError
+from kiosk.imageio import is_image, read_rgb
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".gif", ".bmp"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".pgm", ".ppm", ".gif", ".bmp"}
+)
 _GIF_MIN_DELAY_MS = 20  # browsers show shorter (and missing) GIF delays as 100 ms; so does the replay
 _GIF_DEFAULT_DELAY_MS = 100
 _EPS = 1e-6  # seconds of slack when comparing clip times with the clock (float rounding)
@@ -152,21 +155,12 @@ class _GifClip:
         self._image.close()
 
 
-def _is_image(path: Path) -> bool:
-    """Whether Pillow recognises the file's content (it reads only the header)."""
-    try:
-        with Image.open(path):
-            return True
-    except _PIL_ERRORS:
-        return False
-
-
 class _FolderClip:
     """The images of a folder in name order, one every ``1 / fps`` seconds.
 
-    Files with an image suffix are taken; others only when Pillow recognises their content (the Yale faces
-    are GIFs named ``subject01.happy``). An image that fails to decode is skipped with a warning and left
-    out of later passes.
+    Files with an image suffix are taken; others only when their content is an image (the Yale faces are GIFs
+    named ``subject01.happy``). Each is read by :func:`kiosk.imageio.read_rgb` (upright by its EXIF orientation);
+    one that fails to decode is skipped with a warning and left out of later passes.
     """
 
     def __init__(self, folder: Path, fps: float) -> None:
@@ -178,7 +172,7 @@ class _FolderClip:
                 for p in folder.iterdir()
                 if p.is_file()
                 and not p.name.startswith(".")
-                and (p.suffix.lower() in IMAGE_SUFFIXES or _is_image(p))
+                and (p.suffix.lower() in IMAGE_SUFFIXES or is_image(p))
             ),
             key=lambda p: p.name,
         )
@@ -200,10 +194,9 @@ class _FolderClip:
     def retrieve(self) -> np.ndarray | None:
         path = self._files[self._pos]
         try:
-            with Image.open(path) as image:
-                return _to_rgb(image)
-        except _PIL_ERRORS as exc:
-            log.warning("skipping %s: not a readable image (%s)", path, exc)
+            return read_rgb(path)
+        except ImageError as exc:
+            log.warning("skipping %s", exc)
             self._bad.add(path)
             return None
 

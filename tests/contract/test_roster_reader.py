@@ -92,3 +92,12 @@ def test_read_roster_keeps_its_api_and_reads_the_new_formats(tmp_path: Path) -> 
         read_roster(path)
     with pytest.raises(RosterError, match="cannot read"):
         read_roster(tmp_path / "nope.csv")
+
+
+def test_problems_name_the_nip_of_their_row_so_a_repeated_nip_holds_back_both_rows() -> None:
+    data = (f"nip;nama;unit\r\n{ALEX};Alex;bkpsdm\r\n{LIN};Lin;\r\n19800101 200501 1 001;Alex lagi;disdik\r\n"
+            "123;Pendek;disdik\r\n").encode()
+    found = parse_roster(data, "r.csv")
+    assert [(p.row, p.nip) for p in found.problems] == [(3, LIN), (4, ALEX), (5, "")]
+    assert [r.nip for r in found.rows] == [ALEX]  # the first row of the repeated NIP is fine on its own...
+    assert found.nips_with_problems == {ALEX, LIN}  # ... and still not ready while the repeat stands

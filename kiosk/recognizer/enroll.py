@@ -116,7 +116,9 @@ class Enrolment:
                     f"the face is {distance:.3f} from {other}'s (the kiosk accepts at or under the accept distance): "
                     "the same person under two NIPs, or a look-alike; check, fix the NIP or the photo, or use "
                     "--allow-similar if they are really different people")))
-        out.sort(key=lambda f: f.row)  # stable: a row's roster problems first, then its photos
+        # by row, stable (a row's roster problems, then its photos); people of no row (the roster was refused as a
+        # whole) after the roster's own problems
+        out.sort(key=lambda f: (f.row == 0 and f.problem != "roster", f.row))
         out += [Finding(0, "", "", str(s.path), s.reason, s.detail) for s in self.strays]
         return out
 

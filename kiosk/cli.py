@@ -239,6 +239,18 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 
 
 ENROL_REPORT_HEADER = ("row", "NIP", "name", "file", "problem", "what to do")
+ENROL_SUMMARY_LABELS = {  # the keys of Enrolment.summary(); refused_<reason> reads "photos refused: <reason>"
+    "people": "people judged",
+    "enrolled": "enrolled (new)",
+    "updated": "updated",
+    "flagged_same_face": "flagged: same face as someone else",
+    "not_enrolled_no_usable_photo": "not enrolled: no usable photo",
+    "without_photo": "without any photo",
+    "held_roster_problem": "held back: a problem in the roster row",
+    "roster_problems": "roster problems",
+    "photos_ok": "photos used",
+    "stray_files": "files of nobody",
+}
 
 
 def _enrol_report_rows(findings: list[Finding]) -> list[tuple[str, ...]]:
@@ -257,20 +269,16 @@ def _write_enrol_report(path: Path, findings: list[Finding]) -> None:
 
 
 def _print_enrol_tables(findings: list[Finding], summary: dict[str, int]) -> None:
-    if findings:
+    if not findings:
+        print("\nno problem found")
+    else:
         print(f"\n{len(findings)} problem(s), one per line:")
         rows = [ENROL_REPORT_HEADER, *_enrol_report_rows(findings)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(ENROL_REPORT_HEADER) - 1)]
         for r in rows:
             print("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
-    labels = {
-        "people": "people judged", "enrolled": "enrolled (new)", "updated": "updated",
-        "flagged_same_face": "flagged: same face as someone else", "not_enrolled_no_usable_photo":
-        "not enrolled: no usable photo", "without_photo": "of them without any photo",
-        "held_roster_problem": "held back: a problem in the roster row", "roster_problems": "roster problems",
-        "photos_ok": "photos used", "stray_files": "files of nobody",
-    }
-    shown = {labels.get(k, "photos refused: " + k.removeprefix("refused_")): v for k, v in summary.items()}
+    shown = {ENROL_SUMMARY_LABELS.get(k, f"photos refused: {k.removeprefix('refused_')}"): v
+             for k, v in summary.items()}
     width = max(map(len, shown))
     print("\nsummary:")
     for label, value in shown.items():

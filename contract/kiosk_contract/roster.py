@@ -55,6 +55,7 @@ FIELD_LABELS = {"nip": "NIP", "name": "Nama", "unit": "Unit kerja", "position": 
 REQUIRED = ("nip", "name", "unit")
 DELIMITERS = (";", ",", "\t")
 MAX_GRADE = 17  # kelas jabatan 1..17
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (Excel 97-2003) files
 _SPACES = re.compile(r"[\s_.\-]+")
 _MONTH_NAMES = {name.lower(): i + 1 for names in MONTHS.values() for i, name in enumerate(names)}
 _MONTH_NAMES.update({name.lower()[:3]: i + 1 for names in MONTHS.values() for i, name in enumerate(names)})
@@ -139,6 +140,10 @@ def parse_roster(data: bytes, filename: str = "", *, sheet: str | None = None, u
     sheet or ``sheet``) and check every row; never raises for what is in the file: everything is in
     :attr:`RosterFile.problems`. ``units``: the known office codes, matched by :func:`match_unit`."""
     result = RosterFile()
+    if data.startswith(_OLE2):
+        result.problems.append(RosterProblem(0, "", "", "an Excel 97-2003 workbook (.xls), which is not read: open it "
+                                                        "in Excel and save it as .xlsx or as CSV"))
+        return result
     if filename.lower().endswith((".xlsx", ".xlsm")) or data[:4] == b"PK\x03\x04":
         table = _xlsx_rows(data, sheet, result)
     else:

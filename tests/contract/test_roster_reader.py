@@ -101,3 +101,9 @@ def test_problems_name_the_nip_of_their_row_so_a_repeated_nip_holds_back_both_ro
     assert [(p.row, p.nip) for p in found.problems] == [(3, LIN), (4, ALEX), (5, "")]
     assert [r.nip for r in found.rows] == [ALEX]  # the first row of the repeated NIP is fine on its own...
     assert found.nips_with_problems == {ALEX, LIN}  # ... and still not ready while the repeat stands
+
+
+def test_an_old_xls_workbook_is_named_with_what_to_do() -> None:
+    found = parse_roster(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "pegawai.xls")
+    assert [str(p) for p in found.problems] == [
+        "file: an Excel 97-2003 workbook (.xls), which is not read: open it in Excel and save it as .xlsx or as CSV"]

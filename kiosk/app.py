@@ -18,6 +18,7 @@ from kiosk.commands import AppliedVersion, CurrentSchedule, Queued
 from kiosk.config import KioskConfig, RecognizerConfig, read_secret
 from kiosk.display import open_screen
 from kiosk.errors import CameraError, ConfigError, KioskError
+from kiosk.liveness_trial import TrialRecorder
 from kiosk.recognizer.pipeline import FrameResult, Pipeline
 from kiosk_contract.gallery import Gallery, store_received
 
@@ -85,6 +86,11 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         sealed = "in the clear" if cipher is None else f"sealed, key {cipher.key_id} ({cipher.source})"
         log.info("data at rest: %s", sealed)
         pipeline = Pipeline(_first_gallery(cfg.recognizer, cipher), cfg.recognizer)
+        checks = cfg.recognizer.liveness
+        trial = None
+        if checks.trial_dir is not None:  # a consented field trial (config check: trial_consent is set)
+            trial = TrialRecorder(checks.trial_dir, checks.trial_consent, checks.trial_seconds, checks.trial_keep_days)
+            log.warning("liveness field trial: clips of every decision are kept in %s", checks.trial_dir)
         try:
             cfg.device.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # storage that refuses: the outbox comes up down and says why
@@ -167,6 +173,8 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
                 notifier.ready(terminal.describe())
             notifier.watchdog()  # from the frame loop: a hung camera or recognizer stops it
             terminal.frame(frame)
+            if trial is not None and terminal.last_result is not None:
+                trial.frame(frame, terminal.last_result)
             now = time.monotonic()
             status_frames += 1
             if publisher is not None and now - status_at >= cfg.mqtt.status_every_s:  # health, signed like any event

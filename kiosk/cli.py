@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     seal.add_argument("input", type=Path, help="the plaintext gallery (from `kiosk enroll` or central)")
     seal.add_argument("output", type=Path, help="the sealed gallery to write (replaced atomically)")
     seal.set_defaults(func=_cmd_gallery_seal)
+    from kiosk import liveness_trial  # kiosk liveness evaluate
+
+    liveness_trial.register(sub)
     return p
 
 

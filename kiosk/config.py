@@ -139,6 +139,12 @@ class LivenessConfig:
         0.045, "Homography residual (inter-ocular distances) that only a real, moving head shows.", lo=0.005, hi=1
     )
     parallax_frames: int = opt(3, "Frames that must show that residual.", lo=1, hi=100)
+    parallax_textured: float = opt(
+        0.02,
+        "The smaller residual that suffices when the texture cue says live (a still person before a still camera).",
+        lo=0.005,
+        hi=1,
+    )
     turn_yaw: float = opt(0.1, "Turn challenge: change of the nose's place between the jaw ends.", lo=0.02, hi=0.5)
     surroundings_motion: float = opt(
         0.04,
@@ -150,6 +156,28 @@ class LivenessConfig:
     surroundings_frames: int = opt(
         3, "Frames with moving surroundings after which only the challenge proves liveness.", lo=1, hi=100
     )
+    texture_models: Path | None = opt(
+        None,
+        "Folder with the two MiniFASNet ONNX models (the image script installs them in /opt/kiosk/models/minifasnet; "
+        "each is sha256-checked at load). Unset: the texture cue is off and a replay on a stand can pass.",
+    )
+    texture_live: float = opt(
+        0.5,
+        "Texture cue: the median MiniFASNet 'real' score of the watched frames a live face must reach; below it the "
+        "face must answer the challenge (level passive: refused).",
+        lo=0,
+        hi=1,
+    )
+    trial_dir: Path | None = opt(
+        None,
+        "Field trial (docs/liveness.md): keep a short clip of every decision here for labelling and `kiosk liveness "
+        "evaluate`. Only with trial_consent; unset outside a trial.",
+    )
+    trial_consent: str | None = opt(
+        None, "The signed consent of the people filmed in the trial (e.g. the letter's number)."
+    )
+    trial_seconds: float = opt(6.0, "Longest clip kept per decision.", lo=1, hi=30)
+    trial_keep_days: int = opt(14, "Trial clips are deleted after this many days.", lo=1, hi=90)
 
 
 @dataclass(frozen=True)
@@ -380,6 +408,10 @@ def _cross_check(parser: TableParser, cfg: KioskConfig) -> None:
     if live.blink_ratio >= live.reopen_ratio and parser.clean(shut, reopen):
         parser.report(shut, f"must be less than {reopen} ({live.blink_ratio} >= {live.reopen_ratio}): a blink closes "
                     "the eyes below the first and opens them above the second")
+    consent = "recognizer.liveness.trial_consent"
+    if live.trial_dir is not None and not (live.trial_consent or "").strip() and parser.clean(consent):
+        parser.report(consent, "a field trial keeps clips of faces (trial_dir is set): name the signed consent of the "
+                    "people filmed, or unset trial_dir")
     check_schedule(parser, cfg.schedule)
 
 

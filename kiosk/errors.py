@@ -3,7 +3,7 @@ the contract)."""
 
 from kiosk_contract.errors import ConfigError, GalleryError, KioskError
 
-__all__ = ["CameraError", "ConfigError", "GalleryError", "ImageError", "KioskError", "ModelError"]
+__all__ = ["CameraError", "ConfigError", "GalleryError", "ImageError", "KioskError", "ModelError", "TrialError"]
 
 
 class CameraError(KioskError, OSError):
@@ -16,3 +16,7 @@ class ImageError(KioskError, OSError):
 
 class ModelError(KioskError, FileNotFoundError):
     """The dlib model files cannot be found or loaded."""
+
+
+class TrialError(KioskError, ValueError):
+    """A liveness field trial's clip or label cannot be used (kiosk/liveness_trial.py)."""

@@ -269,6 +269,11 @@ class Terminal:
 
     # --- the frame loop ---------------------------------------------------------------------------------------
 
+    @property
+    def last_result(self) -> FrameResult | None:
+        """What the recognizer made of the last frame (None before the first)."""
+        return self._last_result
+
     def frame(self, frame: Frame) -> None:
         """One camera frame: inputs first, then recognition unless asleep, blocked or typing a NIP."""
         from kiosk.recognizer.pipeline import FrameResult

@@ -21,7 +21,7 @@ from kiosk.recognizer import faces
 from kiosk.recognizer.liveness import LivenessCheck, Surroundings, eye_aspect_ratio, head_yaw, planar_residual
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import liveness as simulated  # bench/liveness.py: the simulated attacks
+import liveness_films as simulated  # bench/liveness_films.py: the simulated attacks on the films
 
 YALE = EXAMPLES.parent.parent / "yalefaces" / "yalefaces"
 FPS = 30.0
@@ -182,6 +182,62 @@ def test_a_blink_is_counted_against_the_persons_own_open_eyes() -> None:
     assert steady == "spoof" and check.blinks == 0, "open eyes that never move prove nothing"
 
 
+def nodding(pts: np.ndarray, amplitude: float, frames: int) -> list[np.ndarray]:
+    """Landmarks whose nose moves against the rest of the face by ``amplitude`` inter-ocular distances, back and forth:
+    a head that barely moves (as before a still camera), not a plane."""
+    iod = float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
+    out = []
+    for i in range(frames):
+        moved = pts.copy()
+        moved[27:36, 0] += amplitude * iod * (1 - np.cos(i / 4)) / 2
+        out.append(moved)
+    return out
+
+
+TEXTURED = replace(SHORT, texture_models=Path("minifasnet"))  # the cue is on; scores are fed by hand here
+
+
+def play_textured(points: list[np.ndarray], cfg: LivenessConfig, score: float) -> tuple[str, LivenessCheck, float]:
+    """Feed landmarks with the texture ``score`` where the check asks for one, until it decides or asks to act."""
+    check = LivenessCheck(cfg, 0.0, random.Random(0))
+    result, t, asked = "undecided", 0.0, 0
+    for i, pts in enumerate(points):
+        t = i / FPS
+        wanted = check.wants_texture
+        asked += wanted
+        check.observe(pts, None, score if wanted else None)
+        result = check.result(t)
+        if result != "undecided" or check.challenge is not None:
+            break
+    assert asked == len(check.textures) and asked <= (check.frames + 1) // 2, "scored on every second frame only"
+    return result, check, t
+
+
+def test_a_live_texture_lets_a_barely_moving_head_through_and_a_screens_texture_asks_at_once(
+    lin_points: list[np.ndarray],
+) -> None:
+    normal = yale(3, "normal")
+    slight = nodding(normal, 0.12, 60)
+    residual = max(planar_residual(a, b) for a in slight[:30] for b in slight[:30])
+    assert TEXTURED.parallax_textured <= residual < TEXTURED.parallax_live, "a head that barely moves"
+
+    result, check, seconds = play_textured(slight, TEXTURED, 0.95)
+    assert result == "live" and check.verdict(seconds, 0.0).method == "texture" and seconds < 0.5
+    assert check.verdict(seconds, 0.0).texture == pytest.approx(0.95)
+    assert not check.wants_texture, "nothing more is scored once the face is proven"
+    result, _, seconds = play_textured(slight, replace(TEXTURED, texture_models=None), 0.95)
+    assert result == "spoof" and seconds >= SHORT.passive_timeout_s, "without the texture cue that head must act"
+
+    result, check, seconds = play_textured(lin_points, TEXTURED, 0.05)  # a real head's parallax, a screen's texture
+    assert result == "spoof", "level passive: refused as soon as the texture is known"
+    assert seconds < 0.3 and check.verdict(seconds, 0.0).texture == pytest.approx(0.05)
+    result, check, seconds = play_textured(lin_points, replace(TEXTURED, level="challenge"), 0.05)
+    assert check.challenge is not None and seconds < 0.3, "level challenge: asked to act at once"
+    assert not check.wants_texture, "the challenge runs on landmarks only"
+    result, _, _ = play_textured(lin_points, replace(TEXTURED, texture_models=None), 0.05)
+    assert result == "live", "without the cue the same replay passes on parallax (the stand-replay hole)"
+
+
 @pytest.mark.parametrize("attack", ["print", "phone", "print on a stand"])
 def test_a_photo_held_up_is_refused(attack: str, attack_marks: dict[str, list[Mark]]) -> None:
     result, check, seconds = play(attack_marks[attack], SHORT)
@@ -327,7 +383,9 @@ def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     verdict = LivenessVerdict("passive", "live", "blink", 0.01234, 1, None, 1234.4)
     field = schema.liveness_field(verdict)
     assert field == {"level": "passive", "result": "live", "method": "blink", "score": "0.0123", "blinks": 1,
-                     "challenge": None, "extra_ms": 1234, "moving_surroundings": 0}
+                     "challenge": None, "extra_ms": 1234, "moving_surroundings": 0, "texture": None}
+    textured = schema.liveness_field(LivenessVerdict("challenge", "live", "texture", 0.03, 0, None, 200.0, 0, 0.98766))
+    assert textured is not None and textured["texture"] == "0.9877" and textured["method"] == "texture"
     stamp = Stamp("kab-maros-01", "3f9c2a1e-7b4d-4c8e-9a10-5d2e6f7a8b9c", 1, datetime(2026, 11, 30, tzinfo=UTC),
                   "Asia/Makassar", ClockInfo(True, "ntp", True))
     decision = {"method": "face", "best_nip": None, "distance": "0.5000", "margin": None, "frames": 2,
@@ -337,6 +395,12 @@ def test_the_event_field_carries_the_verdict_and_bad_values_are_named() -> None:
     problems = schema.validate(body, complete=False)
     for path in ("method", "score", "challenge", "extra"):
         assert any(p.startswith(f"$.decision.liveness.{path}:") for p in problems), (path, problems)
+    for texture, valid in (("0.9877", True), (None, True), (0.98, False), ("0.5", False), ("-0.1000", False)):
+        decision["liveness"] = dict(field, texture=texture)
+        problems = [p for p in schema.validate(body, complete=False) if "liveness.texture" in p]
+        assert (problems == []) == valid, (texture, problems)
+    decision["liveness"] = {k: v for k, v in field.items() if k != "texture"}
+    assert not schema.validate(body, complete=False), "events of kiosks before the texture cue stay valid"
     for challenge, problem in (("turn_left+blink", None),
                                ("blink+smile", "'blink+smile' is not 1 to 3 of blink, turn_left, turn_right"),
                                ("blink+turn_left+blink+turn_right", "is not 1 to 3 of"),

@@ -136,13 +136,13 @@ def test_a_still_scene_lets_the_detector_rest(hamilton_gallery: Path, tmp_path: 
 
 
 def _simulated_attacks():  # type: ignore[no-untyped-def]
-    """bench/liveness.py, where the simulated attacks are made."""
+    """bench/liveness_films.py, where the simulated attacks on the films are made."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import liveness
+    import liveness_films
 
-    return liveness
+    return liveness_films
 
 
 def test_a_printed_photo_of_an_enrolled_person_is_a_suspected_spoof(hamilton_gallery: Path) -> None:

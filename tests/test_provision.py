@@ -869,3 +869,23 @@ def test_a_revoked_kiosk_is_refused_by_the_broker_and_gets_a_new_identity(tmp_pa
     assert fresh.key_id != stolen.key_id, "the replacement device gets a new identity"
     assert provision(["revoke", "--ca-dir", str(ca_dir), "--out", str(out)]) == 0  # a fresh CRL, same content
     assert len(json.loads((out / "revoked.json").read_text())) == 1
+
+
+def test_the_liveness_models_are_installed_checked_and_configured(kit: dict[str, Path], tmp_path: Path) -> None:
+    models = Path(os.environ.get("KIOSK_MINIFASNET_DIR", REPO.parent / "shared" / "models" / "minifasnet"))
+    if not models.is_dir():
+        pytest.skip(f"{models} is missing (set KIOSK_MINIFASNET_DIR to the MiniFASNet folder)")
+    log = io.StringIO()
+    with redirect_stdout(log):
+        options = ["--dry-run", "--liveness-models", str(models)]
+        assert provision_main(["images", *args(kit, tmp_path / "out"), *options]) == 0
+    text = log.getvalue()
+    for name in ("2.7_80x80_MiniFASNetV2.onnx", "4_0_0_80x80_MiniFASNetV1SE.onnx", "LICENSE", "NOTICE"):
+        assert f"root /opt/kiosk/models/minifasnet/{name} (" in text
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    (copy / "2.7_80x80_MiniFASNetV2.onnx").chmod(0o644)
+    (copy / "2.7_80x80_MiniFASNetV2.onnx").write_bytes(b"not a model")
+    error = refused([*args(kit, tmp_path / "out"), "--liveness-models", str(copy)])
+    assert "--liveness-models: recognizer.liveness.texture_models:" in error
+    assert "2.7_80x80_MiniFASNetV2.onnx has sha256" in error

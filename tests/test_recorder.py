@@ -285,7 +285,7 @@ def test_a_face_that_is_not_live_is_a_suspected_spoof_for_review_never_an_attend
     assert review["person"] == {"nip": LIN} and review["kind"] == "masuk", "HR sees who was claimed, and the punch"
     assert review["decision"]["liveness"] == {
         "level": "challenge", "result": "spoof", "method": "none", "score": "0.0291", "blinks": 0,
-        "challenge": "turn_left+blink", "extra_ms": 8000, "moving_surroundings": 41,
+        "challenge": "turn_left+blink", "extra_ms": 8000, "moving_surroundings": 41, "texture": None,
     }
     assert outbox.evidence(out.seq) is not None  # type: ignore[arg-type]
     assert schema.validate(review, complete=False) == []

@@ -115,6 +115,8 @@ class LivenessLike(Protocol):
     def extra_ms(self) -> float: ...
     @property
     def moving_surroundings(self) -> int: ...
+    @property
+    def texture(self) -> float | None: ...
 
 
 def decimal_str(value: float | int | None, decimals: int) -> str | None:
@@ -164,7 +166,8 @@ def evidence_ref(jpeg: bytes | None) -> dict[str, Any] | None:
 
 
 def liveness_field(v: LivenessLike | None) -> dict[str, Any] | None:
-    """The ``decision.liveness`` field: the level, the result, what proved it and the parallax score; None when off."""
+    """The ``decision.liveness`` field: the level, the result, what proved it, the parallax and texture scores; None
+    when off."""
     if v is None:
         return None
     return {
@@ -176,6 +179,7 @@ def liveness_field(v: LivenessLike | None) -> dict[str, Any] | None:
         "challenge": v.challenge,
         "extra_ms": round(v.extra_ms),
         "moving_surroundings": int(v.moving_surroundings),
+        "texture": decimal_str(v.texture, LIVENESS_DECIMALS),
     }
 
 

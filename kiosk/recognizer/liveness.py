@@ -17,13 +17,18 @@ picture's background, its edge, the bezel) along with the face. :class:`Surround
 band beside and above the face from frame to frame; when they move on ``surroundings_frames`` frames, parallax and
 blinks no longer count (a replayed video of the person has both) and the challenge is asked at once.
 
-When nothing has shown within ``passive_timeout_s``, or the surroundings moved, the level ``challenge`` asks for a
-random sequence of ``challenge_steps`` actions (blink, turn the head left or right), each within
-``challenge_timeout_s``; the level ``passive`` gives up. Giving up means "suspected spoof": the recorder stores a
-review event instead of an attendance.
+A fourth looks at the face's **texture** (:mod:`kiosk.recognizer.texture`, when ``texture_models`` is configured):
+a replay on a stand shows a real head's parallax and blinks before still surroundings, but it is a screen. The
+median MiniFASNet "real" score of the watched frames (at least ``TEXTURE_MIN_SCORES`` of them) must reach
+``texture_live`` for a passive proof to count; below it the challenge is asked at once.
 
-:class:`LivenessCheck` is a pure function of landmarks, surroundings motion and source times (``Frame.t``); no
-dlib, no I/O.
+When nothing has shown within ``passive_timeout_s``, or the surroundings moved, or the texture is a screen's or a
+print's, the level ``challenge`` asks for a random sequence of ``challenge_steps`` actions (blink, turn the head left
+or right), each within ``challenge_timeout_s``; the level ``passive`` gives up. Giving up means "suspected spoof":
+the recorder stores a review event instead of an attendance.
+
+:class:`LivenessCheck` is a pure function of landmarks, surroundings motion, texture scores and source times
+(``Frame.t``); no dlib, no I/O.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ SURROUND_MIN_FEATURES = 8  # fewer (a plain wall) and the surroundings say nothi
 SURROUND_MAX_GAP_S = 0.3  # a longer gap between two watched frames starts the surroundings afresh
 SURROUND_FACE_PX = 64  # the surroundings are followed at a scale where the face is at most this wide: a third of
 #                        the work for a 110 px face, and the motion is measured in inter-ocular distances anyway
+TEXTURE_EVERY = 2  # the texture is scored on every second watched frame (about 4 ms of CPU per face on x86)
+TEXTURE_MIN_SCORES = 3  # scores needed before the texture says anything
 CUT_IOD = 0.6  # landmarks that jump further between two watched frames: a cut, a looped clip, another face (a person
 #               walking across at 10 fps can jump this far too; that only restarts the measures, see _cut)
 
@@ -193,10 +200,12 @@ def _grey(rgb: np.ndarray, region: tuple[int, int, int, int], scale: float) -> n
 class LivenessVerdict:
     """The liveness evidence of one track, carried by its Decision and its event.
 
-    ``method`` is what decided: ``blink`` or ``parallax`` (passive), ``challenge`` (the actions in ``challenge``, in
-    that order, e.g. ``turn_left+blink``), or ``none`` when nothing showed. ``score`` is the largest parallax residual
+    ``method`` is what decided: ``blink``, ``parallax`` or ``texture`` (passive; ``texture``: a live texture with a
+    small parallax), ``challenge`` (the actions in ``challenge``, in that order, e.g. ``turn_left+blink``), or ``none``
+    when nothing showed. ``score`` is the largest parallax residual
     seen (inter-ocular distances); ``moving_surroundings`` the frames on which the face's surroundings moved;
-    ``extra_ms`` the source time the decision waited for liveness.
+    ``extra_ms`` the source time the decision waited for liveness; ``texture`` the median MiniFASNet "real" score
+    (None when the texture cue is off or had no score).
     """
 
     level: str
@@ -207,6 +216,7 @@ class LivenessVerdict:
     challenge: str | None
     extra_ms: float
     moving_surroundings: int = 0
+    texture: float | None = None
 
     @property
     def live(self) -> bool:
@@ -234,6 +244,7 @@ class LivenessCheck:
         self.min_ear_ratio: float | None = None  # the lowest EAR seen over the open level (reported by the bench)
         self.parallax = 0.0
         self.parallax_hits = 0
+        self.textured_hits = 0  # frames at or above parallax_textured (the smaller residual the texture cue allows)
         self.moving_surroundings = 0  # frames on which the surroundings moved at least cfg.surroundings_motion
         self.steps: tuple[Challenge, ...] = ()  # the challenge asked for, once it is
         self._step = 0  # the action now asked for (index into steps)
@@ -243,6 +254,7 @@ class LivenessCheck:
         self._yaw = 0.0
         self._previous_pts: np.ndarray | None = None
         self._passed_by = ""
+        self.textures: list[float] = []  # MiniFASNet "real" scores of the watched frames
 
     @property
     def challenge(self) -> str | None:
@@ -260,13 +272,47 @@ class LivenessCheck:
         return self.cfg.level != "off" and not self.steps
 
     @property
+    def proven(self) -> bool:
+        """Live already: nothing more needs watching."""
+        return bool(self._passed_by)
+
+    @property
+    def wants_texture(self) -> bool:
+        """Whether the caller should score the texture of this frame (every ``TEXTURE_EVERY``-th watched frame while
+        the passive checks run, with the texture cue configured)."""
+        return (
+            self.cfg.texture_models is not None
+            and not self.steps
+            and not self._passed_by
+            and self.frames % TEXTURE_EVERY == 0
+        )
+
+    @property
+    def texture(self) -> float | None:
+        """The median "real" score so far (None before ``TEXTURE_MIN_SCORES`` scores)."""
+        return float(np.median(self.textures)) if len(self.textures) >= TEXTURE_MIN_SCORES else None
+
+    @property
+    def texture_spoof(self) -> bool:
+        """The texture cue is on and says screen or print."""
+        score = self.texture
+        return score is not None and score < self.cfg.texture_live
+
+    def _texture_live(self) -> bool:
+        score = self.texture
+        return self.cfg.texture_models is None or (score is not None and score >= self.cfg.texture_live)
+
+    @property
     def surroundings_moved(self) -> bool:
         """The face moved with its surroundings: a picture or a screen held in a hand, or a moving camera."""
         return self.moving_surroundings >= self.cfg.surroundings_frames
 
-    def observe(self, pts: np.ndarray, surroundings: float | None = None) -> None:
-        """Take the (68, 2) landmarks of the track's face in the next frame, and how far its surroundings moved
-        since the previous one (:meth:`Surroundings.motion`; None when unknown)."""
+    def observe(self, pts: np.ndarray, surroundings: float | None = None, texture: float | None = None) -> None:
+        """Take the (68, 2) landmarks of the track's face in the next frame, how far its surroundings moved since the
+        previous one (:meth:`Surroundings.motion`; None when unknown) and its texture score
+        (:meth:`kiosk.recognizer.texture.TextureModel.real_score`, when :attr:`wants_texture`; else None)."""
+        if texture is not None:
+            self.textures.append(texture)
         self.frames += 1
         yaw = head_yaw(pts)
         if self._previous_pts is not None and _jump(self._previous_pts, pts) > CUT_IOD:
@@ -321,14 +367,19 @@ class LivenessCheck:
             residual = max(planar_residual(ref, pts) for ref in references)
             self.parallax = max(self.parallax, residual)
             self.parallax_hits += residual >= self.cfg.parallax_live
+            self.textured_hits += residual >= self.cfg.parallax_textured
         self._recent.append(pts)
 
     def passive_method(self) -> str | None:
-        """``blink`` or ``parallax`` once one of them has shown, else None."""
+        """``blink`` or ``parallax`` once one of them has shown; ``texture`` when a live texture and the smaller
+        residual ``parallax_textured`` have; else None."""
         if self.blinks > 0:
             return "blink"
         if self.parallax_hits >= self.cfg.parallax_frames:
             return "parallax"
+        textured = self.textured_hits >= self.cfg.parallax_frames
+        if textured and self.cfg.texture_models is not None and self._texture_live():
+            return "texture"
         return None
 
     def result(self, t: float) -> Result:
@@ -336,12 +387,12 @@ class LivenessCheck:
         if self.cfg.level == "off" or self._passed_by:
             return "live"
         if not self.steps:
-            moved = self.surroundings_moved
+            refused = self.surroundings_moved or self.texture_spoof  # only the challenge can prove these faces live
             method = self.passive_method()
-            if method is not None and not moved and self.frames >= SETTLE_FRAMES:
+            if method is not None and not refused and self._texture_live() and self.frames >= SETTLE_FRAMES:
                 self._passed_by = method
                 return "live"
-            if not moved and t - self.start_t < self.cfg.passive_timeout_s:
+            if not refused and t - self.start_t < self.cfg.passive_timeout_s:
                 return "undecided"
             if self.cfg.level == "passive":
                 return "spoof"
@@ -374,4 +425,5 @@ class LivenessCheck:
             challenge=self.challenge,
             extra_ms=max(0.0, t - waited_from) * 1000.0,
             moving_surroundings=self.moving_surroundings,
+            texture=self.texture,
         )

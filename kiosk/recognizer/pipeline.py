@@ -7,8 +7,9 @@ nobody tracked). The nearest in-range face is served first: it passes a quality 
 number of times, and its matches are voted on by the open-set rule. A track gets one decision (and a fresh
 attempt after ``retry_after_s`` if that decision was "unknown" and the person is still there).
 
-Liveness (``recognizer.liveness``, kiosk/recognizer/liveness.py): while the served track is undecided, its 68-point
-landmarks and the motion of its surroundings feed the liveness checks. A person the rule accepts is decided only once
+Liveness (``recognizer.liveness``, kiosk/recognizer/liveness.py): while the served track is undecided and not yet
+proven live, its 68-point landmarks, the motion of its surroundings and (every second frame, when configured) its
+texture score feed the liveness checks; no other face costs anything. A person the rule accepts is decided only once
 the track is live; a track that stays unproven (or fails the challenge) is decided with a liveness result of
 ``spoof`` (or ``undecided`` if it leaves), which the recorder turns into a "suspected spoof" review. Unknown faces
 are decided at once.
@@ -34,6 +35,7 @@ from kiosk.recognizer.faces import Box
 from kiosk.recognizer.liveness import LivenessCheck, LivenessVerdict, Surroundings
 from kiosk.recognizer.matching import Match, TrackVerdict, match
 from kiosk.recognizer.motion import MotionGate
+from kiosk.recognizer.texture import TextureModel
 from kiosk.recognizer.tracker import Track, Tracker, suppress_overlaps
 from kiosk_contract import schema
 from kiosk_contract.gallery import Gallery
@@ -116,6 +118,7 @@ class PipelineStats:
     tracks: int = 0
     retries: int = 0
     liveness_frames: int = 0  # frames whose 68-point landmarks fed the liveness checks
+    texture_scores: int = 0  # faces scored by the texture models
     challenges: int = 0
     spoofs: int = 0
     quality_reasons: dict[str, int] = field(default_factory=dict)
@@ -152,6 +155,10 @@ class Pipeline:
         self.cfg = cfg
         self.clock = clock
         self.rng = rng or random.SystemRandom()  # challenges must not be predictable
+        live = cfg.liveness
+        self.texture = (
+            TextureModel(live.texture_models) if live.level != "off" and live.texture_models is not None else None
+        )
         self.tracker = Tracker(cfg.tracker.min_iou, cfg.tracker.max_missed_frames)
         self.motion = MotionGate(cfg.tracker.motion_threshold)
         self.stats = PipelineStats()
@@ -306,9 +313,16 @@ class Pipeline:
         rec = _rec(served)
         if rec.liveness is None:
             rec.liveness = LivenessCheck(self.cfg.liveness, frame.t, self.rng)
+        check = rec.liveness
+        if check.proven:
+            return
         pts = faces.landmarks68(rgb, served.box)
-        watch = rec.liveness.watches_surroundings
-        rec.liveness.observe(pts, rec.surroundings.motion(rgb, pts, frame.t) if watch else None)
+        texture = None
+        if self.texture is not None and check.wants_texture:
+            texture = self.texture.real_score(rgb, served.box)
+            self.stats.texture_scores += 1
+        surroundings = rec.surroundings.motion(rgb, pts, frame.t) if check.watches_surroundings else None
+        check.observe(pts, surroundings, texture)
         self.stats.liveness_frames += 1
 
     def _settle(self, frame: Frame) -> list[Decision]:

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images.add_argument("--cert-days", type=int, default=1825, help="MQTT certificate validity (default 1825)")
     images.add_argument("--ca-passphrase-file", type=Path, help="file holding the CA key's passphrase")
     images.add_argument("--dry-run", action="store_true", help="check everything, list what would be written")
+    images.add_argument("--liveness-models", type=Path, help="the MiniFASNet folder: installed as the texture cue")
     rev = sub.add_parser("revoke", help="revoke stolen or lost kiosks: a CRL for the broker, key ids for central")
     rev.add_argument("--ca-dir", type=Path, required=True, help="folder with ca.crt and ca.key")
     rev.add_argument("--out", type=Path, required=True, help="the output folder the devices' images were made in")
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cert_days=args.cert_days,
             ca_passphrase_file=args.ca_passphrase_file,
             dry_run=args.dry_run,
+            liveness_models=args.liveness_models,
         )
         return make_images(opts)
     except ProvisionError as exc:

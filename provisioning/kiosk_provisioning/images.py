@@ -28,7 +28,8 @@ from pathlib import Path
 
 import kiosk
 from kiosk import config as kconfig
-from kiosk_contract.errors import ConfigError, GalleryError
+from kiosk import minifasnet
+from kiosk_contract.errors import ConfigError, GalleryError, KioskError
 from kiosk_contract.fsutil import write_atomic
 from kiosk_provisioning import ProvisionError, firstboot
 from kiosk_provisioning.credentials import Authority, DeviceSecrets, device_secrets, load_authority, read_passphrase
@@ -66,6 +67,7 @@ class Options:
     cert_days: int = 1825
     ca_passphrase_file: Path | None = None
     dry_run: bool = False
+    liveness_models: Path | None = None  # the MiniFASNet folder: installed and configured as the texture cue
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def check_inputs(opts: Options, raw: Path) -> Inputs:
         wheels = attempt(lambda: check_wheelhouse(opts.wheelhouse, RELEASES[codename]))
     template = attempt(lambda: _load_template(opts.config_template))
     attempt(lambda: _check_options(opts))
+    if (liveness_models := opts.liveness_models) is not None:
+        attempt(lambda: _check_liveness_models(liveness_models))
     if problems:
         raise ProvisionError("\n".join(problems))
     assert isinstance(codename, str) and isinstance(devices, list) and isinstance(authority, Authority)
@@ -233,6 +237,13 @@ def base_plan(opts: Options, inputs: Inputs) -> list[Change]:
         Change("root", Node("/var/lib/kiosk", 0o700)),
     ]
     changes.append(Change("root", Node("/etc/kiosk/central.pub", data=inputs.authority.central_pub)))
+    if opts.liveness_models is not None:  # the texture cue's models, with their licence and NOTICE
+        folder = minifasnet.DEVICE_DIR
+        changes += [Change("root", Node(str(p), 0o755)) for p in (folder.parent, folder)]
+        changes += [Change("root", Node(f"{folder}/{name}", 0o644, source=opts.liveness_models / name))
+                    for name in minifasnet.FILES]
+        changes += [Change("root", Node(f"{folder}/{name}", 0o644, source=REPO / "third_party" / "minifasnet" / name))
+                    for name in ("LICENSE", "NOTICE")]
     if opts.userconf is not None:
         changes.append(Change("boot", Node("/userconf.txt", data=opts.userconf.read_bytes())))
     if opts.ssh:
@@ -268,6 +279,7 @@ def device_plan(
 def device_config(opts: Options, inputs: Inputs, device: Device) -> str:
     """The device's kiosk.toml: the template with this device's identity, broker and credentials."""
     cfg = inputs.template
+    texture = minifasnet.DEVICE_DIR if opts.liveness_models else cfg.recognizer.liveness.texture_models
     cfg = dataclasses.replace(
         cfg,
         device=dataclasses.replace(
@@ -280,7 +292,11 @@ def device_config(opts: Options, inputs: Inputs, device: Device) -> str:
             data_key="file",
             data_key_file=Path("credential:data-key"),
         ),
-        recognizer=dataclasses.replace(cfg.recognizer, gallery=Path("/var/lib/kiosk/gallery.kgal")),
+        recognizer=dataclasses.replace(
+            cfg.recognizer,
+            gallery=Path("/var/lib/kiosk/gallery.kgal"),
+            liveness=dataclasses.replace(cfg.recognizer.liveness, texture_models=texture),
+        ),
         events=dataclasses.replace(cfg.events, signing_key_file=Path("credential:device-key")),
         mqtt=dataclasses.replace(
             cfg.mqtt,
@@ -447,6 +463,15 @@ def _check_gallery(path: Path) -> None:
         Gallery.load(path)
     except GalleryError as exc:
         raise ProvisionError(f"{path}: the gallery cannot be used: {exc}") from None
+
+
+def _check_liveness_models(folder: Path) -> None:
+    """Both MiniFASNet files in ``folder``, with the sha256 the kiosk checks at load."""
+    for name in minifasnet.FILES:
+        try:
+            minifasnet.read_checked(folder, name)
+        except KioskError as exc:
+            raise ProvisionError(f"--liveness-models: {exc}") from exc
 
 
 def _load_template(path: Path) -> kconfig.KioskConfig:

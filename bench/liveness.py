@@ -39,14 +39,14 @@ from _common import cache_dir, ensure_repo_on_path, faces_dir, markdown_table, p
 ensure_repo_on_path()
 
 import attacks  # noqa: E402
+import walkup  # noqa: E402
 
 from kiosk.camera import Frame  # noqa: E402
 from kiosk.config import LivenessConfig, RecognizerConfig  # noqa: E402
-from kiosk.liveness_trial import Mark, find_face, measure, play  # noqa: E402
+from kiosk.liveness_trial import Mark, find_face, measure, passed_passively, play  # noqa: E402
 from kiosk.recognizer import faces  # noqa: E402
 from kiosk.recognizer.pipeline import Pipeline  # noqa: E402
 from kiosk.recognizer.texture import TextureModel  # noqa: E402
-from kiosk_contract.gallery import Gallery, Person  # noqa: E402
 
 MODELS = Path(os.environ.get("KIOSK_MINIFASNET_DIR", faces_dir().parent / "models" / "minifasnet"))
 WINDOW_S, STEP_S = 4.0, 1.0
@@ -72,7 +72,6 @@ CLIPS = (
     Clip("grid-lrwp9a", "G6", "tuning"),
     Clip("intel-headpose-female", "Intel woman", "tuning"),
 )
-WALKUP = "intel-walking-and-pause"
 ATTACKS = (
     attacks.Attack(attacks.TABLET, hand=False),
     attacks.Attack(attacks.PHONE, hand=False),
@@ -146,31 +145,34 @@ def levels(base: LivenessConfig) -> dict[str, LivenessConfig]:
     }
 
 
-def walkup(root: Path, configs: dict[str, LivenessConfig]) -> list[list[object]]:
-    """The Intel walk-up through the kiosk's whole pipeline at each level: each person enrolled from the clip's last
-    frame (where they stand facing the camera), then one decision per person with its liveness."""
-    frames, fps = read_clip(clip_file(root, WALKUP))
-    last = frames[-1]
-    gallery = Gallery()
-    found = sorted(faces.detect(last, 1), key=lambda b: b.left)
-    for k, box in enumerate(found):
-        chip = faces.chip(last, faces.landmarks(last, box))
-        gallery.upsert(Person(f"person {k + 1}", f"person {k + 1} (from the left)", "", faces.encode(chip, 5)[None, :]))
+def walkup_people(configs: dict[str, LivenessConfig]) -> list[list[object]]:
+    """The still-camera walk-up through the kiosk's whole pipeline at each level, as bench/walkup.py plays it (scaled to
+    the kiosk camera's 1280x720, each person enrolled from the last frame): one row per person and level."""
+    root = faces_dir()
+    clip = walkup.clips(root)[0]
+    walkup.decode(clip, None)
     rows: list[list[object]] = []
     for name, cfg in configs.items():
-        pipeline = Pipeline(gallery, RecognizerConfig(liveness=cfg), rng=random.Random(0))
+        recognizer = RecognizerConfig(liveness=cfg)
+        gallery = walkup.kiosk_gallery(clip, recognizer)
+        pipeline = Pipeline(gallery, recognizer, rng=random.Random(0))
         decisions = []
-        for i, rgb in enumerate(frames):
-            decisions += pipeline.process(Frame(rgb, i, i / fps)).decisions
-        seen = {d.nip for d in decisions if d.nip}
-        for d in sorted(decisions, key=lambda d: d.nip or ""):
-            v = d.liveness
-            rows.append([name, d.nip or "unknown", v.result if v else "off", v.method if v else "–",
-                         round(v.extra_ms) if v else "–", v.challenge or "–" if v else "–",
-                         f"{v.texture:.2f}" if v and v.texture is not None else "–"])
-        for person in gallery.nips:
-            if person not in seen:
-                rows.append([name, person, "no decision within the clip", "–", "–", "–", "–"])
+        for i, rgb in enumerate(clip.frames):
+            decisions += pipeline.process(Frame(rgb, i, i / clip.fps)).decisions
+        for person in clip.people:
+            mine = [d for d in decisions if d.nip == person or (d.nip is None and d.best_nip == person)]
+            if person not in gallery.nips:
+                rows.append([name, person, "not enrolled (photo refused)", "–", "–", "–", "–"])
+            elif not mine:
+                rows.append([name, person, "no decision before the clip ends", "–", "–", "–", "–"])
+            for d in mine:
+                v = d.liveness
+                who = person if d.nip else f"unknown (nearest {person})"
+                if v is None:
+                    rows.append([name, who, "off", "–", "–", "–", "–"])
+                    continue
+                texture = "–" if v.texture is None else f"{v.texture:.2f}"
+                rows.append([name, who, v.result, v.method, round(v.extra_ms), v.challenge or "–", texture])
     return rows
 
 
@@ -255,8 +257,8 @@ def main() -> int:
             row: list[object] = [kind, len(group)]
             for name in names:
                 outcomes = [r[name] for r in group]
-                if kind == "bona fide":
-                    wrong = sum(o.result != "live" for o in outcomes)
+                if kind == "bona fide":  # asked to act counts as refused: a clip cannot answer
+                    wrong = sum(not passed_passively(o) for o in outcomes)
                 else:
                     wrong = sum(o.result == "live" for o in outcomes)
                 row.append(f"{pct(wrong, len(group), 1)} ({wrong})")
@@ -274,18 +276,23 @@ def main() -> int:
         per_clip = [(p, r) for p, r in results if p.kind == "bona fide" and p.source == c.folder]
         clip_row: list[object] = [c.folder, c.person, c.half, len(per_clip)]
         for name in ("default", "without texture"):
-            refused = sum(r[name].result != "live" for _, r in per_clip)
+            refused = sum(not passed_passively(r[name]) for _, r in per_clip)
             live_at = [o.decided_s for _, r in per_clip if (o := r[name]).result == "live" and o.decided_s is not None]
             clip_row += [f"{pct(refused, len(per_clip), 0)} ({refused})",
                     round(1000 * statistics.median(live_at)) if live_at else "–"]
         methods = sorted({r["default"].method for _, r in per_clip if r["default"].result == "live"})
         textures = [r["default"].texture for _, r in per_clip if r["default"].texture is not None]
-        clip_row += [", ".join(methods) or "–", f"{min(textures):.2f}" if textures else "–"]
+        why: dict[str, int] = {}
+        for _, r in per_clip:
+            if r["default"].why:
+                why[r["default"].why] = why.get(r["default"].why, 0) + 1
+        clip_row += [", ".join(methods) or "–", f"{min(textures):.2f}" if textures else "–",
+                     ", ".join(f"{k} {v}" for k, v in sorted(why.items())) or "–"]
         rows.append(clip_row)
     print("\n### Bona fide per clip (a presentation refused = asked to act, which a clip cannot)\n")
     print(markdown_table(["clip", "person", "half", "presentations", "default: refused", "default: median ms to live",
                           "without texture: refused", "without texture: median ms", "proven by",
-                          "lowest texture median"], rows))
+                          "lowest texture median", "default: why not passive"], rows))
 
     rows = []
     for kind in KINDS:
@@ -303,9 +310,9 @@ def main() -> int:
     print(markdown_table(["photo", "truth", "size", "kiosk box", "real score", "texture cue says"],
                          labelled_photos(root, model)))
 
-    print("\n### Walk-up (Intel, three people), the kiosk's whole pipeline\n")
+    print("\n### Still-camera walk-up (Intel, three people, scaled to 1280x720), the kiosk's whole pipeline\n")
     print(markdown_table(["level", "person", "liveness", "proven by", "extra ms", "challenge", "texture"],
-                         walkup(root, configs)))
+                         walkup_people(configs)))
 
     checks = [o.check_ms for _, r in results if (o := r["default"]).check_ms]
     print("\n### Cost per watched frame (median CPU, this machine)\n")

@@ -139,6 +139,13 @@ class LivenessConfig:
         0.045, "Homography residual (inter-ocular distances) that only a real, moving head shows.", lo=0.005, hi=1
     )
     parallax_frames: int = opt(3, "Frames that must show that residual.", lo=1, hi=100)
+    texture_refuse: float = opt(
+        0.2,
+        "Texture cue: below this median 'real' score the face is refused at once (a screen or a print; honest faces "
+        "in poor light score between this and texture_live and are asked to act).",
+        lo=0,
+        hi=1,
+    )
     parallax_textured: float = opt(
         0.02,
         "The smaller residual that suffices when the texture cue says live (a still person before a still camera).",
@@ -408,6 +415,9 @@ def _cross_check(parser: TableParser, cfg: KioskConfig) -> None:
     if live.blink_ratio >= live.reopen_ratio and parser.clean(shut, reopen):
         parser.report(shut, f"must be less than {reopen} ({live.blink_ratio} >= {live.reopen_ratio}): a blink closes "
                     "the eyes below the first and opens them above the second")
+    refuse, textured = "recognizer.liveness.texture_refuse", "recognizer.liveness.texture_live"
+    if live.texture_refuse > live.texture_live and parser.clean(refuse, textured):
+        parser.report(refuse, f"must be at most {textured} ({live.texture_refuse} > {live.texture_live})")
     consent = "recognizer.liveness.trial_consent"
     if live.trial_dir is not None and not (live.trial_consent or "").strip() and parser.clean(consent):
         parser.report(consent, "a field trial keeps clips of faces (trial_dir is set): name the signed consent of the "

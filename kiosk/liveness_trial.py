@@ -171,6 +171,7 @@ class Outcome:
     challenge: str | None
     texture: float | None
     check_ms: float  # median CPU of LivenessCheck.observe + result per frame
+    why: str = ""  # why it was not proven passively: surroundings, texture, nothing shown, ended (empty when it was)
 
 
 def play(marks: list[Mark], times: list[float], cfg: LivenessConfig, seed: int = 0) -> Outcome:
@@ -197,6 +198,13 @@ def play(marks: list[Mark], times: list[float], cfg: LivenessConfig, seed: int =
     if check is not None:
         outcome.challenge, outcome.texture = check.challenge, check.texture
         outcome.check_ms = 1000 * statistics.median(cpu)
+        if not passed_passively(outcome):
+            outcome.why = (
+                "moving surroundings" if check.surroundings_moved
+                else "texture" if check.texture_spoof
+                else "ended before a verdict" if outcome.challenge is None and outcome.result == "undecided"
+                else "nothing shown in time"
+            )
     return outcome
 
 

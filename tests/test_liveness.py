@@ -228,12 +228,23 @@ def test_a_live_texture_lets_a_barely_moving_head_through_and_a_screens_texture_
     result, _, seconds = play_textured(slight, replace(TEXTURED, texture_models=None), 0.95)
     assert result == "spoof" and seconds >= SHORT.passive_timeout_s, "without the texture cue that head must act"
 
-    result, check, seconds = play_textured(lin_points, TEXTURED, 0.05)  # a real head's parallax, a screen's texture
-    assert result == "spoof", "level passive: refused as soon as the texture is known"
-    assert seconds < 0.3 and check.verdict(seconds, 0.0).texture == pytest.approx(0.05)
-    result, check, seconds = play_textured(lin_points, replace(TEXTURED, level="challenge"), 0.05)
+    for level in ("passive", "challenge"):  # a real head's parallax with a screen's texture: a replay on a stand
+        result, check, seconds = play_textured(lin_points, replace(TEXTURED, level=level), 0.05)
+        assert (result, check.challenge) == ("spoof", None), "below texture_refuse: refused without a challenge"
+        assert seconds < 0.3 and check.verdict(seconds, 0.0).texture == pytest.approx(0.05)
+    result, check, seconds = play_textured(lin_points, TEXTURED, 0.35)  # poor light, or a good screen
+    assert result == "spoof" and seconds < 0.3, "level passive: refused as soon as the texture is known"
+    result, check, seconds = play_textured(lin_points, replace(TEXTURED, level="challenge"), 0.35)
     assert check.challenge is not None and seconds < 0.3, "level challenge: asked to act at once"
-    assert not check.wants_texture, "the challenge runs on landmarks only"
+    assert not check.wants_texture, "the challenge runs on landmarks only once the texture is known"
+
+    shaken = LivenessCheck(replace(TEXTURED, level="challenge"), 0.0, random.Random(0))
+    for i, pts in enumerate(lin_points[:12]):  # held in a hand: the challenge comes before the texture is known
+        shaken.observe(pts, 1.0, 0.05 if shaken.wants_texture else None)
+        result = shaken.result(i / FPS)
+        if i == 3:
+            assert shaken.challenge is not None and len(shaken.textures) < 3 and result == "undecided"
+    assert result == "spoof", "the texture, scored on into the challenge, refuses the replay that might answer it"
     result, _, _ = play_textured(lin_points, replace(TEXTURED, texture_models=None), 0.05)
     assert result == "live", "without the cue the same replay passes on parallax (the stand-replay hole)"
 

@@ -20,7 +20,9 @@ blinks no longer count (a replayed video of the person has both) and the challen
 A fourth looks at the face's **texture** (:mod:`kiosk.recognizer.texture`, when ``texture_models`` is configured):
 a replay on a stand shows a real head's parallax and blinks before still surroundings, but it is a screen. The
 median MiniFASNet "real" score of the watched frames (at least ``TEXTURE_MIN_SCORES`` of them) must reach
-``texture_live`` for a passive proof to count; below it the challenge is asked at once.
+``texture_live`` for a passive proof to count; below it the challenge is asked at once, and below ``texture_refuse``
+the face is refused without one (a replay can happen to do the actions asked). With a live texture, the smaller
+residual ``parallax_textured`` proves a person who barely moves before a still camera (method ``texture``).
 
 When nothing has shown within ``passive_timeout_s``, or the surroundings moved, or the texture is a screen's or a
 print's, the level ``challenge`` asks for a random sequence of ``challenge_steps`` actions (blink, turn the head left
@@ -278,12 +280,13 @@ class LivenessCheck:
 
     @property
     def wants_texture(self) -> bool:
-        """Whether the caller should score the texture of this frame (every ``TEXTURE_EVERY``-th watched frame while
-        the passive checks run, with the texture cue configured)."""
+        """Whether the caller should score the texture of this frame: every ``TEXTURE_EVERY``-th watched frame, with
+        the texture cue configured, until the face is proven; once the challenge runs, only until the texture is known
+        (moving surroundings can bring the challenge before that, and a replay can happen to answer it)."""
         return (
             self.cfg.texture_models is not None
-            and not self.steps
             and not self._passed_by
+            and (not self.steps or len(self.textures) < TEXTURE_MIN_SCORES)
             and self.frames % TEXTURE_EVERY == 0
         )
 
@@ -297,6 +300,12 @@ class LivenessCheck:
         """The texture cue is on and says screen or print."""
         score = self.texture
         return score is not None and score < self.cfg.texture_live
+
+    @property
+    def texture_refused(self) -> bool:
+        """The texture cue says screen or print beyond doubt: refused without a challenge."""
+        score = self.texture
+        return score is not None and score < self.cfg.texture_refuse
 
     def _texture_live(self) -> bool:
         score = self.texture
@@ -386,6 +395,8 @@ class LivenessCheck:
         """``live``, ``spoof`` (time is up), or ``undecided`` (still watching, or a challenge is running)."""
         if self.cfg.level == "off" or self._passed_by:
             return "live"
+        if self.texture_refused:  # before or during the challenge
+            return "spoof"
         if not self.steps:
             refused = self.surroundings_moved or self.texture_spoof  # only the challenge can prove these faces live
             method = self.passive_method()

@@ -95,8 +95,8 @@ def test_each_kiosk_gets_its_office_gallery_in_a_command_bound_to_it(backend: st
             assert parse_command(sent[-1][1])["version"] == 2, "each kiosk's command versions grow"
             with pytest.raises(ValueError, match="nowhere"):
                 distribute.plan(ledger, master(), ["nowhere"])
-            ledger.set_gallery("kiosk-1", "2", "bkpsdm")
-            ledger.set_gallery("kiosk-2", "1", "bkpsdm")  # dinkes' kiosk running bkpsdm's gallery
+            ledger.set_running("kiosk-1", 5, "2", "bkpsdm", None)
+            ledger.set_running("kiosk-2", 5, "1", "bkpsdm", None)  # dinkes' kiosk running bkpsdm's gallery
             state = {k.device: (k.running_office, k.running_version, k.latest, k.state)
                      for k in distribute.status(ledger)}
             assert state["kiosk-1"] == ("bkpsdm", "2", 2, "current")

@@ -53,7 +53,7 @@ STATUS_EVERY_S = 300.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk-central", description="The central attendance ledger and its recaps.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--roster", type=Path, help="a roster export (CSV with , or ;, or xlsx; Indonesian headers) "
                       "instead of rules.employees: then only the roster is loaded")
     load.add_argument("--sheet", help="the xlsx sheet of the roster (default: the first)")
-    load.add_argument("--effective", type=date.fromisoformat, help="the day the roster's changes take effect "
-                      "(moves, joins without TMT, leavers), like 2026-02-15; default: today")
+    load.add_argument("--effective", type=date.fromisoformat, help="the day the changes take effect (the roster's "
+                      "moves, joins without TMT and leavers; changed working hours or deduction table), like "
+                      "2026-02-15; default: today")
     load.add_argument("--partial", action="store_true", help="the roster lists only some people: nobody missing "
                       "from it has left")
     load.add_argument("--preview", action="store_true", help="show what the roster would change and every "
@@ -167,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     spush = sched_sub.add_parser("push", help="sign each office's schedule and publish it to its kiosks (retained)")
     spush.add_argument("--config", type=Path, required=True, help="central.toml (database, broker, signing key)")
     spush.add_argument("--office", action="append", help="only this office (repeatable; default: every office)")
+    spush.add_argument("--lagging", action="store_true", help="only to kiosks that do not report running their "
+                       "office's schedule of today (the daily timer: hours that start today, kiosks that missed one)")
     spush.set_defaults(func=_cmd_schedule_push)
     sstatus = sched_sub.add_parser("status", help="the schedule version each kiosk reports, against the one its "
                                    "office's rules give")
@@ -198,13 +201,18 @@ class Service:
 
 
 def load_all(ledger: Ledger, cfg: CentralConfig, entered_by: str | None = None, *, roster: str = "apply",
-             effective: date | None = None) -> dict[str, RegisteredDevice]:
-    """Everything the configuration names into the ledger: rules, roster, excused absences, devices. ``roster``:
-    ``apply`` the roster file as the complete roster on ``effective`` (default today), or only ``seed`` a ledger
-    that has no roster yet (``serve``'s start: the roster's later changes come from ``load`` or the HR page, and a
-    restart must not undo them)."""
+             effective: date | None = None) -> tuple[dict[str, RegisteredDevice], list[str]]:
+    """Everything the configuration names into the ledger: rules, roster, excused absences, devices; returns the
+    devices and a line per change of working hours or of the deduction table (which take effect on ``effective``,
+    default today). ``roster``: ``apply`` the roster file as the complete roster on ``effective``, or only ``seed`` a
+    ledger that has no roster yet (``serve``'s start: the roster's later changes come from ``load`` or the HR page,
+    and a restart must not undo them)."""
+    changed: list[str] = []
     if cfg.rules.file is not None:
-        save_rules(ledger, load_rules(cfg.rules.file))
+        by = f"load {cfg.rules.file.name} ({entered_by or getpass.getuser()})"
+        changed = save_rules(ledger, load_rules(cfg.rules.file), effective, by)
+        for line in changed:
+            log.info("rules: %s (%s)", line, by)
     path = cfg.rules.employees
     if path is not None and (roster == "apply" or ledger.one("SELECT 1 FROM employee_assignments LIMIT 1") is None):
         plan = plan_roster_file(ledger, path, effective or date.today())
@@ -213,7 +221,7 @@ def load_all(ledger: Ledger, cfg: CentralConfig, entered_by: str | None = None, 
         apply_roster(ledger, plan, f"load {path.name} ({entered_by or getpass.getuser()})")
     if cfg.rules.excused is not None:
         save_excused(ledger, load_excused(cfg.rules.excused), entered_by or f"{getpass.getuser()} (file)")
-    return sync_registry(ledger, cfg.devices, cfg.registry.file, cfg.registry.revoked_file)
+    return sync_registry(ledger, cfg.devices, cfg.registry.file, cfg.registry.revoked_file), changed
 
 
 def roster_report(plan: RosterPlan, name: str) -> list[str]:
@@ -260,7 +268,7 @@ def start_service(cfg: CentralConfig) -> Service:
     key = signing_key(cfg)  # a missing key stops the start: kiosks release nothing without signed acks
     ledger = Ledger(cfg.database.url)
     try:
-        registry = load_all(ledger, cfg, roster="seed")
+        registry = load_all(ledger, cfg, roster="seed")[0]
         ingestor = Ingestor(
             ledger,
             registry,
@@ -307,11 +315,16 @@ def _cmd_load(args: argparse.Namespace) -> int:
         print("kiosk-central: --preview, --partial and --sheet go with --roster FILE", file=sys.stderr)
         return EXIT_USAGE
     with Ledger(cfg.database.url) as ledger:
-        registry = load_all(ledger, cfg, args.entered_by, effective=args.effective)
+        registry, changed = load_all(ledger, cfg, args.entered_by, effective=args.effective)
         counts = {table: ledger.one(f"SELECT COUNT(*) FROM {table}")[0]  # type: ignore[index]
                   for table in ("offices", "employees", "excused")}
     print(f"loaded: {counts['offices']} office(s), {counts['employees']} employee(s), "
           f"{counts['excused']} excused absence(s), {len(registry)} device(s)")
+    for line in changed:
+        print(f"changed: {line}")
+    if args.effective is not None and args.effective < date.today() and changed:
+        print(f"note: the changes apply from {args.effective}, a day already past: recaps of the days since change",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -485,12 +498,13 @@ def _cmd_schedule_push(args: argparse.Namespace) -> int:
     key = signing_key(cfg)
     with Ledger(cfg.database.url) as ledger:
         try:
-            plans = distribute.plan_schedules(ledger, args.office)
+            plans = distribute.plan_schedules(ledger, args.office, lagging_only=args.lagging)
         except ValueError as exc:
             print(f"kiosk-central: {'--office: ' if args.office else ''}{exc}", file=sys.stderr)
             return EXIT_USAGE
+        by = f"kiosk-central schedule push ({getpass.getuser()})"
         return _publish(cfg, "schedule", lambda publish: distribute.push_schedules(
-            ledger, plans, key, publish, cfg.broker.topic_prefix, timedelta(days=cfg.signing.command_ttl_days)))
+            ledger, plans, key, publish, cfg.broker.topic_prefix, timedelta(days=cfg.signing.command_ttl_days), by))
 
 
 def _cmd_schedule_status(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time as clock
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk_central.rules import Schedule, read_schedule
 from kiosk_central.settings import BrokerConfig
-from kiosk_central.store import Ledger
+from kiosk_central.store import Ledger, utc_text
 from kiosk_contract.commands import Target, build_command, channel_of, schedule_command_fields
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.gallery import Gallery
@@ -233,9 +234,11 @@ CHECK_OUT_CLOSES = time(23, 0)
 """A pulang window closes at 23:00 (or at the end of work, when that is later): overtime on the day still closes it."""
 
 
-def office_schedule(rules: Schedule) -> ScheduleConfig:
-    """The punch schedule of an office, from its rules as the ledger holds them (what the recaps deduct against):
-    the one mapping from working hours to punch windows (docs/schedule.md, "One schedule, pushed").
+def office_schedule(rules: Schedule, on: date) -> ScheduleConfig:
+    """The punch schedule of an office on the day ``on``, from its rules as the ledger holds them (what the recaps
+    deduct against): the one mapping from working hours to punch windows (docs/schedule.md, "One schedule, pushed").
+    The hours are those in force on ``on``: a version of the hours that starts later reaches the kiosks with the
+    push on or after its first day (the daily ``kiosk-central schedule push`` timer, deploy/).
 
     For each set of days sharing the same hours (start S, end E): ``masuk`` from S - 150 min (not before 00:00) to the
     minute before the middle of the working day M = S + (E - S) / 2, and ``pulang`` from M to 23:00 (or E when it is
@@ -243,10 +246,12 @@ def office_schedule(rules: Schedule) -> ScheduleConfig:
     kiosk's holidays. Days without hours have no window: the kiosk records no punch there.
     """
 
+    in_force = rules.hours_in_force(on)
+
     def windows(ramadan: bool) -> tuple[PunchWindow, ...]:
         groups: dict[tuple[time, time], list[Day]] = {}
         for day in DAYS:
-            hours = rules.hours.get((ramadan, day))
+            hours = in_force.get((ramadan, day))
             if hours is not None:
                 groups.setdefault(hours, []).append(day)
         made: list[PunchWindow] = []
@@ -287,11 +292,12 @@ class SchedulePush:
     unaddressed: tuple[str, ...]  # kiosks of the office that never published: their site (topic) is unknown
 
 
-def schedule_of_office(ledger: Ledger, office: str) -> tuple[ScheduleConfig, str, str]:
-    """The office's punch schedule from the ledger's rules, its time zone and its version; ConfigError when the
-    office has no rules, ValueError when its hours give no valid schedule (the problems name the fields)."""
+def schedule_of_office(ledger: Ledger, office: str, on: date | None = None) -> tuple[ScheduleConfig, str, str]:
+    """The office's punch schedule from the ledger's rules on the day ``on`` (default: today in the office's zone),
+    its time zone and its version; ConfigError when the office has no rules, ValueError when its hours give no valid
+    schedule (the problems name the fields)."""
     rules = read_schedule(ledger, office)
-    schedule = office_schedule(rules)
+    schedule = office_schedule(rules, on or datetime.now(zoneinfo.ZoneInfo(rules.timezone)).date())
     data = schedule_to_data(schedule)
     try:
         schedule_from_data(data)  # the kiosk's own checks, here first: a push a kiosk would refuse is never sent
@@ -302,8 +308,11 @@ def schedule_of_office(ledger: Ledger, office: str) -> tuple[ScheduleConfig, str
     return schedule, rules.timezone, schedule_version_of(data, rules.timezone)
 
 
-def plan_schedules(ledger: Ledger, offices: Iterable[str] | None = None) -> list[SchedulePush]:
-    """Each office's schedule (every office with rules, or ``offices``) for its kiosks that are not revoked."""
+def plan_schedules(ledger: Ledger, offices: Iterable[str] | None = None, on: date | None = None, *,
+                   lagging_only: bool = False) -> list[SchedulePush]:
+    """Each office's schedule (every office with rules, or ``offices``) on the day ``on`` (default: the office's
+    today) for its kiosks that are not revoked; with ``lagging_only``, only for those that do not report running it
+    (:func:`schedule_status` not ``current``): what the daily push timer sends."""
     known = [str(c) for (c,) in ledger.rows("SELECT code FROM offices ORDER BY code")]
     wanted = list(dict.fromkeys(offices)) if offices is not None else known
     if unknown := [o for o in wanted if o not in known]:
@@ -311,11 +320,13 @@ def plan_schedules(ledger: Ledger, offices: Iterable[str] | None = None) -> list
                          f"{', '.join(known) or 'none'}); load the rules file")
     sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
     devices: dict[str, list[str]] = {}
+    current = {k.device for k in schedule_status(ledger, on) if k.state == "current"} if lagging_only else set()
     for device_id, office in ledger.rows("SELECT device_id, office FROM devices WHERE revoked = 0 ORDER BY device_id"):
-        devices.setdefault(str(office), []).append(str(device_id))
+        if str(device_id) not in current:
+            devices.setdefault(str(office), []).append(str(device_id))
     plans = []
     for office in wanted:
-        schedule, timezone, version = schedule_of_office(ledger, office)
+        schedule, timezone, version = schedule_of_office(ledger, office, on)
         kiosks = devices.get(office, [])
         addressed = tuple((d, sites[d]) for d in kiosks if d in sites)
         plans.append(SchedulePush(office, timezone, schedule, version, addressed,
@@ -340,9 +351,11 @@ def push_schedules(
     publish: Callable[[str, bytes], None],
     topic_prefix: str,
     ttl: timedelta = timedelta(days=30),
+    pushed_by: str = "kiosk-central",
 ) -> list[str]:
     """Publish every office's schedule to its kiosks, each command bound to its kiosk with that kiosk's next command
-    version (the same numbering as gallery pushes); returns a report line per office."""
+    version (the same numbering as gallery pushes), and record each office's push (``schedule_pushes``: version,
+    schedule, when, by whom, to how many kiosks); returns a report line per office."""
     report = []
     for p in plans:
         with ledger.transaction():
@@ -350,6 +363,10 @@ def push_schedules(
                 version = ledger.next_command_version(device_id)
                 command = schedule_command(p, Target(p.office, device_id), version, key, ttl)
                 publish(Topics.of(topic_prefix, site, device_id).channel(channel_of(command["cmd"])), wire(command))
+            if p.devices:
+                ledger.execute("INSERT INTO schedule_pushes (office, version, schedule, pushed_at, pushed_by, kiosks) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (p.office, p.version, json.dumps(schedule_to_data(
+                                   p.schedule), sort_keys=True), utc_text(), pushed_by, len(p.devices)))
         s = p.schedule
         line = (f"{p.office}: schedule {p.version} ({len(s.windows)} windows, {len(s.ramadan)} Ramadan range(s), "
                 f"{len(s.holidays)} holiday(s)), to {len(p.devices)} kiosk(s)")
@@ -380,27 +397,19 @@ class KioskSchedule:
         return "current" if self.running == self.expected else "differs"
 
 
-def schedule_status(ledger: Ledger) -> list[KioskSchedule]:
-    """Every kiosk that is not revoked: the schedule version of its latest status event (read from the stored event,
-    as the ledger has no column for it yet) and the version its office's rules give now."""
+def schedule_status(ledger: Ledger, on: date | None = None) -> list[KioskSchedule]:
+    """Every kiosk that is not revoked: the schedule version of its latest status event (``devices.schedule_version``,
+    set by the ingest) and the version its office's rules give on ``on`` (default: the office's today)."""
     expected: dict[str, str | None] = {}
     rows = []
-    for device_id, office in ledger.rows(
-            "SELECT device_id, office FROM devices WHERE revoked = 0 ORDER BY office, device_id"):
+    for device_id, office, running, status_seq in ledger.rows(
+            "SELECT device_id, office, schedule_version, status_seq FROM devices WHERE revoked = 0 "
+            "ORDER BY office, device_id"):
         office = str(office)
         if office not in expected:
             try:
-                expected[office] = schedule_of_office(ledger, office)[2]
+                expected[office] = schedule_of_office(ledger, office, on)[2]
             except (ConfigError, ValueError):
                 expected[office] = None
-        latest = ledger.one("SELECT payload FROM events WHERE device_id = ? AND type = 'status' ORDER BY seq DESC "
-                            "LIMIT 1", (device_id,))
-        running = None
-        if latest is not None:
-            try:
-                value = json.loads(latest[0]).get("schedule_version")
-            except (ValueError, AttributeError):
-                value = None
-            running = value if isinstance(value, str) else None
-        rows.append(KioskSchedule(str(device_id), office, running, latest is not None, expected[office]))
+        rows.append(KioskSchedule(str(device_id), office, running, status_seq is not None, expected[office]))
     return rows

@@ -434,7 +434,8 @@ class Ingestor:
         elif event["type"] == "time_anchor":
             self._redate(device, event)
         elif event["type"] == "status":
-            self.ledger.set_gallery(device, event["gallery_version"], event.get("gallery_office"))
+            self.ledger.set_running(device, event["seq"], event["gallery_version"], event.get("gallery_office"),
+                                    event.get("schedule_version"))
         elif event["type"] == "alarm":
             detail = event["detail"] or ""
             if "lost_seqs" in event:

@@ -17,7 +17,10 @@ are paired and counted in minutes, apart from the working day (docs/schedule.md)
 Who is in an office's recap, and on which days, is the roster's history (``employee_assignments``): each day of a
 person is judged by the office they were assigned to that day. A day on which they belonged to another office, or
 had not joined yet, or had left, is ``not_employed`` for this office (no working day, no deduction); someone with no
-assignment to the office in the period is not in its recap at all.
+assignment to the office in the period is not in its recap at all. In the same way each day is judged by the
+office's working hours and the deduction table in force on that day (their versions, kiosk_central/rules.py), and a
+month's deductions are capped by the table in force on its last day: a change of the rules from a day on changes no
+recap of the days before.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ class MonthLine:
 @dataclass(frozen=True)
 class Recap:
     office: Schedule
-    table: DeductionTable
+    table: DeductionTable  # in force on ``last`` (its band names head the reports)
     first: date
     last: date
     days: list[DayLine]
@@ -129,7 +132,7 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
     """Every employee of ``office`` on every day from ``first`` to ``last``, and their totals; days after
     ``today`` (the office's date now, by default) are not counted."""
     schedule = read_schedule(ledger, office)
-    table = read_deductions(ledger)
+    tables = read_deductions(ledger)
     zone = zoneinfo.ZoneInfo(schedule.timezone)
     today = today or datetime.now(zone).date()
     members = read_members(ledger, office, first, last)
@@ -145,17 +148,17 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
         day = first
         while day <= last:
             if member.here_on(day):
-                line = day_line(schedule, table, person, day, punches.get((person.nip, day), []),
+                line = day_line(schedule, tables.on(day), person, day, punches.get((person.nip, day), []),
                                 excuses.get(person.nip, []), today, waiting.get((person.nip, day), 0))
             else:  # another office's day, or before joining, or after leaving: not a working day here
                 line = DayLine(person.nip, person.name, day, "not_employed", note=member.why_not_here(day))
             days.append(line)
             _add(month, line)
             day += timedelta(days=1)
-        month.deduction = min(month.deduction_total, table.monthly_cap_percent)
+        month.deduction = min(month.deduction_total, tables.on(last).monthly_cap_percent)
         months.append(month)
     days.sort(key=lambda d: (d.day, d.name, d.nip))
-    return Recap(schedule, table, first, last, days, months, today)
+    return Recap(schedule, tables.on(last), first, last, days, months, today)
 
 
 CHECK_IN_KINDS = kinds_meaning("check_in")

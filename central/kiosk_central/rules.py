@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import json
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from kiosk_central.store import Ledger, utc_text
 from kiosk_contract.errors import ConfigError
@@ -257,16 +259,122 @@ def load_excused(path: Path) -> list[Excuse]:
 # ---------------------------------------------------------------------------------------------------- storing
 
 
-def save_rules(ledger: Ledger, rules: RulesFile) -> None:
-    """Replace the offices' schedules and the deduction table with those of ``rules`` (one transaction).
+RULES_EPOCH = date(1970, 1, 1)
+"""The start of the first version of an office's hours or of the deduction table: "since before the ledger"."""
 
-    Days off entered on the HR web (``source = 'web'``) are kept; only the rules file's own (``'rules'``) are
-    replaced. Where the rules file now names a day an office already has from the web, the rules file wins: the web
-    row is replaced by the file's (one row per office and day), so the file stays the one place a day is described
-    once it is written there."""
+
+def hours_data(hours: tuple[Hours, ...], ramadan_hours: tuple[Hours, ...]) -> dict[str, Any]:
+    """Working hours as stored in ``office_hours_versions.hours`` (the rules file's shape, times as HH:MM)."""
+    return {key: [{"days": list(h.days), "start": h.start.isoformat("minutes"), "end": h.end.isoformat("minutes")}
+                  for h in entries] for key, entries in (("hours", hours), ("ramadan_hours", ramadan_hours))}
+
+
+def hours_by_day(data: dict[str, Any]) -> dict[tuple[bool, str], tuple[time, time]]:
+    """Stored hours -> (ramadan, day) -> (start, end)."""
+    return {(key == "ramadan_hours", str(day)): (time.fromisoformat(e["start"]), time.fromisoformat(e["end"]))
+            for key in ("hours", "ramadan_hours") for e in data.get(key, []) for day in e["days"]}
+
+
+def deductions_data(d: Deductions) -> dict[str, Any]:
+    """The deduction table as stored in ``deduction_versions.table`` (percents as exact decimal text)."""
+    data: dict[str, Any] = {category: [{"name": b.name, "from_min": b.from_min, "to_min": b.to_min,
+                                        "percent": str(percent(b.percent))} for b in bands]
+                            for category, bands in (("late", d.late), ("early", d.early))}
+    return data | {"missing_check_in": d.missing_check_in, "missing_check_out": d.missing_check_out,
+                   "absent_percent": str(percent(d.absent_percent)),
+                   "monthly_cap_percent": str(percent(d.monthly_cap_percent))}
+
+
+def deduction_table(data: dict[str, Any]) -> DeductionTable:
+    """A stored deduction table, ready for the recap."""
+    bands = {category: tuple((str(b["name"]), int(b["from_min"]), int(b["to_min"]), Decimal(b["percent"]))
+                             for b in data[category]) for category in ("late", "early")}
+    return DeductionTable(bands["late"], bands["early"], str(data["missing_check_in"]),
+                          str(data["missing_check_out"]), Decimal(data["absent_percent"]),
+                          Decimal(data["monthly_cap_percent"]))
+
+
+VERSIONED = {"hours": ("office_hours_versions", "hours"), "deductions": ("deduction_versions", "deductions")}
+"""The rules that change from a day on: (table, JSON column). Hours are per office, the deduction table for all."""
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    """One stored version of an office's hours (``office`` set) or of the deduction table."""
+
+    office: str | None
+    valid_from: date
+    data: dict[str, Any]
+    source: str
+    entered_by: str
+    entered_at: str
+
+
+def rule_versions(ledger: Ledger, what: str, office: str | None = None) -> list[RuleVersion]:
+    """Every version of ``what`` (``hours`` of ``office``, or ``deductions``), oldest first."""
+    table, column = VERSIONED[what]
+    where, params = ("WHERE office = ?", (office,)) if what == "hours" else ("", ())
+    return [RuleVersion(office, date.fromisoformat(r[0]), json.loads(r[1]), str(r[2]), str(r[3]), str(r[4]))
+            for r in ledger.rows(f"SELECT valid_from, {column}, source, entered_by, entered_at FROM {table} "
+                                 f"{where} ORDER BY valid_from", params)]
+
+
+def in_force(versions: list[RuleVersion], day: date) -> RuleVersion | None:
+    """The version valid on ``day``: the last one starting on or before it."""
+    found = None
+    for version in versions:
+        if version.valid_from <= day:
+            found = version
+    return found
+
+
+def _same(what: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two stored versions say the same (compared as read, so 1.0 and 1.00 percent are the same)."""
+    if what == "hours":
+        return hours_by_day(a) == hours_by_day(b)
+    return deduction_table(a) == deduction_table(b)
+
+
+def save_version(ledger: Ledger, what: str, office: str | None, data: dict[str, Any], valid_from: date | None,
+                 source: str, entered_by: str) -> date | None:
+    """Store ``data`` as the version of ``what`` valid from ``valid_from`` (replacing one that starts that very day),
+    in the caller's transaction; returns the day it starts, or None when nothing changed.
+
+    A ledger without any version gets it from :data:`RULES_EPOCH`. A version from the rules file (``source``
+    ``rules``) is stored only when the file says something else than the file's previous version did, so that loading
+    an unchanged file keeps what HR changed on the web since; ``valid_from`` None then means today."""
+    versions = rule_versions(ledger, what, office)
+    if source == "rules":
+        previous = [v for v in versions if v.source == "rules"]
+        if previous and _same(what, previous[-1].data, data):
+            return None
+    start = RULES_EPOCH if not versions else (valid_from or date.today())
+    table, column = VERSIONED[what]
+    keys = ("office", "valid_from") if what == "hours" else ("valid_from",)
+    values = ((office,) if what == "hours" else ()) + (start.isoformat(),)
+    ledger.execute(
+        f"INSERT INTO {table} ({', '.join(keys)}, {column}, source, entered_by, entered_at) "
+        f"VALUES ({', '.join('?' * len(keys))}, ?, ?, ?, ?) ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        f"{column} = excluded.{column}, source = excluded.source, entered_by = excluded.entered_by, "
+        "entered_at = excluded.entered_at",
+        (*values, json.dumps(data, sort_keys=True), source, entered_by, utc_text()))
+    return start
+
+
+def save_rules(ledger: Ledger, rules: RulesFile, effective: date | None = None,
+               entered_by: str = "rules file") -> list[str]:
+    """Store ``rules`` (one transaction); returns a line per change of hours or of the deduction table.
+
+    Offices' names and time zones are replaced. Working hours and the deduction table are versions with a start day
+    (:func:`save_version`): a file that changed them adds a version from ``effective`` (default today; the first
+    ever from 1970-01-01), an unchanged one adds nothing, so every recap of a day before keeps the rules it had.
+    Ramadan ranges and days off entered on the HR web (``source = 'web'``) are kept; only the rules file's own are
+    replaced. Where the rules file now names a day (or a Ramadan range starting on a day) an office already has from
+    the web, the rules file wins: the web row is replaced by the file's, so the file stays the one place it is
+    described once it is written there."""
+    changed = []
     with ledger.transaction():
-        for table in ("office_hours", "office_ramadan", "deduction_bands", "deduction_settings"):
-            ledger.execute(f"DELETE FROM {table}")
+        ledger.execute("DELETE FROM office_ramadan WHERE source <> 'web'")
         ledger.execute("DELETE FROM office_days_off WHERE source <> 'web'")
         for office in rules.offices:
             ledger.execute(
@@ -274,14 +382,14 @@ def save_rules(ledger: Ledger, rules: RulesFile) -> None:
                 "name = excluded.name, timezone = excluded.timezone",
                 (office.code, office.name, office.timezone),
             )
+            start = save_version(ledger, "hours", office.code, hours_data(office.hours, office.ramadan_hours),
+                                 effective, "rules", entered_by)
+            if start is not None:
+                changed.append(f"office {office.code}: working hours from {start}")
             ledger.executemany(
-                "INSERT INTO office_hours (office, ramadan, day, start_time, end_time) VALUES (?, ?, ?, ?, ?)",
-                [(office.code, int(ramadan), day, h.start.isoformat("minutes"), h.end.isoformat("minutes"))
-                 for ramadan, hours in ((False, office.hours), (True, office.ramadan_hours))
-                 for h in hours for day in h.days],
-            )
-            ledger.executemany(
-                "INSERT INTO office_ramadan (office, start_date, end_date) VALUES (?, ?, ?)",
+                "INSERT INTO office_ramadan (office, start_date, end_date, source) VALUES (?, ?, ?, 'rules') "
+                "ON CONFLICT (office, start_date) DO UPDATE SET end_date = excluded.end_date, "
+                "source = excluded.source WHERE office_ramadan.source = 'web'",
                 [(office.code, r.start.isoformat(), r.end.isoformat()) for r in office.ramadan],
             )
             ledger.executemany(
@@ -292,18 +400,11 @@ def save_rules(ledger: Ledger, rules: RulesFile) -> None:
                  for kind, days in (("holiday", office.holidays), ("collective_leave", office.collective_leave))
                  for d in days],
             )
-        d = rules.deductions
-        ledger.executemany(
-            "INSERT INTO deduction_bands (category, name, from_min, to_min, percent) VALUES (?, ?, ?, ?, ?)",
-            [(category, b.name, b.from_min, b.to_min, str(percent(b.percent)))
-             for category, bands in (("late", d.late), ("early", d.early)) for b in bands],
-        )
-        ledger.executemany(
-            "INSERT INTO deduction_settings (name, value) VALUES (?, ?)",
-            [("missing_check_in", d.missing_check_in), ("missing_check_out", d.missing_check_out),
-             ("absent_percent", str(percent(d.absent_percent))),
-             ("monthly_cap_percent", str(percent(d.monthly_cap_percent)))],
-        )
+        start = save_version(ledger, "deductions", None, deductions_data(rules.deductions), effective, "rules",
+                             entered_by)
+        if start is not None:
+            changed.append(f"deduction table from {start}")
+    return changed
 
 
 def save_employees(ledger: Ledger, employees: list[Employee], today: date | None = None) -> None:
@@ -340,23 +441,31 @@ def save_excused(ledger: Ledger, excuses: list[Excuse], entered_by: str) -> None
 
 @dataclass(frozen=True)
 class Schedule:
-    """An office's rules as stored, ready for the recap: hours by (ramadan, day), Ramadan ranges, days off."""
+    """An office's rules as stored, ready for the recap: its hours versions by start day, Ramadan ranges, days off."""
 
     code: str
     name: str
     timezone: str
-    hours: dict[tuple[bool, str], tuple[time, time]]
+    hours_from: tuple[tuple[date, dict[tuple[bool, str], tuple[time, time]]], ...]  # (valid_from, hours), oldest first
     ramadan: tuple[tuple[date, date], ...]
     days_off: dict[date, tuple[str, str]]  # date -> (holiday | collective_leave, name)
 
     def is_ramadan(self, day: date) -> bool:
         return any(start <= day <= end for start, end in self.ramadan)
 
+    def hours_in_force(self, day: date) -> dict[tuple[bool, str], tuple[time, time]]:
+        """The (ramadan, weekday) -> (start, end) valid on ``day`` (empty before the first version)."""
+        found: dict[tuple[bool, str], tuple[time, time]] = {}
+        for start, hours in self.hours_from:
+            if start <= day:
+                found = hours
+        return found
+
     def hours_on(self, day: date) -> tuple[time, time] | None:
         """Start and end of work on ``day``, or None on a day off (weekend, holiday, collective leave)."""
         if day in self.days_off:
             return None
-        return self.hours.get((self.is_ramadan(day), DAYS[day.weekday()]))
+        return self.hours_in_force(day).get((self.is_ramadan(day), DAYS[day.weekday()]))
 
 
 @dataclass(frozen=True)
@@ -379,13 +488,28 @@ class DeductionTable:
         return next(pct for n, _, _, pct in (*self.late, *self.early) if n == name)
 
 
+@dataclass(frozen=True)
+class DeductionTables:
+    """The deduction table's versions by start day, oldest first."""
+
+    versions: tuple[tuple[date, DeductionTable], ...]
+
+    def on(self, day: date) -> DeductionTable:
+        """The table valid on ``day`` (the first one before it: a day before every version is judged by the
+        earliest)."""
+        found = self.versions[0][1]
+        for start, table in self.versions:
+            if start <= day:
+                found = table
+        return found
+
+
 def read_schedule(ledger: Ledger, code: str) -> Schedule:
     row = ledger.one("SELECT name, timezone FROM offices WHERE code = ?", (code,))
     if row is None:
         known = ", ".join(r[0] for r in ledger.rows("SELECT code FROM offices ORDER BY code")) or "none yet"
         raise ConfigError("recap", [f"office {code!r} is not in the ledger (known: {known}); load the rules file"])
-    hours = {(bool(r[0]), str(r[1])): (time.fromisoformat(r[2]), time.fromisoformat(r[3])) for r in ledger.rows(
-        "SELECT ramadan, day, start_time, end_time FROM office_hours WHERE office = ?", (code,))}
+    hours = tuple((v.valid_from, hours_by_day(v.data)) for v in rule_versions(ledger, "hours", code))
     ramadan = tuple((date.fromisoformat(r[0]), date.fromisoformat(r[1])) for r in ledger.rows(
         "SELECT start_date, end_date FROM office_ramadan WHERE office = ?", (code,)))
     days_off = {date.fromisoformat(r[0]): (str(r[1]), str(r[2])) for r in ledger.rows(
@@ -393,19 +517,11 @@ def read_schedule(ledger: Ledger, code: str) -> Schedule:
     return Schedule(code, str(row[0]), str(row[1]), hours, ramadan, days_off)
 
 
-def read_deductions(ledger: Ledger) -> DeductionTable:
-    settings = dict(ledger.rows("SELECT name, value FROM deduction_settings"))
-    if not settings:
+def read_deductions(ledger: Ledger) -> DeductionTables:
+    versions = tuple((v.valid_from, deduction_table(v.data)) for v in rule_versions(ledger, "deductions"))
+    if not versions:
         raise ConfigError("recap", ["the ledger has no deduction table yet; load the rules file"])
-    bands: dict[str, list[tuple[str, int, int, Decimal]]] = {"late": [], "early": []}
-    for category, name, lo, hi, pct in ledger.rows(
-        "SELECT category, name, from_min, to_min, percent FROM deduction_bands ORDER BY from_min"
-    ):
-        bands[category].append((name, int(lo), int(hi), Decimal(pct)))
-    return DeductionTable(
-        tuple(bands["late"]), tuple(bands["early"]), settings["missing_check_in"], settings["missing_check_out"],
-        Decimal(settings["absent_percent"]), Decimal(settings["monthly_cap_percent"]),
-    )
+    return DeductionTables(versions)
 
 
 def read_employees(ledger: Ledger, office: str, day: date | None = None) -> list[Employee]:

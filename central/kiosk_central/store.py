@@ -509,10 +509,13 @@ class Ledger:
         self.execute("INSERT INTO rejections (received_at, topic, device_id, event_id, reason) VALUES (?, ?, ?, ?, ?)",
                      (utc_text(), topic[:300], device_id, event_id, reason[:1000]))
 
-    def set_gallery(self, device_id: str, version: str | None, office: str | None) -> None:
-        """What a device reports it runs (its status events)."""
-        self.execute("UPDATE devices SET gallery_version = ?, gallery_office = ? WHERE device_id = ?",
-                     (version, office, device_id))
+    def set_running(self, device_id: str, seq: int, gallery_version: str | None, gallery_office: str | None,
+                    schedule_version: str | None) -> None:
+        """What a device reports it runs, from its status event ``seq``; an older status event (resent after a
+        newer one was stored) changes nothing."""
+        self.execute("UPDATE devices SET gallery_version = ?, gallery_office = ?, schedule_version = ?, status_seq = ? "
+                     "WHERE device_id = ? AND (status_seq IS NULL OR status_seq < ?)",
+                     (gallery_version, gallery_office, schedule_version, seq, device_id, seq))
 
     def next_command_version(self, device_id: str) -> int:
         """One more than the version of the last changing command issued to this device (1 for the first); call it

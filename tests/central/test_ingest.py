@@ -7,6 +7,7 @@ are adopted with their rows."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from central_support import (
 
 from kiosk_central.cli import main
 from kiosk_central.ingest import sync_registry
+from kiosk_central.rules import read_deductions, read_schedule
 from kiosk_central.settings import load_central_config
 from kiosk_central.store import Ledger, LedgerError, utc_ms
 from kiosk_contract import schema, signing
@@ -375,12 +378,20 @@ def make_old_ledger(url: str, upto: int = 4) -> None:
 
 OLD_EVENT = ("kiosk-1", "019c0000-0000-7000-8000-000000000001")
 LEDGER_MIGRATIONS = ["0001_initial", "0002_schema_owned_by_django", "0003_employee_assignments",
-                     "0004_office_days_off_source"]
-# What 0004 adds to the old schema's office_days_off, written as plain SQL: where each day off was entered.
-DAYS_OFF_SOURCE = (
+                     "0004_office_days_off_source", "0005_rules_with_dates"]
+# What 0004 and 0005 add to the old schema's office_days_off and office_ramadan, written as plain SQL: where each
+# was entered.
+SOURCE_COLUMNS = (
     "ALTER TABLE office_days_off ADD COLUMN source TEXT NOT NULL DEFAULT 'rules' "
     "CONSTRAINT office_days_off_source_check CHECK (source IN ('rules', 'web'))",
+    "ALTER TABLE office_ramadan ADD COLUMN source TEXT NOT NULL DEFAULT 'rules' "
+    "CONSTRAINT office_ramadan_source_check CHECK (source IN ('rules', 'web'))",
+    "ALTER TABLE devices ADD COLUMN schedule_version TEXT",  # and what a device reports it runs (0005)
+    "ALTER TABLE devices ADD COLUMN status_seq BIGINT",
 )
+RULES_TABLES_BEFORE = {"office_hours", "deduction_bands", "deduction_settings"}  # dropped by 0005
+RULES_TABLES_AFTER = {"office_hours_versions", "deduction_versions"}  # their rows as versions with a start day
+PUSHES = "schedule_pushes"  # 0005: every schedule push
 
 
 def fill_old_ledger(url: str) -> None:
@@ -397,6 +408,11 @@ def fill_old_ledger(url: str) -> None:
              "time_source, evidence_sha256, evidence_ok, payload, received_at) "
              "VALUES (?, ?, 1, 'review', 'masuk', NULL, 'b', 5, ?, 1764461107250, 'device', 'ab', 1, '{}', ?)",
              (*OLD_EVENT, at, at)),
+            ("INSERT INTO events (device_id, event_id, seq, type, kind, nip, boot_id, mono_ns, device_utc, time_ms, "
+             "time_source, evidence_sha256, evidence_ok, payload, received_at) VALUES (?, ?, 2, 'status', NULL, NULL, "
+             "'b', 6, ?, 1764461108250, 'device', NULL, 1, ?, ?)",
+             ("kiosk-1", "019c0000-0000-7000-8000-000000000003", at,
+              '{"type": "status", "schedule_version": "abcdef0123456789"}', at)),
             ("INSERT INTO evidence (device_id, event_id, sha256, jpeg, received_at, expires_ms) "
              "VALUES (?, ?, 'ab', ?, ?, 1)", (*OLD_EVENT, JPEG, at)),
             ("INSERT INTO review_queue (device_id, event_id, reason) VALUES (?, ?, 'unknown_face')", OLD_EVENT),
@@ -412,6 +428,18 @@ def fill_old_ledger(url: str) -> None:
             ("INSERT INTO reported_losses (device_id, first_seq, last_seq, event_id, alarm_seq, alarm, reported_at) "
              "VALUES ('kiosk-1', 5, 7, 'e-8', 8, 'outbox_recovered', ?)", (at,)),
             ("INSERT INTO offices (code, name, timezone) VALUES ('bkpsdm', 'BKPSDM', 'Asia/Makassar')", ()),
+            *[("INSERT INTO office_hours (office, ramadan, day, start_time, end_time) VALUES ('bkpsdm', ?, ?, ?, ?)",
+               (ramadan, day, start, end)) for ramadan, days, start, end in (
+                (0, ("mon", "tue", "wed", "thu"), "07:30", "16:00"), (0, ("fri",), "07:30", "16:30"),
+                (1, ("mon", "tue", "wed", "thu", "fri"), "08:00", "15:00")) for day in days],
+            ("INSERT INTO office_ramadan (office, start_date, end_date) VALUES ('bkpsdm', '2026-02-19', '2026-03-20')",
+             ()),
+            *[("INSERT INTO deduction_bands (category, name, from_min, to_min, percent) VALUES (?, ?, ?, ?, ?)", row)
+              for row in (("late", "TL1", 1, 30, "0.5"), ("late", "TL2", 31, 0, "1.0"),
+                          ("early", "PSW1", 1, 45, "0.75"), ("early", "PSW2", 46, 0, "1.5"))],
+            *[("INSERT INTO deduction_settings (name, value) VALUES (?, ?)", row)
+              for row in (("missing_check_in", "TL2"), ("missing_check_out", "PSW2"), ("absent_percent", "2.5"),
+                          ("monthly_cap_percent", "40"))],
             ("INSERT INTO employees (nip, name, office, updated_at) VALUES (?, 'Alex', 'bkpsdm', ?)", (ALEX, at)),
             ("INSERT INTO reviewers (name, role, password_hash, created_by, created_at) "
              "VALUES ('siti', 'reviewer', 'scrypt$x', 'admin', ?)", (at,)),
@@ -488,15 +516,19 @@ def test_django_makes_the_schema_the_numbered_migrations_made(kind: str, tmp_pat
         with Ledger(new_url):
             pass
         new = schema_of(new_url)
-        assert len(old) == 24 and set(new) == set(old) | {"employee_assignments"}
-        # 0003 added the roster's history (employees' two columns), 0004 office_days_off.source
-        for table in set(old) - {"employees", "office_days_off"}:
+        assert len(old) == 24
+        assert set(new) == set(old) - RULES_TABLES_BEFORE | {"employee_assignments", PUSHES} | RULES_TABLES_AFTER
+        # 0003 added the roster's history (employees' two columns), 0004 office_days_off.source, 0005 the rules with
+        # dates and office_ramadan.source
+        changed = {"employees", "office_days_off", "office_ramadan", "devices"}
+        for table in set(old) - changed - RULES_TABLES_BEFORE:
             assert new[table] == old[table], table
         make_old_ledger(source_url)
         with raw(source_url) as conn:
-            for statement in DAYS_OFF_SOURCE:
+            for statement in SOURCE_COLUMNS:
                 run(conn, statement)
-        assert new["office_days_off"] == schema_of(source_url)["office_days_off"]
+        for table in changed - {"employees"}:
+            assert new[table] == schema_of(source_url)[table], table
         with Ledger(old_url):  # adopted: then migrated like a new one (0003, 0004)
             pass
         assert schema_of(old_url) == new
@@ -521,6 +553,21 @@ def test_a_ledger_made_before_django_is_adopted_with_its_rows(kind: str, tmp_pat
             assert [(a[1], a[2]) for a in ledger.alarms()] == [("kiosk-1", "seq_conflict")]
             assert [(r.first_seq, r.last_seq) for r in ledger.reported_losses("kiosk-1", 1, 10)] == [(5, 7)]
             assert ledger.employee(ALEX) == ("Alex", "bkpsdm") and ledger.office_zones() == {"bkpsdm": "Asia/Makassar"}
+            # what the kiosk reported in its latest status event, from that event
+            assert ledger.one("SELECT schedule_version, status_seq FROM devices WHERE device_id = 'kiosk-1'") == (
+                "abcdef0123456789", 2)
+            # the hours and the deduction table became versions valid since before the ledger, saying the same
+            schedule = read_schedule(ledger, "bkpsdm")
+            assert [start for start, _ in schedule.hours_from] == [dt.date(1970, 1, 1)]
+            assert schedule.hours_on(dt.date(2025, 1, 2)) == (dt.time(7, 30), dt.time(16, 0))  # a Thursday
+            assert schedule.hours_on(dt.date(2025, 1, 3)) == (dt.time(7, 30), dt.time(16, 30))  # Friday
+            assert schedule.hours_on(dt.date(2026, 3, 6)) == (dt.time(8, 0), dt.time(15, 0))  # Friday in Ramadan
+            assert schedule.hours_on(dt.date(2025, 1, 4)) is None  # Saturday
+            table = read_deductions(ledger).on(dt.date(2025, 1, 2))
+            assert table.band("late", 31) == ("TL2", Decimal("1.0")) and table.band("early", 45) == (
+                "PSW1", Decimal("0.75"))
+            assert (table.missing_check_in, table.missing_check_out, table.absent_percent,
+                    table.monthly_cap_percent) == ("TL2", "PSW2", Decimal("2.5"), Decimal("40"))
             reviewer = ledger.reviewer("siti")
             assert reviewer is not None and reviewer.password_hash == "scrypt$x"
             # it goes on: ids continue after the old rows', and the ingest stores and acknowledges

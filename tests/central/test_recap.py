@@ -181,6 +181,45 @@ def test_days_after_today_are_not_counted(setup: Any) -> None:
     assert (alex.work_days, str(alex.deduction)) == (2, "2.0")
 
 
+def test_rules_changed_from_a_day_on_change_no_recap_of_the_days_before(setup: Any,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """From 9 February bkpsdm starts at 08:00 (Fri too) and an absent day costs 4 %: Alex's 13th (09:01) is 61 min
+    late, TL3 1.25 instead of TL4 1.5, and his five absent days cost 20 instead of 25; the 2nd (07:45, TL1) and the
+    5th (08:01, TL2) keep the 07:30 start. 35.0 - 0.25 - 5 = 29.75. Ramadan hours are unchanged."""
+    from datetime import date, time
+
+    from kiosk_central.rules import read_schedule, rule_versions
+
+    config, ledger, _, _ = setup
+    rules = config.parent / "rules.toml"
+    rules.write_text(rules.read_text().replace("absent_percent = 5.0", "absent_percent = 4.0").replace(
+        'timezone = "Asia/Makassar"\nramadan', 'timezone = "Asia/Makassar"\nhours = [{ days = ["mon", "tue", '
+        '"wed", "thu"], start = 08:00:00, end = 16:00:00 }, { days = ["fri"], start = 08:00:00, end = 16:30:00 }]'
+        '\nramadan', 1))
+    capsys.readouterr()
+    assert main(["load", "--config", str(config), "--effective", "2026-02-09"]) == 0
+    out = capsys.readouterr()
+    assert "changed: office bkpsdm: working hours from 2026-02-09" in out.out
+    assert "changed: deduction table from 2026-02-09" in out.out and "changed: office disdik" not in out.out
+    assert "a day already past" in out.err
+    schedule = read_schedule(ledger, "bkpsdm")
+    assert schedule.hours_on(date(2026, 2, 6)) == (time(7, 30), time(16, 30))
+    assert schedule.hours_on(date(2026, 2, 13)) == (time(8, 0), time(16, 30))
+    days = {d.day.day: d for d in recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02")).days
+            if d.nip == ALEX}
+    assert (days[2].late_band, days[5].late_band, days[13].late_band) == ("TL1", "TL2", "TL3")
+    assert (str(days[13].deduction), str(days[23].deduction)) == ("1.25", "4.0")
+    assert str(month(ledger, "bkpsdm")[ALEX].deduction) == "29.75"
+    january = {m.nip: m for m in recaps.build_recap(ledger, "disdik", *recaps.month_range("2026-01")).months}
+    assert str(january[OBAMA].deduction_total) == "135.0", "27 working days at 5 %: the table of before 9 February"
+    # loading the same file again adds no version (so what HR changed on the web since is kept)
+    versions = (len(rule_versions(ledger, "hours", "bkpsdm")), len(rule_versions(ledger, "deductions")))
+    assert versions == (2, 2)
+    assert main(["load", "--config", str(config), "--effective", "2026-02-20"]) == 0
+    assert "changed:" not in capsys.readouterr().out
+    assert (len(rule_versions(ledger, "hours", "bkpsdm")), len(rule_versions(ledger, "deductions"))) == versions
+
+
 def test_recap_command_writes_csv_and_html_and_never_overwrites(setup: Any, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     config, _, _, _ = setup
@@ -241,7 +280,7 @@ def test_the_shipped_examples_load(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     cfg = load_central_config(examples / "central.toml")
     with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
-        registry = load_all(ledger, cfg)
+        registry = load_all(ledger, cfg)[0]
         assert list(registry) == ["kab-maros-01"]
         assert list(registry["kab-maros-01"].keys) == ["21fe31dfa154a261"]  # the test key of docs/events.md
         recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))

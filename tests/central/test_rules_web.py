@@ -268,6 +268,7 @@ def test_the_kiosk_page_lists_a_lagging_kiosk(site: Site) -> None:
                 "time_source, evidence_ok, payload, received_at) VALUES (?, ?, ?, 'status', 'b', 1, "
                 "'2026-02-04T00:00:00Z', 1770163200000, 'device', 1, ?, '2026-02-04T00:00:01+00:00')",
                 (device, f"status-{seq}", seq, json.dumps({"schedule_version": schedule})))
+            ledger.set_running(device, seq, "1", {"kiosk-1": "bkpsdm", "kiosk-2": "disdik"}[device], schedule)
     assert logged_in(site, "siti").get("/aturan/kios/").status == 403
     page = logged_in(site, "admin").get("/aturan/kios/")
     assert page.status == 200 and "1 kios tertinggal" in page.text
@@ -277,3 +278,125 @@ def test_the_kiosk_page_lists_a_lagging_kiosk(site: Site) -> None:
         "kiosk-1"] and "s-old" in rows["kiosk-1"]
     assert 'class="note"' not in rows["kiosk-2"] and rows["kiosk-2"].count("terkini") == 2 and current in rows[
         "kiosk-2"]
+
+
+def office_today() -> date:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Makassar")).date()
+
+
+def week_form(valid_from: date, normal: tuple[str, str], ramadan: tuple[str, str],
+              days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")) -> dict[str, str]:
+    form = {"office": "bkpsdm", "action": "add", "valid_from": valid_from.isoformat()}
+    for day in days:
+        for key, (start, end) in (("hours", normal), ("ramadan_hours", ramadan)):
+            form[f"{key}_{day}_start"], form[f"{key}_{day}_end"] = start, end
+    return form
+
+
+def test_working_hours_and_ramadan_change_from_a_day_on_on_the_web(site: Site) -> None:
+    from datetime import time, timedelta
+
+    from kiosk_central.rules import read_schedule, rule_versions
+
+    ledger = site.ledger
+    page = "/aturan/jam/?office=bkpsdm"
+    assert logged_in(site, "siti").get(page).status == 403
+    admin = logged_in(site, "admin")
+    shown = admin.get(page)
+    assert shown.status == 200 and 'id="hours-current"' in shown.text and "07:30 - 16:00" in shown.text
+    assert 'value="07:30"' in shown.text, "the form starts from the hours in force"
+    today = office_today()
+    later = today + timedelta(days=14)
+    # every mistake at once; a day before this month is refused
+    wrong = week_form(today.replace(day=1) - timedelta(days=1), ("08:00", "16:00"), ("08:00", "15:00"))
+    wrong |= {"hours_mon_end": "", "hours_tue_start": "7.3o", "hours_wed_end": "07:00", "ramadan_hours_sat_start":
+              "08:00", "ramadan_hours_sat_end": "12:00"}
+    reply = post(admin, page, "/aturan/jam/", **wrong)
+    assert reply.status == 400, reply.status
+    for message in (f"paling awal {today.replace(day=1)}", "Jam biasa Senin: isi jam masuk dan jam pulang",
+                    "Jam biasa Selasa: tulis jam sebagai JJ:MM", "Jam biasa Rabu: jam pulang (07:00) harus sesudah"):
+        assert message in reply.text, (message, reply.text[-2000:])
+    reply = post(admin, page, "/aturan/jam/", **week_form(later, ("08:00", "16:00"), ("08:00", "15:00"),
+                                                          ("mon", "tue")) | {"ramadan_hours_tue_start": ""})
+    assert reply.status == 400 and "Jam biasa Selasa" not in reply.text and "Jam Ramadan Selasa" in reply.text
+    reply = post(admin, page, "/aturan/jam/", **week_form(later, ("08:00", "16:00"), ("09:00", "15:00"))
+                 | {"ramadan_hours_fri_start": "", "ramadan_hours_fri_end": ""})
+    assert reply.status == 400 and "hari kerja yang sama dengan jam biasa (berbeda: Jumat)" in reply.text
+    # new hours from `later`: today keeps the old ones (and so does every recap before `later`)
+    done = post(admin, page, "/aturan/jam/", **week_form(later, ("08:00", "16:00"), ("09:00", "15:00")))
+    assert done.status == 302 and done.headers["Location"] == "/aturan/jam/?office=bkpsdm", done.text
+    schedule = read_schedule(ledger, "bkpsdm")
+    monday = later + timedelta(days=-later.weekday() + 7)
+    before = today - timedelta(days=today.weekday() + 7)  # a Monday before
+    assert schedule.hours_on(monday) == (time(8, 0), time(16, 0))
+    assert schedule.hours_on(before) == (time(7, 30), time(16, 0))
+    assert schedule.hours_in_force(later).get((False, "sat")) is None
+    versions = rule_versions(ledger, "hours", "bkpsdm")
+    assert [(v.valid_from, v.source, v.entered_by) for v in versions][1:] == [(later, "web", "web admin")]
+    assert f"Jam kerja baru kantor bkpsdm berlaku mulai {later}" in admin.get(page).text
+    again = post(admin, page, "/aturan/jam/", **week_form(later, ("08:00", "16:00"), ("09:00", "15:00")))
+    assert again.status == 409 and "sama dengan yang berlaku" in again.text
+    # a version that started is not deleted (add another instead); one that has not is
+    first = versions[0].valid_from.isoformat()
+    refused = post(admin, page, "/aturan/jam/", office="bkpsdm", action="remove", valid_from=first)
+    assert refused.status == 409 and "tidak dapat dihapus" in refused.text
+    removed = post(admin, page, "/aturan/jam/", office="bkpsdm", action="remove", valid_from=later.isoformat())
+    assert removed.status == 302 and len(rule_versions(ledger, "hours", "bkpsdm")) == 1
+    # Ramadan ranges: added, an overlap refused, removed
+    start, end = date(today.year + 1, 2, 8), date(today.year + 1, 3, 9)
+    assert post(admin, page, "/aturan/jam/", office="bkpsdm", action="ramadan_add", start=start.isoformat(),
+                end=end.isoformat()).status == 302
+    assert read_schedule(ledger, "bkpsdm").is_ramadan(start + timedelta(days=3))
+    overlap = post(admin, page, "/aturan/jam/", office="bkpsdm", action="ramadan_add",
+                   start=(end - timedelta(days=2)).isoformat(), end=end.isoformat())
+    assert overlap.status == 409 and "bertumpang tindih" in overlap.text
+    assert post(admin, page, "/aturan/jam/", office="bkpsdm", action="ramadan_add", start="2027-03-01",
+                end="2027-05-01").status == 400
+    assert post(admin, page, "/aturan/jam/", office="bkpsdm", action="ramadan_remove",
+                start=start.isoformat()).status == 302
+    assert not read_schedule(ledger, "bkpsdm").is_ramadan(start + timedelta(days=3))
+    assert log_messages(ledger, "officehoursversion")[1:] == [f"dihapus: jam kerja mulai {later}"]
+    assert log_messages(ledger, "officehoursversion")[0].startswith(f"jam kerja baru mulai {later}: ")
+    assert log_messages(ledger, "officeramadan") == [f"ditambahkan: Ramadan {start} s.d. {end}",
+                                                     f"dihapus: Ramadan {start} s.d. {end}"]
+
+
+def test_the_deduction_table_changes_from_a_day_on_on_the_web(site: Site) -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from kiosk_central.rules import read_deductions
+
+    ledger = site.ledger
+    page = "/aturan/potongan/"
+    assert logged_in(site, "siti").get(page).status == 403
+    admin = logged_in(site, "admin")
+    shown = admin.get(page)
+    assert shown.status == 200 and 'id="deductions-current"' in shown.text and 'value="0,5"' in shown.text
+    today = office_today()
+    next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+    form = {"action": "add", "valid_from": next_month.isoformat(), "TL1_to": "30", "TL2_to": "60", "TL3_to": "90",
+            "TL1_percent": "0,75", "TL2_percent": "1", "TL3_percent": "1,25", "TL4_percent": "1,5",
+            "PSW1_to": "30", "PSW2_to": "60", "PSW3_to": "90", "PSW1_percent": "0,5", "PSW2_percent": "1",
+            "PSW3_percent": "1,25", "PSW4_percent": "1,5", "missing_check_in": "TL4", "missing_check_out": "PSW4",
+            "absent_percent": "3", "monthly_cap_percent": "100"}
+    reply = post(admin, page, page, **form | {"TL1_to": "abc", "PSW2_to": "20", "TL2_percent": "x",
+                                              "absent_percent": "101", "missing_check_in": "PSW1"})
+    assert reply.status == 400
+    for message in ("Terlambat TL1: menit terakhir harus bilangan bulat lebih dari 0",
+                    "Pulang cepat PSW2: menit terakhir harus bilangan bulat lebih dari 30",
+                    "Terlambat TL2: tulis persen", "Tidak masuk tanpa keterangan: paling banyak 100",
+                    "Tidak absen masuk: pilih salah satu dari TL1, TL2, TL3, TL4"):
+        assert message in reply.text, (message, reply.text[-2000:])
+    done = post(admin, page, page, **form)
+    assert done.status == 302, done.text
+    tables = read_deductions(ledger)
+    assert tables.on(today).band("late", 10) == ("TL1", Decimal("0.5"))
+    assert tables.on(next_month).band("late", 10) == ("TL1", Decimal("0.75"))
+    assert post(admin, page, page, **form).status == 409
+    assert post(admin, page, page, action="remove", valid_from=next_month.isoformat()).status == 302
+    assert read_deductions(ledger).on(next_month).band("late", 10) == ("TL1", Decimal("0.5"))
+    assert log_messages(ledger, "deductionversion")[1] == f"dihapus: tabel potongan mulai {next_month}"

@@ -13,7 +13,7 @@ import pytest
 from central_support import database, write_key
 
 from kiosk_central import distribute
-from kiosk_central.rules import load_rules, read_schedule, save_rules
+from kiosk_central.rules import load_rules, read_schedule, rule_versions, save_rules, save_version
 from kiosk_central.store import Ledger
 from kiosk_contract import signing
 from kiosk_contract.commands import parse_command, schedule_of_command
@@ -45,8 +45,8 @@ def test_the_example_rules_give_each_office_its_punch_windows(backend: str, tmp_
     with database(backend, tmp_path) as url:
         ledger = ledger_with_rules(url)
         try:
-            bkpsdm = distribute.office_schedule(read_schedule(ledger, "bkpsdm"))
-            disdik = distribute.office_schedule(read_schedule(ledger, "disdik"))
+            bkpsdm = distribute.office_schedule(read_schedule(ledger, "bkpsdm"), date(2026, 11, 30))
+            disdik = distribute.office_schedule(read_schedule(ledger, "disdik"), date(2026, 11, 30))
         finally:
             ledger.close()
     # Mon-Thu 07:30-16:00: masuk from 05:00 (2.5 h before) to the minute before the middle of the day (11:45).
@@ -113,20 +113,36 @@ def test_each_kiosk_gets_its_office_schedule_bound_to_it_and_status_reads_what_i
             assert distribute.plan_schedules(ledger, ["bkpsdm"])[0].version == version, "same rules, same version"
 
             def status_event(device: str, seq: int, schedule_version: str | None) -> None:
-                payload = '{"type": "status"' + (f', "schedule_version": "{schedule_version}"' if schedule_version
-                                                 else "") + "}"
-                ledger.execute(
-                    "INSERT INTO events (device_id, event_id, seq, type, boot_id, mono_ns, device_utc, time_source, "
-                    "evidence_ok, payload, received_at) VALUES (?, ?, ?, 'status', 'b', 0, ?, 'device', 1, ?, ?)",
-                    (device, f"{device}-{seq}", seq, NOW, payload, NOW))
+                ledger.set_running(device, seq, None, None, schedule_version)  # what the ingest does with one
 
             with ledger.transaction():
                 status_event("kiosk-1", 1, None)
                 status_event("kiosk-1", 2, version)  # the latest one counts
+                status_event("kiosk-1", 1, None)  # an older one resent late changes nothing
                 status_event("kiosk-3", 1, "0123456789abcdef")
+            pushes = ledger.rows("SELECT office, version, pushed_by, kiosks FROM schedule_pushes ORDER BY id")
+            assert pushes == [("bkpsdm", version, "kiosk-central", 1), ("disdik", plans["disdik"].version,
+                                                                        "kiosk-central", 1)]
             state = {k.device: (k.running, k.state) for k in distribute.schedule_status(ledger)}
             assert state == {"kiosk-1": (version, "current"), "kiosk-2": (None, "unknown"),
                              "kiosk-3": ("0123456789abcdef", "differs")}
+            # the daily timer's push (--lagging) leaves out the kiosk that runs its office's schedule of today
+            lagging = {p.office: [d for d, _ in p.devices] for p in distribute.plan_schedules(ledger,
+                                                                                           lagging_only=True)}
+            assert lagging == {"bkpsdm": [], "disdik": ["kiosk-3"]}
+            # hours that start on a later day change the schedule of that day only: the kiosk lags from then on
+            hours = rule_versions(ledger, "hours", "bkpsdm")[0].data
+            later = {**hours, "hours": [{**e, "start": "08:00"} for e in hours["hours"]]}
+            with ledger.transaction():
+                save_version(ledger, "hours", "bkpsdm", later, date(2026, 12, 7), "web", "test")
+            today, monday = date(2026, 12, 4), date(2026, 12, 7)
+            assert distribute.schedule_of_office(ledger, "bkpsdm", today)[2] == version
+            assert distribute.schedule_of_office(ledger, "bkpsdm", monday)[2] != version
+            assert {k.device: k.state for k in distribute.schedule_status(ledger, monday)}["kiosk-1"] == "differs"
+            assert [d for d, _ in distribute.plan_schedules(ledger, ["bkpsdm"], monday, lagging_only=True)[0]
+                    .devices] == ["kiosk-1"]
+            with ledger.transaction():
+                ledger.execute("DELETE FROM office_hours_versions WHERE valid_from = '2026-12-07'")
             with ledger.transaction():
                 status_event("kiosk-1", 3, None)  # its stored schedule was damaged: kiosk.toml's runs
             assert {k.device: k.state for k in distribute.schedule_status(ledger)}["kiosk-1"] == "kiosk.toml"

@@ -186,7 +186,7 @@ def make_site(url: str, ledger: Ledger, tmp_path: Path) -> Iterator[Site]:
     config = write_config(tmp_path, url)
     cfg = CentralConfig(rules=RulesConfig(file=tmp_path / "rules.toml", employees=tmp_path / "employees.csv"),
                         devices=(registry_entry("kiosk-1", "bkpsdm", public),))
-    registry = load_all(ledger, cfg)
+    registry = load_all(ledger, cfg)[0]
     device = Device("kiosk-1", key)
     photos = {name: synthetic_jpeg(name) for name in ("lin", "unknown", "alex")}
     face = {"method": "face", "best_nip": ALEX, "distance": "0.6312", "margin": "0.0121", "frames": 5,

@@ -1,6 +1,7 @@
 """The admin (superusers only): reviewer accounts with their NIP and offices, every change audited in UserAudit;
-the audits, proposals and reference photos read-only (a reference photo can be deleted, never viewed here); the
-roster (employees and their assignments to offices with dates), every change in the admin's history."""
+the audits, proposals, reference photos and the dated working hours and deduction tables read-only (a reference
+photo can be deleted, never viewed here); the roster (employees and their assignments to offices with dates), every
+change in the admin's history."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.http import HttpRequest
 
 from kiosk_central.hr import accounts
 from kiosk_central.hr.models import LoginAudit, Proposal, ReferencePhoto, ReviewerProfile, UserAudit
-from kiosk_central.ledger.models import Employee, EmployeeAssignment
+from kiosk_central.ledger.models import DeductionVersion, Employee, EmployeeAssignment, OfficeHoursVersion
 from kiosk_central.rules import ROSTER_EPOCH
 from kiosk_central.store import utc_text
 from kiosk_contract.nip import NipError, parse_nip
@@ -84,6 +85,21 @@ class ReferencePhotoAdmin(ReadOnly):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
+
+
+@admin.register(OfficeHoursVersion)
+class OfficeHoursVersionAdmin(ReadOnly):
+    """Read-only here: working hours change on /aturan/jam/ (checked, from a day on, audited) or by the rules file."""
+
+    list_display = ("office", "valid_from", "source", "entered_by", "entered_at")
+    list_filter = ("office",)
+
+
+@admin.register(DeductionVersion)
+class DeductionVersionAdmin(ReadOnly):
+    """Read-only here: the table changes on /aturan/potongan/ or by the rules file."""
+
+    list_display = ("valid_from", "source", "entered_by", "entered_at")
 
 
 # ---------------------------------------------------------------------------------------------------- the roster

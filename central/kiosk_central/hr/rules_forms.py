@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
+from decimal import Decimal
 
 from kiosk_central.rules import EXCUSE_ALIASES, EXCUSE_KINDS, Assignment, Excuse, read_assignments
 from kiosk_central.store import Ledger
@@ -124,3 +125,150 @@ def check_day_off(office: str, form: dict[str, str]) -> DayOffEntry:
     if len(name) > MAX_NAME_CHARS:
         raise FormProblem(f"Nama: paling banyak {MAX_NAME_CHARS} karakter.")
     return DayOffEntry(office, day, kind, name)
+
+
+# ------------------------------------------------------------------------------------ working hours and deductions
+
+DAY_LABELS = {"mon": "Senin", "tue": "Selasa", "wed": "Rabu", "thu": "Kamis", "fri": "Jumat", "sat": "Sabtu",
+              "sun": "Minggu"}
+HOURS_KINDS = {"hours": "Jam biasa", "ramadan_hours": "Jam Ramadan"}  # the stored JSON's keys, and their labels
+CLOCK = re.compile(r"([01][0-9]|2[0-3])[:.]([0-5][0-9])")
+PERCENT = re.compile(r"[0-9]{1,3}([.,][0-9]{1,2})?")
+
+
+def earliest_change(today: date) -> date:
+    """The first day a change made on the web may take effect: the first of this month. Earlier months may already
+    have been paid (TPP): changing them is IT's deliberate act through the rules file (``load --effective``)."""
+    return today.replace(day=1)
+
+
+def form_start(value: str, today: date) -> date:
+    start = form_date(value, "Berlaku mulai")
+    if start < earliest_change(today):
+        raise FormProblem(f"Berlaku mulai: paling awal {earliest_change(today)} (awal bulan ini). Bulan yang sudah "
+                          "lewat mungkin sudah dibayarkan TPP-nya; perubahan untuk masa itu dilakukan TI lewat berkas "
+                          "aturan (kiosk-central load --effective) dengan dasar tertulis.")
+    return start
+
+
+def _clock(value: str) -> time | None:
+    match = CLOCK.fullmatch(value.strip())
+    return None if match is None else time(int(match[1]), int(match[2]))
+
+
+def check_hours(form: dict[str, str], today: date) -> tuple[date, dict[str, list[dict[str, object]]]]:
+    """New working hours from the form (``valid_from``; ``{hours|ramadan_hours}_{day}_{start|end}`` as HH:MM, both
+    empty on a day off) as stored in ``office_hours_versions`` (:func:`kiosk_central.rules.hours_data`'s shape), or
+    :class:`FormProblem` naming every mistake at once."""
+    problems: list[str] = []
+    try:
+        start = form_start(form.get("valid_from", ""), today)
+    except FormProblem as exc:
+        problems.append(str(exc))
+        start = today
+    found: dict[str, dict[str, tuple[time, time]]] = {}
+    for key, label in HOURS_KINDS.items():
+        found[key] = {}
+        for day, name in DAY_LABELS.items():
+            texts = [form.get(f"{key}_{day}_{end}", "").strip() for end in ("start", "end")]
+            if not any(texts):
+                continue
+            times = [_clock(t) for t in texts]
+            if not all(texts):
+                problems.append(f"{label} {name}: isi jam masuk dan jam pulang, atau kosongkan keduanya (hari libur).")
+            elif None in times:
+                problems.append(f"{label} {name}: tulis jam sebagai JJ:MM, misalnya 07:30.")
+            elif times[0] >= times[1]:  # type: ignore[operator]
+                problems.append(f"{label} {name}: jam pulang ({texts[1]}) harus sesudah jam masuk ({texts[0]}).")
+            else:
+                found[key][day] = (times[0], times[1])  # type: ignore[assignment]
+    normal, ramadan = set(found["hours"]), set(found["ramadan_hours"])
+    if not normal and not any("Jam biasa" in p for p in problems):
+        problems.append("Jam biasa: isi paling sedikit satu hari kerja.")
+    if normal != ramadan and not problems:
+        differ = ", ".join(DAY_LABELS[d] for d in DAY_LABELS if d in normal ^ ramadan)
+        problems.append(f"Jam Ramadan: isi untuk hari kerja yang sama dengan jam biasa (berbeda: {differ}); "
+                        "di bulan Ramadan hari kerja tetap, hanya jamnya yang lain.")
+    if problems:
+        raise FormProblem(" ".join(problems))
+    data: dict[str, list[dict[str, object]]] = {}
+    for key, by_day in found.items():
+        groups: dict[tuple[time, time], list[str]] = {}
+        for day in DAY_LABELS:
+            if day in by_day:
+                groups.setdefault(by_day[day], []).append(day)
+        data[key] = [{"days": days, "start": s.isoformat("minutes"), "end": e.isoformat("minutes")}
+                     for (s, e), days in groups.items()]
+    return start, data
+
+
+def check_ramadan(form: dict[str, str]) -> tuple[date, date]:
+    """A Ramadan range from the form (``start``, ``end``), at most 31 days, or :class:`FormProblem`."""
+    start = form_date(form.get("start", ""), "Mulai")
+    end = form_date(form.get("end", ""), "Sampai")
+    if end < start:
+        raise FormProblem(f"Sampai ({end}) tidak boleh sebelum mulai ({start}).")
+    if (end - start).days > 30:
+        raise FormProblem("Ramadan paling lama 30 hari; periksa tanggalnya.")
+    return start, end
+
+
+def _percent(value: str, label: str, problems: list[str]) -> Decimal | None:
+    text = value.strip()
+    if PERCENT.fullmatch(text) is None:
+        problems.append(f"{label}: tulis persen sebagai angka, misalnya 0,5 atau 1,25.")
+        return None
+    amount = Decimal(text.replace(",", "."))
+    if amount > 100:
+        problems.append(f"{label}: paling banyak 100 %.")
+        return None
+    return amount
+
+
+def check_deductions(form: dict[str, str], names: dict[str, list[str]],
+                     today: date) -> tuple[date, dict[str, object]]:
+    """A new deduction table from the form, as stored in ``deduction_versions``
+    (:func:`kiosk_central.rules.deductions_data`'s shape), or :class:`FormProblem` naming every mistake at once.
+
+    ``names`` are the band names per category (``late``: TL1.., ``early``: PSW..) of the table in force: the form
+    changes the bands' upper minutes (``{name}_to``; the last band has no upper end, each band starts the minute
+    after the previous one ends) and percents (``{name}_percent``), the bands of a day with a check-out but no check-in
+    (``missing_check_in``) and the reverse, the percent of an absent day and the monthly cap."""
+    problems: list[str] = []
+    try:
+        start = form_start(form.get("valid_from", ""), today)
+    except FormProblem as exc:
+        problems.append(str(exc))
+        start = today
+    data: dict[str, object] = {}
+    for category, label in (("late", "Terlambat"), ("early", "Pulang cepat")):
+        bands: list[dict[str, object]] = []
+        previous = 0
+        for i, name in enumerate(names[category]):
+            last = i == len(names[category]) - 1
+            upper = 0
+            if not last:
+                text = form.get(f"{name}_to", "").strip()
+                if not text.isdigit() or not previous < int(text) <= 24 * 60:
+                    problems.append(f"{label} {name}: menit terakhir harus bilangan bulat lebih dari {previous} "
+                                    "(pita berikutnya mulai menit sesudahnya).")
+                    upper = previous + 1
+                else:
+                    upper = int(text)
+            pct = _percent(form.get(f"{name}_percent", ""), f"{label} {name}", problems)
+            bands.append({"name": name, "from_min": previous + 1, "to_min": upper,
+                          "percent": str(pct) if pct is not None else "0"})
+            previous = upper
+        data[category] = bands
+    for key, category, label in (("missing_check_in", "late", "Tidak absen masuk"),
+                                 ("missing_check_out", "early", "Tidak absen pulang")):
+        value = form.get(key, "").strip()
+        if value not in names[category]:
+            problems.append(f"{label}: pilih salah satu dari {', '.join(names[category])}.")
+        data[key] = value
+    for key, label in (("absent_percent", "Tidak masuk tanpa keterangan"), ("monthly_cap_percent", "Batas sebulan")):
+        pct = _percent(form.get(key, ""), label, problems)
+        data[key] = str(pct) if pct is not None else "0"
+    if problems:
+        raise FormProblem(" ".join(problems))
+    return start, data

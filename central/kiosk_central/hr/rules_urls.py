@@ -3,7 +3,7 @@ never in a path; the list's NIP filter is the one query parameter that may hold 
 
 from django.urls import path
 
-from kiosk_central.hr import rules_views
+from kiosk_central.hr import hours_views, rules_views
 
 urlpatterns = [
     path("", rules_views.home, name="rules"),
@@ -12,5 +12,7 @@ urlpatterns = [
     path("keterangan/hapus/", rules_views.excused_delete, name="excused_delete"),
     path("libur/", rules_views.days_off, name="days_off"),
     path("libur/kirim/", rules_views.push_schedule, name="push_schedule"),
+    path("jam/", hours_views.hours, name="hours"),
+    path("potongan/", hours_views.deductions, name="deductions"),
     path("kios/", rules_views.kiosks, name="kiosks"),
 ]

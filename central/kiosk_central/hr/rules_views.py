@@ -8,6 +8,8 @@
 - ``libur/`` (admins): an office's holidays and collective leave (cuti bersama); after a change the page says the
   office's kiosks need a schedule push and offers it (``kirim/``: what ``kiosk-central schedule push --office X``
   does, with the site's broker and signing key).
+- ``jam/`` and ``potongan/`` (admins): working hours, Ramadan ranges and the deduction table, changed from a day on
+  (kiosk_central/hr/hours_views.py).
 - ``kios/`` (admins): every kiosk, the gallery and schedule it reports against what it should run, lagging ones
   highlighted; read-only.
 
@@ -366,7 +368,7 @@ def push_schedule(request: HttpRequest) -> HttpResponse:
     try:
         with distribute.RetainedPublisher(broker, "schedule") as out:
             report = distribute.push_schedules(book, plans, key, out.publish, broker.topic_prefix,
-                                               timedelta(days=cfg.signing.command_ttl_days))
+                                               timedelta(days=cfg.signing.command_ttl_days), actor(request))
     except (ConnectionError, OSError, KioskError) as exc:
         return show_days_off(request, office, f"Jadwal tidak dikirim: broker MQTT {broker.host}:{broker.port} "
                              f"tidak dapat dihubungi ({exc}). Periksa [broker] di central.toml, lalu coba lagi.",
@@ -378,7 +380,8 @@ def push_schedule(request: HttpRequest) -> HttpResponse:
     if sent.unaddressed:
         text += f" Belum pernah terhubung (kirim lagi nanti): {', '.join(sent.unaddressed)}."
     messages.success(request, text)
-    return HttpResponseRedirect("/aturan/libur/?" + urlencode({"office": office}))
+    back = "/aturan/jam/" if request.POST.get("back") == "jam" else "/aturan/libur/"
+    return HttpResponseRedirect(back + "?" + urlencode({"office": office}))
 
 
 # ---------------------------------------------------------------------------------------------------- kiosks

@@ -44,8 +44,9 @@ def _choices(field: str, values: tuple[str, ...]) -> models.Q:
 
 
 class Device(models.Model):
-    """The device registry: who may publish, with which keys (``device_keys``); ``gallery_version`` and
-    ``gallery_office`` are what the device reports it runs."""
+    """The device registry: who may publish, with which keys (``device_keys``); ``gallery_version``,
+    ``gallery_office`` and ``schedule_version`` are what the device reports it runs in its latest status event
+    (``status_seq``: a status event resent late never overwrites a newer one's)."""
 
     device_id = Key(primary_key=True)
     office = models.TextField()
@@ -53,6 +54,8 @@ class Device(models.Model):
     gallery_version = models.TextField(null=True)
     updated_at = models.TextField()
     gallery_office = models.TextField(null=True)
+    schedule_version = models.TextField(null=True)
+    status_seq = models.BigIntegerField(null=True)
 
     class Meta:
         db_table = "devices"
@@ -256,31 +259,54 @@ class Office(models.Model):
         db_table = "offices"
 
 
-class OfficeHours(models.Model):
-    """An office's working hours per weekday, outside Ramadan (0) and in it (1)."""
+RULE_SOURCES = ("rules", "web")
+"""Where a dated rule was entered: ``rules`` (the rules file, through ``kiosk-central load``) or ``web`` (the HR
+pages under /aturan/)."""
 
-    pk = models.CompositePrimaryKey("office", "ramadan", "day")
-    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False, related_name="hours")
-    ramadan = models.IntegerField()
-    day = models.TextField()
-    start_time = models.TextField()
-    end_time = models.TextField()
+
+class OfficeHoursVersion(models.Model):
+    """An office's working hours (outside Ramadan and in it) from ``valid_from`` until the day before the next
+    version's: the recap of a day uses the version in force on that day (kiosk_central/rules.py). ``hours`` is JSON
+    in the rules file's shape: ``{"hours": [{"days": [...], "start": "07:30", "end": "16:00"}], "ramadan_hours":
+    [...]}``. The first version of an office starts on 1970-01-01 ("since before the ledger")."""
+
+    id = models.BigAutoField(primary_key=True)
+    office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False,
+                               related_name="hours_versions", verbose_name="kantor")
+    valid_from = models.TextField(verbose_name="berlaku mulai")
+    hours = models.TextField(verbose_name="jam kerja (JSON)")
+    source = models.TextField(db_default="rules", verbose_name="dari")
+    entered_by = models.TextField(verbose_name="dicatat oleh")
+    entered_at = models.TextField(verbose_name="dicatat pada")
 
     class Meta:
-        db_table = "office_hours"
+        db_table = "office_hours_versions"
+        verbose_name = "jam kerja"
+        verbose_name_plural = "jam kerja"
+        constraints = (
+            models.UniqueConstraint(fields=["office", "valid_from"], name="office_hours_versions_office_from_key"),
+            models.CheckConstraint(condition=_choices("source", RULE_SOURCES),
+                                   name="office_hours_versions_source_check"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.office_id} {self.valid_from}"
 
 
 class OfficeRamadan(models.Model):
-    """The Ramadan periods of an office's rules."""
+    """The Ramadan periods of an office; ``source`` as for days off (``rules`` ones are replaced by a load)."""
 
     pk = models.CompositePrimaryKey("office", "start_date")
     office = models.ForeignKey(Office, models.DO_NOTHING, db_column="office", db_index=False,
                                related_name="ramadan")
     start_date = models.TextField()
     end_date = models.TextField()
+    source = models.TextField(db_default="rules")
 
     class Meta:
         db_table = "office_ramadan"
+        constraints = (models.CheckConstraint(condition=_choices("source", RULE_SOURCES),
+                                              name="office_ramadan_source_check"),)
 
 
 class OfficeDayOff(models.Model):
@@ -300,7 +326,7 @@ class OfficeDayOff(models.Model):
         db_table = "office_days_off"
         constraints = (models.CheckConstraint(condition=_choices("kind", ("holiday", "collective_leave")),
                                               name="office_days_off_kind_check"),
-                       models.CheckConstraint(condition=_choices("source", ("rules", "web")),
+                       models.CheckConstraint(condition=_choices("source", RULE_SOURCES),
                                               name="office_days_off_source_check"))
 
 
@@ -379,30 +405,43 @@ class Excused(models.Model):
                                               name="excused_kind_check"),)
 
 
-class DeductionBand(models.Model):
-    """A band of the TPP deduction table: minutes late (or early) from..to and the percent deducted."""
+class DeductionVersion(models.Model):
+    """The TPP deduction table (bands, absence, monthly cap) from ``valid_from`` until the next version's day; JSON in
+    the rules file's ``[deductions]`` shape. The recap deducts each day by the version in force on it and caps a
+    month by the version in force on its last day."""
 
-    pk = models.CompositePrimaryKey("category", "name")
-    category = models.TextField()
-    name = models.TextField()
-    from_min = models.IntegerField()
-    to_min = models.IntegerField()
-    percent = models.TextField()
-
-    class Meta:
-        db_table = "deduction_bands"
-        constraints = (models.CheckConstraint(condition=_choices("category", ("late", "early")),
-                                              name="deduction_bands_category_check"),)
-
-
-class DeductionSetting(models.Model):
-    """A setting of the deduction rules (like ``absent_percent``)."""
-
-    name = Key(primary_key=True)
-    value = models.TextField()
+    id = models.BigAutoField(primary_key=True)
+    valid_from = models.TextField(unique=True, verbose_name="berlaku mulai")
+    deductions = models.TextField(verbose_name="tabel potongan (JSON)")
+    source = models.TextField(db_default="rules", verbose_name="dari")
+    entered_by = models.TextField(verbose_name="dicatat oleh")
+    entered_at = models.TextField(verbose_name="dicatat pada")
 
     class Meta:
-        db_table = "deduction_settings"
+        db_table = "deduction_versions"
+        verbose_name = "tabel potongan"
+        verbose_name_plural = "tabel potongan"
+        constraints = (models.CheckConstraint(condition=_choices("source", RULE_SOURCES),
+                                              name="deduction_versions_source_check"),)
+
+    def __str__(self) -> str:
+        return f"potongan {self.valid_from}"
+
+
+class SchedulePush(models.Model):
+    """A push of an office's punch schedule: its version and JSON, when, by whom, to how many kiosks."""
+
+    id = models.BigAutoField(primary_key=True)
+    office = models.TextField()
+    version = models.TextField()
+    schedule = models.TextField()
+    pushed_at = models.TextField()
+    pushed_by = models.TextField()
+    kiosks = models.IntegerField()
+
+    class Meta:
+        db_table = "schedule_pushes"
+        indexes = (models.Index(fields=["office", "pushed_at"], name="schedule_pushes_office"),)
 
 
 class GalleryVersion(models.Model):

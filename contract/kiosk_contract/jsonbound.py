@@ -1,13 +1,15 @@
 """Bounded JSON parsing for everything that arrives over the network: events, evidence, acks and commands.
 
-A message is refused when it is larger than its limit, not UTF-8, nested deeper than its limit (deep nesting is an
-error, never an uncaught RecursionError), has a duplicate key,
+A message is refused when it is larger than its limit, not UTF-8, nested deeper than its limit, has a duplicate key,
 NaN or Infinity, or an integer too long to convert. The message says which, for the log and the result topic.
+Nesting is measured on the text before it is parsed, so a message nested 100,000 deep never drives the C parser into
+the interpreter's recursion limit (where a garbage collection running a finalizer fails with RecursionError too).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from kiosk_contract.errors import KioskError
@@ -31,20 +33,37 @@ def loads_bounded(data: bytes | bytearray | memoryview, *, max_bytes: int, max_d
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonLimitError(f"{what} is not UTF-8: invalid byte at offset {exc.start}") from None
+    if text_depth(text, max_depth) > max_depth:
+        raise JsonLimitError(f"{what} is nested more than {max_depth} levels deep (the limit)")
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise JsonLimitError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except _Malformed as exc:
         raise JsonLimitError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:  # the C parser stops safely at the interpreter's recursion limit
-        raise JsonLimitError(f"{what} is nested more deeply than the limit of {max_depth}") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise JsonLimitError(f"{what} is not valid JSON: {exc}") from None
-    depth = nesting_depth(value)
-    if depth > max_depth:
-        raise JsonLimitError(f"{what} is nested {depth} levels deep, more than the limit of {max_depth}")
     return value
+
+
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+"""A JSON string (written as an unrolled loop: 0.16 s over a 48 MB gallery command here, where the alternation
+``(?:[^"\\]|\\.)*`` took 21 s) or a bracket."""
+
+
+def text_depth(text: str, stop: int) -> int:
+    """How deeply brackets nest in JSON text outside its strings, counting no further than ``stop + 1``."""
+    depth = deepest = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        depth += 1 if token in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop:
+                break
+    return deepest
 
 
 def nesting_depth(value: Any) -> int:

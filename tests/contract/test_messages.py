@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk_contract import schema, signing
 from kiosk_contract.acks import MAX_ACK_EVENTS, AckError, Conflict, build_acks, open_ack
 from kiosk_contract.commands import CommandRefused, Target, build_command, check_command, parse_command
-from kiosk_contract.jsonbound import JsonLimitError, loads_bounded, nesting_depth
+from kiosk_contract.jsonbound import JsonLimitError, loads_bounded, nesting_depth, text_depth
 
 CENTRAL = Ed25519PrivateKey.generate()
 KEYS = {signing.key_id_of(CENTRAL): CENTRAL.public_key()}
@@ -88,8 +88,9 @@ def test_bounded_json_refuses_size_depth_duplicates_and_constants_without_recurs
     assert loads_bounded(b'{"a": [1, {"b": 2}]}', max_bytes=100, max_depth=3) == {"a": [1, {"b": 2}]}
     for data, says in [
         (b'{"a": 1}' + b" " * 100, "more than the limit of 100"),
-        (b"[" * 4 + b"]" * 4, "nested 4 levels deep"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested more deeply"),
+        (b"[" * 4 + b"]" * 4, "nested more than 3 levels deep"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested more than 3 levels deep"),
+        (b'{"a": "[[[[[[", "b": [[[[]]]]}', "nested more than 3 levels deep"),
         (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
         (b'{"a": NaN}', "NaN is not allowed"),
         (b"\xff", "not UTF-8"),
@@ -98,3 +99,6 @@ def test_bounded_json_refuses_size_depth_duplicates_and_constants_without_recurs
         with pytest.raises(JsonLimitError, match=says):
             loads_bounded(data, max_bytes=100 if says.startswith("more") else 10**6, max_depth=3, what="ack")
     assert nesting_depth(json.loads('{"a": "[[[{{", "b": [[]]}')) == 3
+    assert text_depth('{"a": "[[[{{\\"[", "b": [[]]}', 10) == 3, "brackets in strings (and escaped quotes) do not count"
+    assert loads_bounded(b'{"a": "[[[[[[[[", "b": ["]]]]"]}', max_bytes=100, max_depth=2) == {
+        "a": "[[[[[[[[", "b": ["]]]]"]}

@@ -28,7 +28,6 @@ signer keeps blank lines to sign on.
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import re
@@ -55,6 +54,7 @@ from kiosk_central.recap import (
 )
 from kiosk_central.rules import read_csv_rows
 from kiosk_central.store import Ledger
+from kiosk_contract import excelcsv
 from kiosk_contract.calendar import MONTHS, ZONES
 from kiosk_contract.errors import ConfigError
 from kiosk_contract.nip import NipError, parse_nip
@@ -555,12 +555,10 @@ def _xlsx_value(cell: Any, col: Column, value: Value) -> None:
 # ---------------------------------------------------------------------------------------------------- CSV
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def excel_csv(recaps: Sequence[Recap], report: Report) -> bytes:
     """The table of :func:`workbook` (every office's rows under one header) as CSV for Excel in an Indonesian
-    locale, opened with a double click:
+    locale, opened with a double click (written by :func:`kiosk_contract.excelcsv.excel_csv`, which enrolment's
+    reports use too):
 
     - **UTF-8 with a BOM**: without it Excel reads the file in the ANSI code page (Windows-1252) and ``Lin & Ço``
       loses its accents. (A ``sep=;`` first line would make Excel ignore the BOM, so there is none.)
@@ -576,32 +574,31 @@ def excel_csv(recaps: Sequence[Recap], report: Report) -> bytes:
       but harmless (CSV injection).
     - Dates ISO (``2026-02-04``, read as dates in every locale), times ``07:45``, CRLF line ends.
     """
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    header: list[str] = []
+    rows: list[list[str]] = []
+    nips: set[int] = set()
     no = 0
-    for k, recap in enumerate(recaps):
+    for recap in recaps:
         table = month_table(recap) if report == "month" else day_table(recap, recap.first)
-        if k == 0:
-            writer.writerow(["Tanggal", *table.header()] if report == "day" else table.header())
+        first = ["Tanggal"] if report == "day" else []
+        header = [*first, *table.header()]
+        nips = {len(first) + i for i, col in enumerate(table.columns) if col.kind == "nip"}
         for values in table.rows:
             no += 1
-            cells = [_csv_value(col, no if col.kind == "no" else value) for col, value in zip(table.columns, values,
-                                                                                             strict=True)]
-            writer.writerow([recap.first.isoformat(), *cells] if report == "day" else cells)
-    return out.getvalue().encode("utf-8-sig")
+            cells = [_csv_value(no if col.kind == "no" else value) for col, value in zip(table.columns, values,
+                                                                                      strict=True)]
+            rows.append([recap.first.isoformat(), *cells] if report == "day" else cells)
+    return excelcsv.excel_csv(header, rows, nip_columns=nips)
 
 
-def _csv_value(col: Column, value: Value) -> str:
+def _csv_value(value: Value) -> str:
     if value is None:
         return ""
-    if col.kind == "nip":
-        return f'="{value}"'
     if isinstance(value, Decimal):
         return _pct_text(value)
     if isinstance(value, time):
         return value.strftime("%H:%M")
-    text = str(value)
-    return "'" + text if col.kind == "text" and text.startswith(_FORMULA_START) else text
+    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------------- HTML

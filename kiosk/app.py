@@ -37,7 +37,10 @@ CAMERA_READY_GRACE_S = 45.0
 """A camera still failing this long after start: READY=1 anyway, with the problem in STATUS=, well inside the unit's
 TimeoutStartSec (90 s). Otherwise systemd would kill and restart a kiosk waiting for its camera until the start
 limit, leaving a dark screen; this way it keeps reopening the camera, says so on the screen and in its status
-events, and heals by itself when the camera comes back."""
+events, and heals by itself when the camera comes back. So ``systemctl start kiosk`` without a camera returns after
+these 45 s (docs/service.md, "Start, readiness and the watchdog")."""
+CAMERA_RETRY_STATUS = "camera failing, retrying"
+"""The start of STATUS= while the camera is reopened: ``camera failing, retrying; 120 people; 3 events unsent; ...``."""
 
 
 def load_gallery(cfg: RecognizerConfig, cipher: DataCipher | None = None) -> Gallery:
@@ -160,7 +163,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
             nonlocal ready
             terminal.tick()
             notifier.watchdog()  # the loop is alive, waiting to reopen the camera
-            text = f"camera failing, retrying; {terminal.describe()}"
+            text = f"{CAMERA_RETRY_STATUS}; {terminal.describe()}"
             if not ready and time.monotonic() - started >= CAMERA_READY_GRACE_S:
                 ready = True
                 notifier.ready(text)
@@ -168,13 +171,13 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
 
         def on_frame(frame: Frame) -> None:
             nonlocal pruned_at, status_at, status_frames, ready
-            if not ready:  # the gallery, the models and the camera are loaded: the first frame is here
-                ready = True
-                notifier.ready(terminal.describe())
             notifier.watchdog()  # from the frame loop: a hung camera or recognizer stops it
-            terminal.frame(frame)
+            terminal.frame(frame)  # also counts the outbox, so the first STATUS= has the real figures
             if trial is not None and terminal.last_result is not None:
                 trial.frame(frame, terminal.last_result)
+            if not ready:  # the gallery, the models and the camera are loaded: the first frame is done
+                ready = True
+                notifier.ready(terminal.describe())
             now = time.monotonic()
             status_frames += 1
             if publisher is not None and now - status_at >= cfg.mqtt.status_every_s:  # health, signed like any event

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiosk import __version__
-from kiosk.config import KioskConfig, RecognizerConfig, check_command, load_config
+from kiosk.config import KIOSK_UNIT, KioskConfig, RecognizerConfig, check_command, load_config
 from kiosk.errors import KioskError
 from kiosk.logs import setup_logging
 from kiosk_contract.runtime import stop_on_signals
+from kiosk_contract.settings import use_unit_credentials
 
 if TYPE_CHECKING:
     from kiosk.recognizer.enroll import Enrolment, Finding
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    # IT's tools on a device (seal, enroll, selftest, run as root) read the keys the unit's LoadCredential= names;
+    # the daemon itself only from systemd ($CREDENTIALS_DIRECTORY).
+    use_unit_credentials(None if args.command == "run" else KIOSK_UNIT)
     try:
         return int(args.func(args))
     except KioskError as exc:
@@ -176,7 +180,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace) -> RecognizerConfig:
-    cfg = load_config(args.config).recognizer if args.config else RecognizerConfig()
+    cfg = load_config(args.config, camera=False).recognizer if args.config else RecognizerConfig()
     return replace(cfg, gallery=args.gallery)
 
 
@@ -394,7 +398,7 @@ def _data_cipher(args: argparse.Namespace) -> DataCipher | None:
     """The device data key's cipher from ``--config`` (None without one, or with device.data_key = "none")."""
     from kiosk import atrest
 
-    return atrest.open_cipher(load_config(args.config).device) if args.config else None
+    return atrest.open_cipher(load_config(args.config, camera=False).device) if args.config else None
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
@@ -438,7 +442,7 @@ def _cmd_gallery_seal(args: argparse.Namespace) -> int:
     from kiosk import atrest
     from kiosk_contract.gallery import seal_gallery
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, camera=False)
     cipher = atrest.open_cipher(cfg.device)
     if cipher is None:
         print(

@@ -18,6 +18,10 @@ from kiosk_contract.schedule import ScheduleConfig, check_schedule
 from kiosk_contract.settings import TableParser, opt, read_secret, reference_markdown, to_toml
 from kiosk_contract.topics import is_office_code
 
+KIOSK_UNIT = Path("/etc/systemd/system/kiosk.service")
+"""The installed unit (systemd/kiosk.service): its ``LoadCredential=`` lines name the key files behind
+``credential:NAME`` for IT's tools run outside systemd (kiosk_contract.settings.use_unit_credentials)."""
+
 
 @dataclass(frozen=True)
 class DeviceConfig:
@@ -334,8 +338,11 @@ TOML_HEADER = """\
 """
 
 
-def load_config(path: Path | str) -> KioskConfig:
-    """Read and validate a TOML configuration file; relative paths in it are taken from the file's folder."""
+def load_config(path: Path | str, *, camera: bool = True) -> KioskConfig:
+    """Read and validate a TOML configuration file; relative paths in it are taken from the file's folder.
+
+    ``camera=False`` is for the tools that never open the configured camera (``kiosk replay --source``, enroll,
+    identify, gallery): the rules about the camera alone (``camera.path`` for a replay source) are not applied."""
     path = Path(path)
     source = str(path)
     try:
@@ -351,17 +358,19 @@ def load_config(path: Path | str) -> KioskConfig:
         raise ConfigError(source, [f"not UTF-8 text (bad byte at offset {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax error: {exc}"]) from None
-    return parse_config(data, source, base_dir=path.absolute().parent)
+    return parse_config(data, source, base_dir=path.absolute().parent, camera=camera)
 
 
-def parse_config(data: dict[str, Any], source: str, *, base_dir: Path | None = None) -> KioskConfig:
+def parse_config(
+    data: dict[str, Any], source: str, *, base_dir: Path | None = None, camera: bool = True
+) -> KioskConfig:
     """Build a config from parsed TOML, raising one ConfigError that lists every problem.
 
     Relative paths are joined to ``base_dir`` when it is given (``load_config`` passes the file's folder).
     """
     parser = TableParser(base_dir)
     cfg: KioskConfig = parser.table(KioskConfig, data, "")
-    _cross_check(parser, cfg)
+    _cross_check(parser, cfg, camera=camera)
     if parser.problems:
         raise ConfigError(source, parser.problems)
     return cfg
@@ -377,7 +386,7 @@ def config_reference_markdown() -> str:
     return reference_markdown(KioskConfig)
 
 
-def _cross_check(parser: TableParser, cfg: KioskConfig) -> None:
+def _cross_check(parser: TableParser, cfg: KioskConfig, *, camera: bool = True) -> None:
     """Rules that involve several keys; skipped when one of those keys already has a problem."""
     parser.check_time_zone("device.timezone", cfg.device.timezone)
     code = cfg.device.office_code
@@ -396,7 +405,7 @@ def _cross_check(parser: TableParser, cfg: KioskConfig) -> None:
     if cfg.device.data_key == "file" and cfg.device.data_key_file is None and parser.clean("device.data_key"):
         parser.report("device.data_key_file", 'required when device.data_key is "file" (32 random bytes, chmod 600)')
     cam = cfg.camera
-    if cam.source == "replay" and cam.path is None and parser.clean("camera.source", "camera.path"):
+    if camera and cam.source == "replay" and cam.path is None and parser.clean("camera.source", "camera.path"):
         what = "a video file, an animated GIF, or a folder of images"
         parser.report("camera.path", f'required when camera.source is "replay" ({what})')
     geo = cfg.recognizer.geometry

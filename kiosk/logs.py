@@ -2,7 +2,8 @@
 
 Code logs as usual and may attach the event it is about; the fields are searchable with ``journalctl``::
 
-    log.info("MASUK recorded", extra={"event_id": event.id, "nip": nip, "seq": seq})
+    log.info("stored attendance masuk seq %d", seq,
+             extra={"event_id": event_id, "seq": seq, "kind": "masuk", "nip": nip})
     # journalctl -u kiosk KIOSK_NIP=198001012005011001
 
 Personal data (UU 27/2022): a NIP is logged only together with the event it belongs to; names and anything about a

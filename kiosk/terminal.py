@@ -450,7 +450,7 @@ class Terminal:
         if frame is None or self.problems.get("camera"):
             outcome = Outcome("cannot_record", "Kamera bermasalah: presensi manual tidak dapat dicatat", nip=nip)
         elif not self.limiter.allow(nip, local.date(), now):
-            log.warning("manual entry for NIP %s refused: the limit is reached", nip)
+            log.warning("manual entry refused: the limit is reached", extra={"nip": nip})
             outcome = Outcome("limited", "Batas presensi manual tercapai", nip=nip)
         else:
             kind = self.kind_choice.current(now) or punch_kind(self.recorder.schedules.current, local)
@@ -458,7 +458,7 @@ class Terminal:
             self.kind_choice.clear()
             self._note_storage(outcome, now)
             if outcome.seq is not None:
-                log.info("manual entry for NIP %s stored for review (seq %d)", nip, outcome.seq)
+                log.info("manual entry stored for review (seq %d)", outcome.seq, extra={"nip": nip, "seq": outcome.seq})
                 self._wake()
         if frame is not None:
             self.screen.show(frame, FrameResult([], []), [outcome])

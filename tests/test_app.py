@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FILM_LIVENESS_TOML, need, wait_for
+from conftest import ALEX, EXAMPLES, FILM_LIVENESS_TOML, LIN, need, wait_for
 
 from kiosk.cli import main
 from kiosk_contract.runtime import stop_on_signals
@@ -27,6 +27,15 @@ def replay_config(tmp_path: Path, gallery: Path, device_id: str, tables: str) ->
     return config
 
 
+def assert_recognised_and_no_nip_in_text(records: list[logging.LogRecord]) -> None:
+    """Lin is recognised on the clip and Alex is not named; NIPs and names appear only in the ``nip`` field (the
+    KIOSK_NIP journal field), never in a message (docs/service.md, "Personal data")."""
+    named = {getattr(r, "nip", None) for r in records if r.getMessage().startswith("t=")}
+    assert LIN in named and ALEX not in named
+    for text in (r.getMessage() for r in records):
+        assert not any(secret in text for secret in (LIN, ALEX, "Lin-Manuel", "Lacamoire")), text
+
+
 def test_run_recognises_on_a_replayed_clip(hamilton_gallery: Path, tmp_path: Path,
                                            caplog: pytest.LogCaptureFixture) -> None:
     config = replay_config(tmp_path, hamilton_gallery, "kiosk-test", '[display]\nbackend = "log"\n')
@@ -34,8 +43,7 @@ def test_run_recognises_on_a_replayed_clip(hamilton_gallery: Path, tmp_path: Pat
         assert main(["run", "--config", str(config)]) == 0
     text = caplog.text
     assert "kiosk kiosk-test running" in text
-    assert "Lin-Manuel Miranda (198002022006021002" in text
-    assert "Alex Lacamoire (" not in text
+    assert_recognised_and_no_nip_in_text(caplog.records)
     assert "stopping after 275 frames" in text
 
 
@@ -140,14 +148,19 @@ def test_the_daemon_tells_systemd_ready_watchdog_status_and_stopping(hamilton_ga
     monkeypatch.setenv("WATCHDOG_USEC", "2000")  # 2 ms: every frame may ping
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     config = replay_config(tmp_path, hamilton_gallery, "kiosk-notify", "")
+    from kiosk.events.outbox import Outbox
+
+    with Outbox.open(tmp_path / "outbox.sqlite") as outbox:  # events still unsent from before the restart
+        outbox.append("e-before-1", "attendance", b"{}")
+        outbox.append("e-before-2", "attendance", b"{}")
     assert main(["run", "--config", str(config)]) == 0
     said = systemd.drain()
     systemd.close()
     ready = [i for i, m in enumerate(said) if "READY=1" in m]
-    assert len(ready) == 1 and "STATUS=2 people; 0 events unsent; server off" in said[ready[0]]
+    assert len(ready) == 1 and "STATUS=2 people; 2 events unsent; server off" in said[ready[0]], said[: ready[0] + 1]
     opening = said.index("STATUS=opening the camera")
     watchdog = [i for i, m in enumerate(said) if m == "WATCHDOG=1"]
-    assert opening < ready[0] < watchdog[0] and len(watchdog) >= 3  # from the frame loop
+    assert opening < watchdog[0] < ready[0] and len(watchdog) >= 3  # from the frame loop
     assert said[-1] == "STOPPING=1"
     assert any(m.startswith("STATUS=") and "events unsent" in m and "READY" not in m for m in said[ready[0]:])
 
@@ -181,7 +194,8 @@ def test_a_camera_that_fails_at_start_keeps_the_service_alive_and_ready_after_a_
     systemd.close()
     assert not runner.is_alive()
     (ready,) = [i for i, m in enumerate(said) if "READY=1" in m]
-    assert "STATUS=camera failing, retrying" in said[ready] and "problems: camera, gallery" in said[ready]
+    assert f"STATUS={app.CAMERA_RETRY_STATUS}; 0 people; 0 events unsent; server off" in said[ready]
+    assert "problems: camera, gallery" in said[ready]
     assert "WATCHDOG=1" in said[:ready], "alive before READY: the watchdog is fed while the camera is retried"
     assert said[-1] == "STOPPING=1"
 
@@ -206,7 +220,7 @@ def test_run_on_a_sealed_gallery_with_the_device_data_key(hamilton_gallery: Path
     photos = [row[0] for row in db.execute("SELECT jpeg FROM evidence")]
     kinds = [row[0] for row in db.execute("SELECT kind FROM events")]
     db.close()
-    assert "Lin-Manuel Miranda (198002022006021002" in caplog.text, "recognised through the sealed gallery"
+    assert_recognised_and_no_nip_in_text(caplog.records)  # through the sealed gallery
     assert "review" in kinds, "the unknown face's event, with its photo"
     assert photos and not any(b"\xff\xd8\xff" in p for p in photos), "evidence photos are sealed on disk"
     key.write_bytes(os.urandom(32))  # another device's key: nothing opens, nothing is overwritten
@@ -222,3 +236,15 @@ def test_the_device_command_carries_no_central_server(capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as exit_:
         main(["screens", "--out", "x", "--bogus"])
     assert exit_.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_camera_grace_and_status_texts_are_the_documented_ones() -> None:
+    """docs/service.md tells IT how long a start without a camera takes and what STATUS= then says."""
+    from kiosk import app
+
+    docs = " ".join((Path(__file__).resolve().parents[1] / "docs/service.md").read_text().split())
+    assert f"If it still fails **{app.CAMERA_READY_GRACE_S:.0f} s** after the start" in docs
+    assert f"waits those {app.CAMERA_READY_GRACE_S:.0f} s, then returns with the unit active" in docs
+    assert f"`STATUS={app.CAMERA_RETRY_STATUS}; 120 people; 3 events unsent; server online; problems: camera`" in docs
+    backoff = f"after {app.CAMERA_RETRY_MIN_S:.0f} s, then twice as long each time up to {app.CAMERA_RETRY_MAX_S:.0f} s"
+    assert backoff in docs

@@ -122,19 +122,20 @@ def test_journal_with_systemd_python_sends_structured_fields(stderr: TextIO) -> 
         log = logging.getLogger("kiosk.recorder")
         log.info("kiosk starting")
         set_device_id("kiosk-bkpsdm-01")
-        log.info("MASUK recorded", extra={"event_id": "e-1", "seq": 41, "kind": "MASUK", "nip": NIP})
+        event = {"event_id": "e-1", "seq": 41, "kind": "masuk", "nip": NIP}
+        log.info("stored attendance masuk seq %d", 41, extra=event)
         log.warning("camera reopened")
         assert written(stderr) == []  # everything went to the journal
 
         (first, _), (event, fields), (warning, warning_fields) = sent
         assert first == "kiosk starting"
-        assert event == "MASUK recorded"
+        assert event == "stored attendance masuk seq 41"
         assert (fields["PRIORITY"], fields["SYSLOG_IDENTIFIER"], fields["LOGGER"]) == ("6", "kiosk", "kiosk.recorder")
         assert {k: v for k, v in fields.items() if k.startswith("KIOSK_")} == {
             "KIOSK_DEVICE_ID": "kiosk-bkpsdm-01",
             "KIOSK_EVENT_ID": "e-1",
             "KIOSK_SEQ": "41",
-            "KIOSK_KIND": "MASUK",
+            "KIOSK_KIND": "masuk",
             "KIOSK_NIP": NIP,
         }
         assert warning == "camera reopened" and warning_fields["PRIORITY"] == "4"
@@ -168,3 +169,14 @@ def test_an_existing_root_handler_is_left_alone(stderr: TextIO) -> None:
 )
 def test_syslog_priority(level: int, priority: int) -> None:
     assert syslog_priority(level) == priority
+
+
+def test_the_documented_kiosk_kind_values_are_the_wires_punch_kinds() -> None:
+    """docs/service.md lists KIOSK_KIND's values as the recorder logs them: the event's ``kind`` (lower case)."""
+    import re
+
+    from kiosk_contract.punch import PUNCH_KINDS
+
+    docs = (Path(__file__).resolve().parents[1] / "docs/service.md").read_text()
+    (row,) = [line for line in docs.splitlines() if line.startswith("| `kind` | `KIOSK_KIND` |")]
+    assert tuple(re.findall(r"`([a-z_]+)`", row.split("|")[3])) == PUNCH_KINDS

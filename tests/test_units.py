@@ -14,6 +14,7 @@ from kiosk.config import CameraConfig
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = SYSTEMD / "kiosk.service"
 SYSUSERS = SYSTEMD / "kiosk.sysusers"
+BASIC_SYSUSERS = Path("/usr/lib/sysusers.d/basic.conf")
 KIOSK_BIN = "/opt/kiosk/venv/bin/kiosk"
 WORST_FRAME_S = 1.0  # one frame on a Pi 4 in the worst case (docs/service.md)
 
@@ -187,7 +188,7 @@ def test_secrets_come_as_credentials() -> None:
 def test_sysusers_makes_the_user_and_every_group_the_unit_asks_for(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    (root / "etc" / "group").write_text("root:x:0:\nvideo:x:44:\n")  # an image that already has video
+    (root / "etc" / "group").write_text("root:x:0:\nrender:x:105:\n")  # an image that already has render
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     done = subprocess.run(  # --dry-run: works without root, and says what it would create
         ["systemd-sysusers", "--dry-run", f"--root={root}", "-"],
@@ -200,11 +201,28 @@ def test_sysusers_makes_the_user_and_every_group_the_unit_asks_for(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     created = re.findall(r"Creating group '([^']+)' with GID (\d+)", done.stderr)
     (user,) = re.findall(r"Creating user '([^']+)' \(Face attendance kiosk\) with UID (\d+) and GID (\d+)", done.stderr)
-    groups = dict(created) | {"root": "0", "video": "44"}
+    groups = dict(created) | {"root": "0", "render": "105", "video": "44"}  # video: systemd's basic.conf
     assert user[0] == "kiosk" and int(user[1]) < 1000 and groups["kiosk"] == user[2]  # a system user, own group
-    assert "video" not in dict(created)  # an existing group is left alone
+    assert "render" not in dict(created)  # an existing group is left alone
     for group in value("SupplementaryGroups").split():
         assert group in groups, f"kiosk.service needs group {group}; kiosk.sysusers must make it"
     lines = [line.split() for line in SYSUSERS.read_text().splitlines() if line and not line.startswith("#")]
     assert ["u", "kiosk", "-", '"Face', "attendance", 'kiosk"', "/var/lib/kiosk"] in lines  # home: the state dir
     assert not [line for line in lines if line[0] == "m"]  # the account itself is in no group; the unit grants them
+
+
+@pytest.mark.skipif(not BASIC_SYSUSERS.exists(), reason=f"{BASIC_SYSUSERS} (systemd's own groups) is not here")
+def test_sysusers_beside_systemds_basic_conf_logs_no_conflict(tmp_path: Path) -> None:
+    """On the device kiosk.conf sits beside systemd's basic.conf (video, GID 44); no group may be declared twice, or
+    systemd-sysusers logs a conflict at every boot. All the groups the unit asks for are still made."""
+    folder = tmp_path / "usr/lib/sysusers.d"
+    folder.mkdir(parents=True)
+    shutil.copy(BASIC_SYSUSERS, folder / "basic.conf")
+    shutil.copy(SYSUSERS, folder / "kiosk.conf")
+    (tmp_path / "etc").mkdir()
+    done = subprocess.run(["systemd-sysusers", "--dry-run", f"--root={tmp_path}"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "onflict" not in done.stderr, done.stderr
+    created = dict(re.findall(r"Creating group '([^']+)' with GID (\d+)", done.stderr))
+    assert created["video"] == "44" and {"render", "input", "gpio", "kiosk"} <= set(created)

@@ -20,11 +20,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` so that a crash leaves the old file or the new one, never half of either.
 
     Writes a temporary neighbour, fsyncs it, renames it over ``path`` and fsyncs the folder; on an error the
-    temporary file is removed and the error (for example ENOSPC) is raised with ``path`` untouched.
+    temporary file is removed and the error (for example ENOSPC) is raised with ``path`` untouched. Written by root
+    into a folder another user owns (IT sealing a gallery into the kiosk's /var/lib/kiosk), the file is given to
+    that folder's owner, readable by it only, before it appears, so the service can read it.
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
+            folder = os.stat(path.parent)
+            if os.geteuid() == 0 and folder.st_uid != 0:
+                os.fchown(fh.fileno(), folder.st_uid, folder.st_gid)
+                os.fchmod(fh.fileno(), 0o600)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -309,7 +309,8 @@ def _unseal(path: Path, data: bytes, cipher: DataCipher | None) -> bytes:
         if cipher is not None and data[:4] == MAGIC:
             raise GalleryError(
                 f"{path} is a plaintext gallery, but this device keeps the gallery encrypted (device.data_key): "
-                "seal it with `kiosk gallery seal --config FILE IN OUT`, then remove the plaintext copy"
+                "seal it, as root on the device: `kiosk gallery seal --config /etc/kiosk/kiosk.toml IN OUT`, "
+                "then remove the plaintext copy"
             )
         return data  # a plaintext gallery, or something that is not a gallery (reported by _parse)
     if len(data) < _SEALED_HEAD.size:

@@ -327,9 +327,45 @@ def read_toml(path: Path, hint: str) -> dict[str, Any]:
 # --- Secrets ----------------------------------------------------------------------------------------------
 
 
+_credential_unit: Path | None = None
+"""The unit whose ``LoadCredential=`` lines resolve ``credential:NAME`` outside systemd (see use_unit_credentials)."""
+
+
+def use_unit_credentials(unit: Path | None) -> None:
+    """Outside systemd (no ``$CREDENTIALS_DIRECTORY``), resolve ``credential:NAME`` the way ``unit`` does: from its
+    ``LoadCredential=NAME:PATH`` lines and those of its drop-ins (``unit.d/*.conf``). This is how a tool run by IT as
+    root on a device (``sudo kiosk gallery seal --config /etc/kiosk/kiosk.toml ...``) reads the same root-only key
+    files the service gets, without a copy. None turns it off."""
+    global _credential_unit
+    _credential_unit = None if unit is None else Path(unit)
+
+
+def unit_credentials(unit: Path) -> dict[str, Path]:
+    """``{NAME: PATH}`` of the ``LoadCredential=NAME:PATH`` lines of a unit file and its drop-ins, in systemd's
+    order (an empty ``LoadCredential=`` clears the earlier ones). A missing file gives no lines."""
+    files = [unit, *sorted(unit.with_name(unit.name + ".d").glob("*.conf"))]
+    found: dict[str, Path] = {}
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            setting, equals, value = line.strip().partition("=")
+            if not equals or setting.strip() != "LoadCredential":
+                continue
+            name, colon, source = value.strip().partition(":")
+            if not name:
+                found.clear()
+            elif colon and source.startswith("/"):
+                found[name] = Path(source)
+    return found
+
+
 def secret_file(ref: Path | str, *, key: str = "secret") -> Path:
     """The file behind a ``*_file`` setting: ``credential:NAME`` is ``$CREDENTIALS_DIRECTORY/NAME`` (systemd
-    ``LoadCredential=``), anything else the path itself. For libraries that want a path (TLS keys)."""
+    ``LoadCredential=``), or outside systemd the unit's source file for NAME (use_unit_credentials); anything else
+    the path itself. For libraries that want a path (TLS keys)."""
     text = str(ref)
     if not text.startswith(_CREDENTIAL):
         return Path(ref)
@@ -338,15 +374,22 @@ def secret_file(ref: Path | str, *, key: str = "secret") -> Path:
     except _Invalid as exc:
         raise ConfigError(text, [f"{key}: {exc}"]) from None
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise ConfigError(
-            text,
-            [
-                f"{key}: CREDENTIALS_DIRECTORY is not set (not started by systemd?); add "
-                f"LoadCredential={name}:/path/to/secret to the kiosk's unit, or point {key} at a file instead"
-            ],
-        )
-    return Path(directory) / name
+    if directory:
+        return Path(directory) / name
+    if _credential_unit is not None:
+        source = unit_credentials(_credential_unit).get(name)
+        if source is not None:
+            return source
+        where = f"and {_credential_unit} has no LoadCredential={name}:... line"
+    else:
+        where = "(not started by systemd?)"
+    raise ConfigError(
+        text,
+        [
+            f"{key}: CREDENTIALS_DIRECTORY is not set {where}; add LoadCredential={name}:/path/to/secret to the "
+            f"kiosk's unit, or point {key} at a file instead"
+        ],
+    )
 
 
 def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
@@ -373,6 +416,9 @@ def read_secret(ref: Path | str, *, key: str = "secret") -> bytes:
     except FileNotFoundError:
         message = f"{key}: the secret file does not exist; create it (chmod 600) or fix {key}"
         raise ConfigError(source, [message]) from None
+    except PermissionError as exc:
+        message = f"{key}: cannot read the secret file: {exc.strerror or exc}; it is root-only: run the command as root"
+        raise ConfigError(source, [message + " (sudo)"]) from None
     except OSError as exc:
         raise ConfigError(source, [f"{key}: cannot read the secret file: {exc.strerror or exc}"]) from None
     if not data:

@@ -45,32 +45,25 @@ class NullScreen:
 
 
 class LogScreen:
-    """Writes what the screen would announce for each decision to the log."""
+    """Writes what the screen would announce for each decision to the log: the outcome, never a name, and the NIP
+    only in the ``nip`` field (KIOSK_NIP in the journal; docs/service.md, "Personal data")."""
 
-    def __init__(self, person: Callable[[str], Person | None]) -> None:
-        self.person = person  # looks a NIP up in the gallery in use (it may be reloaded while running)
+    def __init__(self) -> None:
         self._problems: tuple[str, ...] = ()
 
     def show(self, frame: Frame, result: FrameResult, outcomes: list[Outcome]) -> None:
         for d, o in zip(result.decisions, outcomes, strict=False):
-            person = self.person(o.nip) if o.nip else None
-            who = f"{person.name} ({person.nip}, {person.unit})" if person else "unknown face"
             kind = f" {o.kind.upper()}" if o.kind else ""
             when = f" {o.at:%H:%M %Z}" if o.at else ""
+            # a distance is logged only for a face nobody was named for
+            distance = "" if o.nip else f"distance {d.distance:.3f}, "
             log.info(
-                "t=%.2fs track %d: %s%s%s: %s (distance %.3f, %d encodings, %.0f ms)",
-                d.t,
-                d.track,
-                who,
-                kind,
-                when,
-                o.message,
-                d.distance,
-                d.frames_used,
-                d.latency_ms,
-            )
+                "t=%.2fs track %d: %s%s%s: %s (%s%d encodings, %.0f ms)",
+                d.t, d.track, o.status, kind, when, o.message, distance, d.frames_used, d.latency_ms,
+                extra={"nip": o.nip, "kind": o.kind},
+            )  # fmt: skip
         for o in outcomes[len(result.decisions) :]:  # a manual entry has no face decision
-            log.info("manual entry %s: %s", o.nip, o.message)
+            log.info("manual entry: %s", o.message, extra={"nip": o.nip, "kind": o.kind})
 
     def update(self, view: TerminalView) -> None:
         if view.problems != self._problems:
@@ -87,7 +80,7 @@ def open_screen(cfg: KioskConfig, person: Callable[[str], Person | None], inputs
     if display.backend == "null":
         return NullScreen()
     if display.backend == "log":
-        return LogScreen(person)
+        return LogScreen()
     from kiosk.display.pygame_screen import PygameScreen  # pygame is imported only when it is asked for
 
     return PygameScreen(

@@ -542,7 +542,7 @@ class PygameScreen:
         """Keep the newest frame and result (dropping older ones); an outcome is held for ``hold_s``."""
         outcome = _headline(outcomes)
         if outcome is not None:
-            log.info("screen: %s %s (%s)", outcome.status, outcome.nip or "", outcome.message)
+            log.info("screen: %s (%s)", outcome.status, outcome.message, extra={"nip": outcome.nip})
         at = self._clock()
         with self._lock:
             self._frame = frame.rgb

@@ -133,15 +133,14 @@ class Recorder:
         try:
             return self._record(decision, rgb, kind)
         except STORAGE_ERRORS as exc:
-            return self._refused("face decision", f"the decision for {decision.nip or 'an unknown face'}", exc,
-                                 decision.nip)
+            return self._refused("face decision", "the face decision", exc, decision.nip)
         except ValueError as exc:  # an event that cannot be built (a bad NIP in the gallery): never a crash
-            return self._unbuildable(f"the decision for {decision.nip or 'an unknown face'}", exc, decision.nip)
+            return self._unbuildable("the face decision", exc, decision.nip)
 
     def _refused(self, what: str, which: str, exc: Exception, nip: str | None) -> Outcome:
         """Nothing was stored: a full outbox or disk says so; storage that fails starts (or continues) an outage and
         tells the person to use the manual attendance list."""
-        log.error("cannot record %s: %s", which, exc)
+        log.error("cannot record %s: %s", which, exc, extra={"nip": nip})  # the NIP as a field only
         if isinstance(exc, OutboxFull):
             return Outcome("cannot_record", CANNOT_RECORD, nip=nip, storage="full")
         self._note_refused(what, exc)
@@ -150,7 +149,7 @@ class Recorder:
     def _unbuildable(self, what: str, exc: ValueError, nip: str | None) -> Outcome:
         """An event that fails its schema: logged, stored as an ``event_invalid`` alarm for IT, and "cannot record"
         on the screen; the kiosk goes on."""
-        log.error("cannot build the event for %s: %s", what, exc)
+        log.error("cannot build the event for %s: %s", what, exc, extra={"nip": nip})
         self.alarm("event_invalid", f"cannot build the event for {what}: {exc}"[:1000])
         return Outcome("cannot_record", CANNOT_RECORD, nip=nip)
 
@@ -192,9 +191,9 @@ class Recorder:
             )
             seq = self._append(body, evidence)
         except STORAGE_ERRORS as exc:
-            return self._refused("manual entry", f"the manual entry for {nip}", exc, nip)
+            return self._refused("manual entry", "the manual entry", exc, nip)
         except ValueError as exc:
-            return self._unbuildable(f"the manual entry of {nip}", exc, nip)
+            return self._unbuildable("the manual entry", exc, nip)
         local = local_time(stamp.utc, self.cfg.device.timezone)
         return Outcome("pending_review", "Menunggu verifikasi", nip=nip, kind=kind, at=local, seq=seq)
 
@@ -208,7 +207,7 @@ class Recorder:
         local = local_time(stamp.utc, self.cfg.device.timezone)
         kind = punch_kind(self.schedules.current, local)
         if not decision.live:  # the claimed person and the punch HR may grant; the screen names nobody
-            log.warning("suspected spoof for NIP %s: %s", decision.nip, made["liveness"])
+            log.warning("suspected spoof: %s", made["liveness"], extra={"nip": decision.nip})
             body = schema.build_review(
                 stamp, reason="suspected_spoof", decision=made, nip=decision.nip, kind=chosen or kind, evidence=evidence
             )
@@ -361,13 +360,9 @@ class Recorder:
         stored = self.outbox.append(body["event_id"], body["type"], schema.to_bytes(body), evidence)
         nip, kind = (body.get("person") or {}).get("nip"), body.get("kind")
         what = " ".join(str(w) for w in (body["type"], body.get("reason") or body.get("alarm"), kind) if w)
-        log.info(
-            "stored %s seq %d%s",
-            what,
-            stored.seq,
-            f" for NIP {nip}" if nip else "",
-            extra={"event_id": body["event_id"], "seq": stored.seq, "kind": kind, "nip": nip},  # journal fields
-        )
+        # The NIP goes to the KIOSK_NIP journal field only, never into the text (docs/service.md, "Personal data").
+        log.info("stored %s seq %d", what, stored.seq,
+                 extra={"event_id": body["event_id"], "seq": stored.seq, "kind": kind, "nip": nip})
         return stored.seq
 
     def _stamp(self) -> schema.Stamp:

@@ -125,7 +125,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
 
         publisher = _start_publisher(cfg, outbox, parts, work, applied, lambda: pipeline.gallery, synced_now,
                                      schedules)
-        pins = _open_pins(cfg)
+        pins = open_configured_pins(cfg)
         parts.callback(pins.close)
         inputs: queue.Queue[str] = queue.Queue(maxsize=64)
         screen = open_screen(cfg, lambda nip: pipeline.gallery.get(nip), inputs)
@@ -194,7 +194,7 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
 
         live = cfg.camera.source != "replay"  # a live camera is reopened; a clip that fails is a config error
         camera_loop(
-            lambda: open_source(cfg.camera, lores_width=_lores_width(cfg)),
+            lambda: open_source(cfg.camera, lores_width=lores_width(cfg)),
             on_frame,
             on_idle,
             lambda: terminal.set_problem("camera", True),
@@ -281,7 +281,7 @@ def _first_gallery(cfg: RecognizerConfig, cipher: DataCipher | None) -> Gallery:
     return gallery
 
 
-def _open_pins(cfg: KioskConfig) -> Pins:
+def open_configured_pins(cfg: KioskConfig) -> Pins:
     """The GPIO parts when configured (lgpio keeps its notification files in the runtime directory)."""
     from kiosk.hardware import NullPins, open_pins
 
@@ -357,7 +357,7 @@ def _start_publisher(
     return publisher
 
 
-def _lores_width(cfg: KioskConfig) -> int:
+def lores_width(cfg: KioskConfig) -> int:
     """The detection stream width a camera should deliver, from the geometry."""
     from kiosk.recognizer.geometry import detection_width
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiosk import __version__
-from kiosk.config import KIOSK_UNIT, KioskConfig, RecognizerConfig, check_command, load_config
+from kiosk.config import KIOSK_CONFIG, KIOSK_UNIT, KioskConfig, RecognizerConfig, check_command, load_config
 from kiosk.errors import KioskError
 from kiosk.logs import setup_logging
 from kiosk_contract.runtime import stop_on_signals
@@ -145,7 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     from kiosk import liveness_trial  # kiosk liveness evaluate
 
     liveness_trial.register(sub)
+
+    test = sub.add_parser("selftest", help="check this device's camera, screen, GPIO, keys, clock, card, broker, "
+                          "gallery and recognizer speed (docs/selftest.md); run it with the kiosk stopped")
+    test.add_argument("--config", type=Path, default=KIOSK_CONFIG, help=f"the device's kiosk.toml ({KIOSK_CONFIG})")
+    test.add_argument("--clip", type=Path, help="the recorded walk-up for the recognizer benchmark")
+    test.add_argument("--json", type=Path, help="write the JSON report here (default: <state_dir>/selftest.json)")
+    test.add_argument("--publish", action="store_true", help="store the summary as a status event for central")
+    test.add_argument("--seconds", type=float, default=20.0, help="length of the recognizer benchmark")
+    test.set_defaults(func=_cmd_selftest)
     return p
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from kiosk import selftest
+
+    return selftest.command(load_config(args.config), clip=args.clip, json_out=args.json, publish_event=args.publish,
+                            seconds=args.seconds)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -18,6 +18,8 @@ from kiosk_contract.schedule import ScheduleConfig, check_schedule
 from kiosk_contract.settings import TableParser, opt, read_secret, reference_markdown, to_toml
 from kiosk_contract.topics import is_office_code
 
+KIOSK_CONFIG = Path("/etc/kiosk/kiosk.toml")
+"""The device's configuration, as provisioning writes it and kiosk.service runs it."""
 KIOSK_UNIT = Path("/etc/systemd/system/kiosk.service")
 """The installed unit (systemd/kiosk.service): its ``LoadCredential=`` lines name the key files behind
 ``credential:NAME`` for IT's tools run outside systemd (kiosk_contract.settings.use_unit_credentials)."""

@@ -6,4 +6,4 @@ NIP is, punch kinds, topics, acks, commands, the gallery file and its sealing, a
 neither the device (``kiosk``) nor the server (``kiosk_central``).
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

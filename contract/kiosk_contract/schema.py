@@ -269,12 +269,15 @@ def build_status(
     refused_acks: int = 0,
     refused_commands: int = 0,
     schedule_version: str | None = None,
+    selftest: Mapping[str, Any] | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """A ``status`` body (periodic device health): what the kiosk runs (gallery office and version, the pushed
     schedule's version), its queue, its disk, and the acks and commands it refused since it started.
     ``schedule_version`` is left out while the kiosk runs its kiosk.toml schedule (contract 0.4 added it: a ledger
-    older than that refuses it, and only a 0.4 ledger pushes schedules)."""
+    older than that refuses it, and only a 0.4 ledger pushes schedules). ``selftest`` is the summary of a
+    ``kiosk selftest --publish`` run (contract 0.5: result, failed and skipped checks, the report's sha256, the
+    recognizer benchmark's figures), only in the status event that run stores."""
     body = _header("status", stamp, event_id)
     body.update(
         fps=decimal_str(fps, FPS_DECIMALS),
@@ -289,6 +292,8 @@ def build_status(
     )
     if schedule_version is not None:
         body["schedule_version"] = schedule_version
+    if selftest is not None:
+        body["selftest"] = dict(selftest)
     return _checked(body)
 
 

@@ -391,3 +391,24 @@ def test_malformed_lost_seqs_are_refused_naming_the_field(lost: Any, expected: s
     if isinstance(lost, list):
         with pytest.raises(ValueError, match=r"\$\.lost_seqs"):
             schema.build_alarm(stamp(), alarm="outbox_recovered", lost_seqs=lost)
+
+
+def test_a_status_event_carries_a_selftest_summary_and_its_problems_are_named() -> None:
+    """Contract 0.5: ``kiosk selftest --publish`` stores a status event with its summary; central validates it."""
+    summary = {"result": "failed", "failed": ["broker"], "skipped": ["camera", "gpio", "otp_key"],
+               "report_sha256": "a" * 64, "kiosk_version": "0.9.0", "detect_ms": "41.3", "encode_ms": "212.0",
+               "cpu_ms_per_frame": "66.1", "decision_ms": None}
+    body = schema.build_status(stamp(), fps=11.2, outbox_depth=0, oldest_pending_age_s=None, gallery_version="3",
+                               cpu_temp_c=None, free_disk_bytes=1, selftest=summary)
+    event = schema.with_seq(body, 3) | {"sig": {"alg": "ed25519", "key_id": "0" * 16, "value": "A" * 86 + "=="}}
+    assert schema.validate(event) == [] and schema.from_bytes(schema.to_bytes(event))["selftest"] == summary
+    bad = copy.deepcopy(event)
+    bad["selftest"] |= {"result": "fine", "failed": ["Broker!"], "report_sha256": "xyz", "detect_ms": 41.3}
+    assert sorted(p.split(":")[0] for p in schema.validate(bad)) == [
+        "$.selftest.detect_ms", "$.selftest.failed[0]", "$.selftest.report_sha256", "$.selftest.result"]
+    extra = copy.deepcopy(event)
+    extra["selftest"]["photo"] = "..."
+    assert [p.split(":")[0] for p in schema.validate(extra)] == ["$.selftest.photo"]
+    with pytest.raises(ValueError):
+        schema.build_status(stamp(), fps=1, outbox_depth=0, oldest_pending_age_s=None, gallery_version=None,
+                            cpu_temp_c=None, free_disk_bytes=1, selftest={"result": "ok"})

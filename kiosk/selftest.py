@@ -400,7 +400,7 @@ def benchmark(cfg: KioskConfig, clip: Path, seconds: float = BENCH_SECONDS) -> t
     import cv2
 
     for rgb in sampled:
-        if time.monotonic() >= until and detect_ms:
+        if time.monotonic() >= until and encode_ms:  # past its time, once a face was encoded (if the clip has one)
             break
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         height = round(grey.shape[0] * pipeline.detect_width / grey.shape[1])

@@ -889,3 +889,15 @@ def test_the_liveness_models_are_installed_checked_and_configured(kit: dict[str,
     error = refused([*args(kit, tmp_path / "out"), "--liveness-models", str(copy)])
     assert "--liveness-models: recognizer.liveness.texture_models:" in error
     assert "2.7_80x80_MiniFASNetV2.onnx has sha256" in error
+
+
+def test_the_boot_tests_x86_64_machine_needs_its_own_loader_and_wheels(kit: dict[str, Path], tmp_path: Path) -> None:
+    """--machine x86_64 (only for scripts/boot-test's amd64 stand-in): the Pi's aarch64 image and wheelhouse are
+    refused for it, each saying what is missing; aarch64 stays the default."""
+    message = refused([*args(kit, tmp_path / "out"), "--machine", "x86_64"])
+    assert "is not a x86_64 image (no /lib64/ld-linux-x86-64.so.2)" in message
+    with pytest.raises(ProvisionError) as refusal:
+        check_wheelhouse(kit["wheelhouse"], "3.11", "x86_64")
+    assert "only wheels for other platforms" in str(refusal.value) and "for x86_64 and CPython 3.11" in str(refusal.value)
+    assert "--machine x86_64" in str(refusal.value), "the fix names the machine"
+    assert check_wheelhouse(kit["wheelhouse"], "3.11"), "aarch64 by default"

@@ -11,7 +11,7 @@ from kiosk_provisioning import ProvisionError
 from kiosk_provisioning.credentials import load_authority, read_passphrase
 from kiosk_provisioning.images import DEFAULT_NTP, Options, make_images
 from kiosk_provisioning.revoke import revoke
-from kiosk_provisioning.wheelhouse import RELEASES, check_wheelhouse, write_requirements
+from kiosk_provisioning.wheelhouse import MACHINES, RELEASES, check_wheelhouse, write_requirements
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     images.add_argument("--ca-passphrase-file", type=Path, help="file holding the CA key's passphrase")
     images.add_argument("--dry-run", action="store_true", help="check everything, list what would be written")
     images.add_argument("--liveness-models", type=Path, help="the MiniFASNet folder: installed as the texture cue")
+    images.add_argument("--machine", choices=MACHINES, default="aarch64",
+                        help="the image's machine: aarch64 (a Pi); x86_64 only for scripts/boot-test")
     rev = sub.add_parser("revoke", help="revoke stolen or lost kiosks: a CRL for the broker, key ids for central")
     rev.add_argument("--ca-dir", type=Path, required=True, help="folder with ca.crt and ca.key")
     rev.add_argument("--out", type=Path, required=True, help="the output folder the devices' images were made in")
@@ -43,23 +45,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     wheels = sub.add_parser("check-wheelhouse", help="check that a wheelhouse installs the kiosk offline")
     wheels.add_argument("folder", type=Path)
     wheels.add_argument("--os", choices=sorted(RELEASES), default="bookworm")
+    wheels.add_argument("--machine", choices=MACHINES, default="aarch64")
     lock = sub.add_parser(
         "write-requirements", help="write a wheelhouse's requirements.txt from the device lock (download-wheelhouse)"
     )
     lock.add_argument("folder", type=Path)
     lock.add_argument("--lock", type=Path, required=True, help="locks/device-<release>.txt")
     lock.add_argument("--os", choices=sorted(RELEASES), default="bookworm")
+    lock.add_argument("--machine", choices=MACHINES, default="aarch64")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-wheelhouse":
-            found = [f for f in check_wheelhouse(args.folder, RELEASES[args.os]) if f.suffix == ".whl"]
+            found = [f for f in check_wheelhouse(args.folder, RELEASES[args.os], args.machine) if f.suffix == ".whl"]
             print(
                 f"OK: {args.folder}: {len(found)} wheels, exactly its requirements.txt, install the kiosk on "
-                f"Raspberry Pi OS {args.os} (aarch64)"
+                f"Raspberry Pi OS {args.os} ({args.machine})"
             )
             return 0
         if args.command == "write-requirements":
-            written, removed = write_requirements(args.folder, args.lock, args.os)
+            written, removed = write_requirements(args.folder, args.lock, args.os, args.machine)
             for name in removed:
                 print(f"removed {name}: not in {args.lock}")
             print(f"wrote {written}")
@@ -88,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ca_passphrase_file=args.ca_passphrase_file,
             dry_run=args.dry_run,
             liveness_models=args.liveness_models,
+            machine=args.machine,
         )
         return make_images(opts)
     except ProvisionError as exc:

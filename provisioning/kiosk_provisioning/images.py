@@ -38,7 +38,11 @@ from kiosk_provisioning.diskimage import Ext4Partition, FatPartition, Node, read
 from kiosk_provisioning.wheelhouse import RELEASES, check_wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
-LOADERS = ("/lib/ld-linux-aarch64.so.1", "/usr/lib/ld-linux-aarch64.so.1")
+LOADERS = {
+    "aarch64": ("/lib/ld-linux-aarch64.so.1", "/usr/lib/ld-linux-aarch64.so.1"),
+    "x86_64": ("/lib64/ld-linux-x86-64.so.2", "/usr/lib64/ld-linux-x86-64.so.2"),
+}
+"""The 64-bit dynamic loader of each machine (wheelhouse.MACHINES: x86_64 only for scripts/boot-test)."""
 DESKTOP_MARKERS = ("/usr/share/xsessions", "/usr/share/wayland-sessions")
 DEFAULT_NTP = ("0.id.pool.ntp.org", "1.id.pool.ntp.org", "2.id.pool.ntp.org", "3.id.pool.ntp.org")
 FORMAT = 1  # bump when the layout written into images changes, so that old outputs are rebuilt
@@ -68,6 +72,7 @@ class Options:
     ca_passphrase_file: Path | None = None
     dry_run: bool = False
     liveness_models: Path | None = None  # the MiniFASNet folder: installed and configured as the texture cue
+    machine: str = "aarch64"
 
 
 @dataclass(frozen=True)
@@ -166,13 +171,13 @@ def check_inputs(opts: Options, raw: Path) -> Inputs:
             problems.append(str(exc))
             return None
 
-    codename = attempt(lambda: inspect_image(raw, opts.image))
+    codename = attempt(lambda: inspect_image(raw, opts.image, opts.machine))
     devices = attempt(lambda: read_devices(opts.devices, opts.timezone))
     attempt(lambda: _check_gallery(opts.gallery))
     authority = attempt(lambda: load_authority(opts.ca_dir, read_passphrase(opts.ca_passphrase_file)))
     wheels = None
     if isinstance(codename, str):
-        wheels = attempt(lambda: check_wheelhouse(opts.wheelhouse, RELEASES[codename]))
+        wheels = attempt(lambda: check_wheelhouse(opts.wheelhouse, RELEASES[codename], opts.machine))
     template = attempt(lambda: _load_template(opts.config_template))
     attempt(lambda: _check_options(opts))
     if (liveness_models := opts.liveness_models) is not None:
@@ -184,7 +189,7 @@ def check_inputs(opts: Options, raw: Path) -> Inputs:
     return Inputs(devices, authority, wheels, codename, template)
 
 
-def inspect_image(raw: Path, shown: Path) -> str:
+def inspect_image(raw: Path, shown: Path, machine: str = "aarch64") -> str:
     """The release (bookworm or trixie) of a Raspberry Pi OS Lite 64-bit image; anything else is refused."""
     boot_part, root_part = read_partitions(raw)
     root, boot = Ext4Partition(raw, root_part), FatPartition(raw, boot_part)
@@ -199,8 +204,9 @@ def inspect_image(raw: Path, shown: Path) -> str:
     codename = fields.get("VERSION_CODENAME", "")
     if codename not in RELEASES:
         raise ProvisionError(f"{shown}: is {name} ({codename or 'no codename'}); {wanted}")
-    if not any(root.resolve(p) for p in LOADERS):
-        raise ProvisionError(f"{shown}: is a 32-bit image (no /lib/ld-linux-aarch64.so.1); {wanted}")
+    if not any(root.resolve(p) for p in LOADERS[machine]):
+        what = "a 32-bit image" if machine == "aarch64" else f"not a {machine} image"
+        raise ProvisionError(f"{shown}: is {what} (no {LOADERS[machine][0]}); {wanted}")
     if any(root.stat(p) for p in DESKTOP_MARKERS):
         raise ProvisionError(f"{shown}: is a desktop image (it has graphical sessions); {wanted}")
     python = f"/usr/bin/python{RELEASES[codename]}"

@@ -47,8 +47,17 @@ NUMPY = {
 }
 # glibc of Raspberry Pi OS: Bookworm 2.36, Trixie 2.41 (manylinux_2_X wheels need X <= this).
 GLIBC = {"3.11": (2, 36), "3.13": (2, 41)}
-_MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_aarch64$")
-_LEGACY_MANYLINUX = {"manylinux2014_aarch64": (2, 17)}
+MACHINES = ("aarch64", "x86_64")
+"""The device's machine: aarch64 (every Raspberry Pi OS 64-bit kiosk); x86_64 only for scripts/boot-test, whose
+Debian amd64 image stands in for Raspberry Pi OS under systemd-nspawn (docs/boot-test.md)."""
+
+
+def _manylinux_glibc(platform: str, machine: str) -> tuple[int, int] | None:
+    """The glibc a manylinux platform tag needs on ``machine`` (None: not a manylinux tag of that machine)."""
+    if platform == f"manylinux2014_{machine}":
+        return (2, 17)
+    match = re.fullmatch(rf"manylinux_(\d+)_(\d+)_{machine}", platform)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def read_requirements(path: Path) -> dict[str, Pinned]:
     return pins
 
 
-def write_requirements(folder: Path, lock: Path, release: str) -> tuple[Path, list[str]]:
+def write_requirements(folder: Path, lock: Path, release: str, machine: str = "aarch64") -> tuple[Path, list[str]]:
     """Write ``folder/requirements.txt`` from the device lock and the wheels built here; remove unpinned wheels.
 
     Returns the file and the names of the wheels removed (left from an older lock or another release).
@@ -101,7 +110,7 @@ def write_requirements(folder: Path, lock: Path, release: str) -> tuple[Path, li
     for name in NOT_ON_DEVICE:
         if name in pins:
             raise ProvisionError(f"{lock}: pins {name} ({NOT_ON_DEVICE[name]}), which has no place on the device")
-    wheels = _wheels(folder, RELEASES[release], [])
+    wheels = _wheels(folder, RELEASES[release], machine, [])
     for name in (*LOCAL, *(n for n in SDIST_ONLY if n in pins)):
         built = [w for w in wheels.get(name, []) if w.fits and (name in LOCAL or w.version == pins[name].version)]
         if len(built) != 1:
@@ -116,7 +125,7 @@ def write_requirements(folder: Path, lock: Path, release: str) -> tuple[Path, li
                 w.path.unlink()
                 removed.append(w.path.name)
     header = (
-        f"# The kiosk on Raspberry Pi OS {release} (aarch64, CPython {RELEASES[release]}): {lock.name} and the\n"
+        f"# The kiosk on Raspberry Pi OS {release} ({machine}, CPython {RELEASES[release]}): {lock.name} and the\n"
         "# wheels built by provisioning/download-wheelhouse. The first boot installs exactly this, offline:\n"
         "#   pip install --no-index --find-links WHEELHOUSE --require-hashes --no-deps -r WHEELHOUSE/requirements.txt\n"
     )
@@ -127,10 +136,11 @@ def write_requirements(folder: Path, lock: Path, release: str) -> tuple[Path, li
     return out, sorted(removed)
 
 
-def check_wheelhouse(folder: Path, python: str) -> list[Path]:
+def check_wheelhouse(folder: Path, python: str, machine: str = "aarch64") -> list[Path]:
     """The files to copy into the image (the wheels and requirements.txt); ProvisionError lists every problem."""
     release = next(r for r, p in RELEASES.items() if p == python)
-    fix = f"run provisioning/download-wheelhouse --out {folder} --os {release}"
+    fix = f"run provisioning/download-wheelhouse --out {folder} --os {release}" + (
+        f" --machine {machine}" if machine != "aarch64" else "")
     if not folder.is_dir():
         raise ProvisionError(f"{folder}: the wheelhouse folder does not exist; {fix}")
     requirements = folder / REQUIREMENTS
@@ -144,7 +154,7 @@ def check_wheelhouse(folder: Path, python: str) -> list[Path]:
         pins = read_requirements(requirements)
     except ProvisionError as exc:
         raise ProvisionError(f"{exc}; {fix}") from None
-    wheels = _wheels(folder, python, problems)
+    wheels = _wheels(folder, python, machine, problems)
     if KIOSK not in wheels:
         raise ProvisionError(f"{folder}: the wheelhouse has no kiosk wheel (kiosk-*.whl); {fix}")
     if "pip" not in pins:
@@ -182,7 +192,7 @@ def check_wheelhouse(folder: Path, python: str) -> list[Path]:
                 continue
             pinned = f" (it pins {w.name}=={locked.version})" if locked is not None else ""
             problems.append(f"{w.path.name} is not in {REQUIREMENTS}{pinned}; remove it")
-    _check_requires(wheels, python, problems)
+    _check_requires(wheels, python, machine, problems)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ProvisionError(
@@ -191,7 +201,7 @@ def check_wheelhouse(folder: Path, python: str) -> list[Path]:
     return [w.path for ws in wheels.values() for w in ws] + [requirements]
 
 
-def _wheels(folder: Path, python: str, problems: list[str]) -> dict[str, list[Wheel]]:
+def _wheels(folder: Path, python: str, machine: str, problems: list[str]) -> dict[str, list[Wheel]]:
     """The wheels in a folder by project name, each marked with whether it installs on the device."""
     wheels: dict[str, list[Wheel]] = {}
     for path in sorted(folder.glob("*.whl")):
@@ -200,14 +210,14 @@ def _wheels(folder: Path, python: str, problems: list[str]) -> dict[str, list[Wh
         except InvalidWheelFilename:
             problems.append(f"{path.name}: not a valid wheel file name; remove it")
             continue
-        fits = any(_fits(t.interpreter, t.abi, t.platform, python) for t in tags)
+        fits = any(_fits(t.interpreter, t.abi, t.platform, python, machine) for t in tags)
         wheels.setdefault(str(project), []).append(Wheel(path, str(project), version, fits))
     return wheels
 
 
-def _check_requires(wheels: dict[str, list[Wheel]], python: str, problems: list[str]) -> None:
+def _check_requires(wheels: dict[str, list[Wheel]], python: str, machine: str, problems: list[str]) -> None:
     """Follow Requires-Dist from kiosk[pi] through the wheels: every dependency has a wheel that fits and satisfies."""
-    environment = marker_environment(python)
+    environment = marker_environment(python, machine)
     todo = [(KIOSK, extra, SpecifierSet(), "") for extra in KIOSK_EXTRAS]
     done: set[tuple[str, str, str]] = set()
     while todo:
@@ -226,7 +236,7 @@ def _check_requires(wheels: dict[str, list[Wheel]], python: str, problems: list[
                 found = f"{name}: only wheels for other platforms or Pythons ({others})"
             else:
                 found = f"{name}: no wheel" + (f" ({needed_by} needs it)" if needed_by else "")
-            problems.append(f"{found}; the device needs one for aarch64 and CPython {python}")
+            problems.append(f"{found}; the device needs one for {machine} and CPython {python}")
             continue
         newest = max(usable, key=lambda w: w.version)
         for requirement in _requirements(newest.path, problems):
@@ -243,14 +253,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fits(interpreter: str, abi: str, platform: str, python: str) -> bool:
-    """Whether one wheel tag installs on CPython ``python`` for aarch64 Linux."""
+def _fits(interpreter: str, abi: str, platform: str, python: str, machine: str = "aarch64") -> bool:
+    """Whether one wheel tag installs on CPython ``python`` for Linux on ``machine``."""
     major, minor = (int(x) for x in python.split("."))
     if platform != "any":
-        legacy = _LEGACY_MANYLINUX.get(platform)
-        match = _MANYLINUX_RE.match(platform)
-        glibc = legacy or ((int(match.group(1)), int(match.group(2))) if match else None)
-        if platform != "linux_aarch64" and (glibc is None or glibc > GLIBC[python]):
+        glibc = _manylinux_glibc(platform, machine)
+        if platform != f"linux_{machine}" and (glibc is None or glibc > GLIBC[python]):
             return False
     if interpreter in ("py3", f"py{major}{minor}"):
         return abi == "none"

@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         help="enrol the people who are ready even when others have problems (else nothing is written)",
     )
     enroll.add_argument("--report", type=Path, help="also write every problem to this CSV file (for Excel)")
+    enroll.add_argument("--reference-photos", type=Path, metavar="DIR", help="also write <nip>.jpg of each person "
+                        "enrolled (the face, upright, at most 400 px) for central's reviewers "
+                        "(kiosk-central manage import_reference_photos DIR)")
     enroll.add_argument("--json", action="store_true", help="JSON lines (people, problems, summary) instead of text")
     _add_config(enroll)
     enroll.set_defaults(func=_cmd_enroll)
@@ -242,6 +245,14 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     write = not args.dry_run and bool(run.ready) and (run.complete or args.partial)
     if write:
         gallery.save(args.gallery, key, cipher=cipher)
+        if args.reference_photos is not None:
+            try:
+                references = enrolment.write_reference_photos(run, args.reference_photos)
+            except OSError as exc:
+                raise KioskError(f"{args.reference_photos}: cannot write the reference photos "
+                                 f"({exc.strerror or exc})") from None
+            if not args.json:
+                print(f"reference photos: {references} written to {args.reference_photos}")
     summary = run.summary()
     if args.json:
         for r in run.people:

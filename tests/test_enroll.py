@@ -10,6 +10,8 @@ import codecs
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -361,3 +363,38 @@ def test_bad_usage_is_status_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["enroll", "--roster", str(roster)])
     assert exc.value.code == 2
+
+
+def test_reference_photos_are_the_upright_faces_central_imports(tmp_path: Path) -> None:
+    """``--reference-photos``: one small upright face per person enrolled (a HEIC-free, EXIF-free JPEG) that
+    central's reviewers compare evidence with; central imports exactly those and names what it cannot take."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _rotated_by_exif(TEST_IMAGES / "obama.jpg", photos / f"{OBAMA}.jpg")
+    _save_as(TEST_IMAGES / "biden.jpg", photos / f"{BIDEN}.webp", "WEBP")
+    roster = write_roster(tmp_path / "roster.csv", [(OBAMA, "Barack Obama", "setda"), (BIDEN, "Joe Biden", "setda")])
+    out = tmp_path / "references"
+    assert _enroll(roster, photos, tmp_path / "g.kgal", "--reference-photos", str(out), "--dry-run") == 0
+    assert not out.exists(), "a dry run writes no reference photo either"
+    assert _enroll(roster, photos, tmp_path / "g.kgal", "--reference-photos", str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{BIDEN}.jpg", f"{OBAMA}.jpg"]
+    assert out.stat().st_mode & 0o777 == 0o700
+    with Image.open(out / f"{OBAMA}.jpg") as img:
+        assert img.format == "JPEG" and max(img.size) <= 400 and not img.getexif()
+        upright = np.asarray(img.convert("RGB"))
+    found = faces.analyze_still(upright, QualityConfig(), min_face_px=40)
+    assert len(found) == 1 and found[0].box.width >= 0.4 * upright.shape[1], "the face, upright, fills the photo"
+    (out / "19800101.heic").write_bytes(b"x")
+    (out / "folder").mkdir()
+    config = tmp_path / "central.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "ledger.sqlite"}"\n')
+    # central in its own processes (Django is configured once per process), as IT runs it
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kiosk_central", "manage", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    assert manage("migrate", "-v", "0").returncode == 0
+    done = manage("import_reference_photos", str(out))
+    assert "reference photos: 2 imported, 2 skipped" in done.stdout, done
+    assert "skipped 19800101.heic: not a <nip>.jpg or .png" in done.stderr
+    assert "skipped folder/: not a <nip>.jpg or .png" in done.stderr

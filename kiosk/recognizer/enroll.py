@@ -12,6 +12,7 @@ roster NIP is reported, never silently skipped.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from kiosk.config import RecognizerConfig
 from kiosk.errors import ImageError
 from kiosk.imageio import read_rgb
 from kiosk.recognizer import faces
+from kiosk_contract.fsutil import write_atomic
 from kiosk_contract.gallery import Gallery, Person
 from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.roster import RosterFile
@@ -42,6 +44,7 @@ class PhotoResult:
     path: Path
     reason: str | None
     detail: str = ""
+    box: faces.Box | None = None  # the face, in the upright photo, when it gave a template
 
 
 @dataclass
@@ -226,7 +229,7 @@ def photo_template(path: Path, cfg: RecognizerConfig, jitters: int) -> tuple[np.
                                                         "to this person)")
     if main.problems or main.descriptor is None:
         return None, PhotoResult(path, ",".join(main.problems), _what_to_do(main.quality, main.problems, cfg, w, h))
-    return main.descriptor, PhotoResult(path, None, f"face {main.quality.face_px}px")
+    return main.descriptor, PhotoResult(path, None, f"face {main.quality.face_px}px", main.box)
 
 
 def _what_to_do(q: faces.Quality, problems: list[str], cfg: RecognizerConfig, w: int, h: int) -> str:
@@ -309,6 +312,41 @@ def _judge(person: PersonResult, photos: PhotoFolder, gallery: Gallery, cfg: Rec
             enrolled_at=datetime.now(UTC).isoformat(timespec="seconds"),
             sources=tuple(p.path.name for p in person.photos if p.reason is None),
         ))
+
+
+REFERENCE_MAX_PX = 400
+"""The longest side of a reference photo: enough for a reviewer to compare faces, no more (UU 27/2022)."""
+
+
+def reference_jpeg(photo: PhotoResult) -> bytes:
+    """The enrolled face for HR's review page (central's ``import_reference_photos``): the photo upright, cropped to
+    the face with half a face of margin around it, at most :data:`REFERENCE_MAX_PX` a side, a JPEG without metadata."""
+    from PIL import Image
+
+    if photo.box is None:
+        raise ValueError(f"{photo.path}: no face was accepted in it")
+    rgb = read_rgb(photo.path)
+    b = photo.box
+    mx, my = b.width // 2, (b.bottom - b.top) // 2
+    crop = rgb[max(0, b.top - my):b.bottom + my, max(0, b.left - mx):b.right + mx]
+    image = Image.fromarray(np.ascontiguousarray(crop))
+    image.thumbnail((REFERENCE_MAX_PX, REFERENCE_MAX_PX))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def write_reference_photos(run: Enrolment, folder: Path) -> int:
+    """``<nip>.jpg`` in ``folder`` (made 0700) for everyone enrolled in ``run``, from their first accepted photo,
+    each written atomically; returns how many."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = 0
+    for person in run.people:
+        first = next((ph for ph in person.photos if ph.reason is None), None)
+        if person.status in ENROLLED and first is not None:
+            write_atomic(folder / f"{person.nip}.jpg", reference_jpeg(first))
+            written += 1
+    return written
 
 
 def _nearest_other(gallery: Gallery, nip: str, templates: np.ndarray) -> tuple[str, float] | None:

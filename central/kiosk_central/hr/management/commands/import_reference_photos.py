@@ -1,6 +1,8 @@
-"""``kiosk-central manage import_reference_photos FOLDER [--prune]``: the enrolment photos (``<nip>.jpg``,
-``.jpeg`` or ``.png``, the folder ``kiosk enroll`` reads) as reference photos for the review page. ``--prune``
-deletes the reference photos of NIPs no longer in the folder (a person removed from enrolment, UU 27/2022)."""
+"""``kiosk-central manage import_reference_photos FOLDER [--prune]``: reference photos for the review page, one
+``<nip>.jpg`` (or ``.jpeg``, ``.png``) per person: what ``kiosk enroll --reference-photos FOLDER`` writes (the face,
+upright, at most 400 px: docs/enrolment.md). Anything else in the folder (a HEIC or WebP phone photo, a folder of
+photos, a file not named by a NIP) is skipped and named with what to do. ``--prune`` deletes the reference photos of
+NIPs no longer in the folder (a person removed from enrolment, UU 27/2022)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ class Command(BaseCommand):
         added = skipped = 0
         for path in sorted(folder.iterdir()):
             kind = TYPES.get(path.suffix.lower())
+            if path.name.startswith("."):
+                continue
             if kind is None or not path.is_file():
+                self.stderr.write(f"skipped {path.name}{'/' if path.is_dir() else ''}: not a <nip>.jpg or .png; "
+                                  f"write the reference photos with `kiosk enroll --reference-photos {folder}`")
+                skipped += 1
                 continue
             try:
                 nip = parse_nip(path.stem, str(path.name))

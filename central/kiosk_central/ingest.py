@@ -436,6 +436,8 @@ class Ingestor:
         elif event["type"] == "status":
             self.ledger.set_running(device, event["seq"], event["gallery_version"], event.get("gallery_office"),
                                     event.get("schedule_version"))
+            if "selftest" in event:
+                self.ledger.set_selftest(device, event["seq"], event["time_utc"], event["selftest"])
         elif event["type"] == "alarm":
             detail = event["detail"] or ""
             if "lost_seqs" in event:

@@ -517,6 +517,12 @@ class Ledger:
                      "WHERE device_id = ? AND (status_seq IS NULL OR status_seq < ?)",
                      (gallery_version, gallery_office, schedule_version, seq, device_id, seq))
 
+    def set_selftest(self, device_id: str, seq: int, device_utc: str, summary: dict[str, Any]) -> None:
+        """The summary of a device's self-test, from its status event ``seq``; an older one changes nothing."""
+        self.execute("UPDATE devices SET selftest = ?, selftest_at = ?, selftest_seq = ? "
+                     "WHERE device_id = ? AND (selftest_seq IS NULL OR selftest_seq < ?)",
+                     (json.dumps(summary, sort_keys=True), device_utc, seq, device_id, seq))
+
     def next_command_version(self, device_id: str) -> int:
         """One more than the version of the last changing command issued to this device (1 for the first); call it
         inside the transaction that records the command, so that two pushes never share a version."""

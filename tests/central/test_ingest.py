@@ -378,7 +378,7 @@ def make_old_ledger(url: str, upto: int = 4) -> None:
 
 OLD_EVENT = ("kiosk-1", "019c0000-0000-7000-8000-000000000001")
 LEDGER_MIGRATIONS = ["0001_initial", "0002_schema_owned_by_django", "0003_employee_assignments",
-                     "0004_office_days_off_source", "0005_rules_with_dates"]
+                     "0004_office_days_off_source", "0005_rules_with_dates", "0006_device_selftest"]
 # What 0004 and 0005 add to the old schema's office_days_off and office_ramadan, written as plain SQL: where each
 # was entered.
 SOURCE_COLUMNS = (
@@ -388,6 +388,9 @@ SOURCE_COLUMNS = (
     "CONSTRAINT office_ramadan_source_check CHECK (source IN ('rules', 'web'))",
     "ALTER TABLE devices ADD COLUMN schedule_version TEXT",  # and what a device reports it runs (0005)
     "ALTER TABLE devices ADD COLUMN status_seq BIGINT",
+    "ALTER TABLE devices ADD COLUMN selftest TEXT",  # its latest self-test (0006)
+    "ALTER TABLE devices ADD COLUMN selftest_at TEXT",
+    "ALTER TABLE devices ADD COLUMN selftest_seq BIGINT",
 )
 RULES_TABLES_BEFORE = {"office_hours", "deduction_bands", "deduction_settings"}  # dropped by 0005
 RULES_TABLES_AFTER = {"office_hours_versions", "deduction_versions"}  # their rows as versions with a start day
@@ -675,6 +678,28 @@ def test_status_events_record_the_gallery_version(ledger: Ledger, kiosk: Any) ->
     ing.handle_batch([device.seal(body)[:2]])
     assert ledger.one("SELECT gallery_version FROM devices WHERE device_id = 'kiosk-1'") == ("12",)
     assert json.loads(ledger.one("SELECT payload FROM events")[0])["fps"] == "15.0"  # type: ignore[index]
+
+
+
+def test_status_events_record_what_the_kiosk_runs_and_its_self_test_and_a_late_one_changes_nothing(
+        ledger: Ledger, kiosk: Any) -> None:
+    device, ing, _ = kiosk
+    summary = {"result": "failed", "failed": ["camera"], "skipped": ["gpio", "otp_key"], "report_sha256": "a" * 64,
+               "kiosk_version": "0.9.0", "cpu_ms_per_frame": "11.5"}
+
+    def status(hhmm: str, schedule: str, selftest: dict[str, Any] | None = None) -> dict[str, Any]:
+        return schema.build_status(device.stamp(wita(DAY, hhmm)), fps=15.0, outbox_depth=0, oldest_pending_age_s=None,
+                                   gallery_version="12", cpu_temp_c=None, free_disk_bytes=1, gallery_office="bkpsdm",
+                                   schedule_version=schedule, selftest=selftest)
+
+    first = device.seal(status("07:00", "0123456789abcdef", summary))
+    second = device.seal(status("07:01", "fedcba9876543210"))
+    ing.handle_batch([second[:2]])
+    ing.handle_batch([first[:2]])  # the older one arrives late (a resend): what the kiosk runs stays the newer's
+    row = ledger.one("SELECT schedule_version, status_seq, selftest, selftest_at, selftest_seq FROM devices "
+                     "WHERE device_id = 'kiosk-1'")
+    assert row is not None and row[:2] == ("fedcba9876543210", second[2]["seq"])
+    assert json.loads(row[2]) == summary and row[3] == first[2]["time_utc"] and row[4] == first[2]["seq"]
 
 
 def test_the_registry_and_revocations_of_provisioning_are_loaded(ledger: Ledger, tmp_path: Path) -> None:

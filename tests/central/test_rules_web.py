@@ -269,6 +269,9 @@ def test_the_kiosk_page_lists_a_lagging_kiosk(site: Site) -> None:
                 "'2026-02-04T00:00:00Z', 1770163200000, 'device', 1, ?, '2026-02-04T00:00:01+00:00')",
                 (device, f"status-{seq}", seq, json.dumps({"schedule_version": schedule})))
             ledger.set_running(device, seq, "1", {"kiosk-1": "bkpsdm", "kiosk-2": "disdik"}[device], schedule)
+        ledger.set_selftest("kiosk-1", 1000, "2026-02-04T00:00:00.000Z", {
+            "result": "failed", "failed": ["camera", "broker"], "skipped": ["gpio"], "report_sha256": "b" * 64,
+            "kiosk_version": "0.9.0", "cpu_ms_per_frame": "11.5"})
     assert logged_in(site, "siti").get("/aturan/kios/").status == 403
     page = logged_in(site, "admin").get("/aturan/kios/")
     assert page.status == 200 and "1 kios tertinggal" in page.text
@@ -278,6 +281,9 @@ def test_the_kiosk_page_lists_a_lagging_kiosk(site: Site) -> None:
         "kiosk-1"] and "s-old" in rows["kiosk-1"]
     assert 'class="note"' not in rows["kiosk-2"] and rows["kiosk-2"].count("terkini") == 2 and current in rows[
         "kiosk-2"]
+    assert "<strong>gagal: camera, broker</strong>; dilewati: gpio; 11.5 ms CPU/bingkai" in rows["kiosk-1"]
+    assert "2026-02-04T00:00:00.000Z (jam kios), versi 0.9.0" in rows["kiosk-1"]
+    assert '<td class="selftest">-</td>' in rows["kiosk-2"], "never self-tested"
 
 
 def office_today() -> date:

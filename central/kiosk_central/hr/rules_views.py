@@ -11,12 +11,13 @@
 - ``jam/`` and ``potongan/`` (admins): working hours, Ramadan ranges and the deduction table, changed from a day on
   (kiosk_central/hr/hours_views.py).
 - ``kios/`` (admins): every kiosk, the gallery and schedule it reports against what it should run, lagging ones
-  highlighted; read-only.
+  highlighted, and its latest self-test (``kiosk selftest --publish``); read-only.
 
 Django's CSRF check covers every POST; another office's data is a 404, malformed input a 400."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, timedelta
 from typing import Any
@@ -400,11 +401,14 @@ def kiosks(request: HttpRequest) -> HttpResponse:
         s = schedules.get(g.device)
         seen = book.one("SELECT received_at FROM events WHERE device_id = ? AND type = 'status' ORDER BY seq DESC "
                         "LIMIT 1", (g.device,))
+        tested = book.one("SELECT selftest, selftest_at FROM devices WHERE device_id = ?", (g.device,))
+        selftest = json.loads(tested[0]) if tested and tested[0] else None
         lag = [] if s is None else [what for what, state in (("galeri", g.state), ("jadwal", s.state))
                                     if state in LAGGING]
         rows.append({"g": g, "s": s, "revoked": s is None, "gallery": GALLERY_LABELS.get(g.state, g.state),
                      "schedule": SCHEDULE_LABELS.get(s.state, s.state) if s else "dicabut",
-                     "seen": seen[0] if seen else "", "lag": lag,
+                     "seen": seen[0] if seen else "", "lag": lag, "selftest": selftest,
+                     "selftest_at": tested[1] if selftest and tested else "",
                      "quiet": s is not None and "unknown" in (g.state, s.state)})
     return render(request, "hr/rules/kiosks.html", {
         "rows": rows, "lagging": sum(1 for r in rows if r["lag"])})

@@ -46,7 +46,8 @@ def _choices(field: str, values: tuple[str, ...]) -> models.Q:
 class Device(models.Model):
     """The device registry: who may publish, with which keys (``device_keys``); ``gallery_version``,
     ``gallery_office`` and ``schedule_version`` are what the device reports it runs in its latest status event
-    (``status_seq``: a status event resent late never overwrites a newer one's)."""
+    (``status_seq``: a status event resent late never overwrites a newer one's); ``selftest`` is the summary of its
+    latest ``kiosk selftest --publish`` (JSON, from the status event ``selftest_seq`` stamped ``selftest_at``)."""
 
     device_id = Key(primary_key=True)
     office = models.TextField()
@@ -56,6 +57,9 @@ class Device(models.Model):
     gallery_office = models.TextField(null=True)
     schedule_version = models.TextField(null=True)
     status_seq = models.BigIntegerField(null=True)
+    selftest = models.TextField(null=True)
+    selftest_at = models.TextField(null=True)
+    selftest_seq = models.BigIntegerField(null=True)
 
     class Meta:
         db_table = "devices"

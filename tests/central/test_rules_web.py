@@ -406,3 +406,39 @@ def test_the_deduction_table_changes_from_a_day_on_on_the_web(site: Site) -> Non
     assert post(admin, page, page, action="remove", valid_from=next_month.isoformat()).status == 302
     assert read_deductions(ledger).on(next_month).band("late", 10) == ("TL1", Decimal("0.5"))
     assert log_messages(ledger, "deductionversion")[1] == f"dihapus: tabel potongan mulai {next_month}"
+
+
+def test_new_working_hours_in_headless_chromium(tmp_path: Path) -> None:
+    """The admin opens an office's hours (prefilled with those in force), gives a day two weeks on and 08:00 starts,
+    saves, and sees the new version listed; the recap's hours change from that day only."""
+    from datetime import time, timedelta
+
+    from test_web import browser_login, chromium
+
+    from kiosk_central.rules import read_schedule
+
+    with database("sqlite", tmp_path) as url, Ledger(url) as ledger:
+        maker = make_site(url, ledger, tmp_path)
+        site = next(maker)
+        try:
+            later = office_today() + timedelta(days=14)
+            with chromium(tmp_path) as browser:
+                browser_login(browser, site.server.url, "admin")
+                browser.go(site.server.url + "/aturan/jam/?office=bkpsdm")
+                assert browser.run("return document.getElementById('hours_mon_start').value") == "07:30"
+                assert browser.run("return document.getElementById('hours_sat_start').value") == ""
+                browser.clear("#valid_from")
+                browser.type("#valid_from", later.isoformat())
+                for day in ("mon", "tue", "wed", "thu", "fri"):
+                    browser.clear(f"#hours_{day}_start")
+                    browser.type(f"#hours_{day}_start", "08:00")
+                browser.click("#add-hours")
+                browser.wait_for("return document.getElementById('done') !== null")
+                assert f"berlaku mulai {later}" in browser.text("#done")
+                assert later.isoformat() in browser.text("#hours-versions")
+            schedule = read_schedule(ledger, "bkpsdm")
+            monday = later + timedelta(days=(7 - later.weekday()) % 7)
+            assert schedule.hours_on(monday) == (time(8, 0), time(16, 0))
+            assert schedule.hours_on(monday - timedelta(days=21)) == (time(7, 30), time(16, 0))
+        finally:
+            maker.close()

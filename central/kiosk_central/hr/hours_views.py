@@ -51,7 +51,15 @@ from kiosk_central.hr.rules_views import (
 )
 from kiosk_central.hr.views import BadRequest, error, page_view
 from kiosk_central.ledger.models import DeductionVersion, OfficeHoursVersion, OfficeRamadan
-from kiosk_central.rules import RuleVersion, deduction_table, hours_by_day, in_force, rule_versions, save_version
+from kiosk_central.rules import (
+    VERSIONED,
+    RuleVersion,
+    deduction_table,
+    hours_by_day,
+    in_force,
+    rule_versions,
+    save_version,
+)
 from kiosk_central.store import Ledger
 
 log = logging.getLogger(__name__)
@@ -77,6 +85,19 @@ def _version_day(value: str) -> date:
 def _removable(version: RuleVersion, versions: list[RuleVersion], today: date) -> bool:
     """A version may be deleted while it has not started, when it is not the first."""
     return version.valid_from > today and version is not versions[0]
+
+
+def _remove_version(book: Ledger, what: str, office: str | None, start: date, today: date) -> bool:
+    """Delete the version of ``what`` starting on ``start`` when :func:`_removable`; whether it was."""
+    with book.transaction():
+        versions = rule_versions(book, what, office)
+        chosen = next((v for v in versions if v.valid_from == start), None)
+        if chosen is None or not _removable(chosen, versions, today):
+            return False
+        table = VERSIONED[what][0]
+        where, params = ("office = ? AND ", (office,)) if what == "hours" else ("", ())
+        book.execute(f"DELETE FROM {table} WHERE {where}valid_from = ?", (*params, start.isoformat()))
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------- hours
@@ -167,14 +188,7 @@ def hours(request: HttpRequest) -> HttpResponse:
         done = f"Jam kerja baru kantor {office} berlaku mulai {start}."
     elif action == "remove":
         start = _version_day(request.POST.get("valid_from", ""))
-        with book.transaction():
-            versions = rule_versions(book, "hours", office)
-            chosen = next((v for v in versions if v.valid_from == start), None)
-            removable = chosen is not None and _removable(chosen, versions, today)
-            if removable:
-                book.execute("DELETE FROM office_hours_versions WHERE office = ? AND valid_from = ?",
-                             (office, start.isoformat()))
-        if not removable:
+        if not _remove_version(book, "hours", office, start, today):
             return show_hours(request, office, f"Jam kerja mulai {start} tidak dapat dihapus: hanya yang belum mulai "
                               "berlaku (dan bukan yang pertama). Untuk mengubah yang sudah berlaku, tambahkan jam "
                               "kerja baru.", status=409)
@@ -301,13 +315,7 @@ def deductions(request: HttpRequest) -> HttpResponse:
         done = f"Tabel potongan baru berlaku mulai {start}; rekap hari sejak itu langsung mengikutinya."
     elif action == "remove":
         start = _version_day(request.POST.get("valid_from", ""))
-        with book.transaction():
-            versions = rule_versions(book, "deductions")
-            chosen = next((v for v in versions if v.valid_from == start), None)
-            removable = chosen is not None and _removable(chosen, versions, today)
-            if removable:
-                book.execute("DELETE FROM deduction_versions WHERE valid_from = ?", (start.isoformat(),))
-        if not removable:
+        if not _remove_version(book, "deductions", None, start, today):
             return show_deductions(request, f"Tabel mulai {start} tidak dapat dihapus: hanya yang belum mulai "
                                    "berlaku (dan bukan yang pertama).", status=409)
         audit(request, DeductionVersion, start.isoformat(), f"tabel potongan mulai {start}", DELETION,

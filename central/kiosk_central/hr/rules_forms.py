@@ -8,6 +8,7 @@ user's office scope, so that the checks are testable alone."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
@@ -151,6 +152,15 @@ def form_start(value: str, today: date) -> date:
     return start
 
 
+def _collect(problems: list[str], check: Callable[[], date], fallback: date) -> date:
+    """``check()``, or ``fallback`` with its problem added to ``problems`` (forms report every mistake at once)."""
+    try:
+        return check()
+    except FormProblem as exc:
+        problems.append(str(exc))
+        return fallback
+
+
 def _clock(value: str) -> time | None:
     match = CLOCK.fullmatch(value.strip())
     return None if match is None else time(int(match[1]), int(match[2]))
@@ -161,11 +171,7 @@ def check_hours(form: dict[str, str], today: date) -> tuple[date, dict[str, list
     empty on a day off) as stored in ``office_hours_versions`` (:func:`kiosk_central.rules.hours_data`'s shape), or
     :class:`FormProblem` naming every mistake at once."""
     problems: list[str] = []
-    try:
-        start = form_start(form.get("valid_from", ""), today)
-    except FormProblem as exc:
-        problems.append(str(exc))
-        start = today
+    start = _collect(problems, lambda: form_start(form.get("valid_from", ""), today), today)
     found: dict[str, dict[str, tuple[time, time]]] = {}
     for key, label in HOURS_KINDS.items():
         found[key] = {}
@@ -235,11 +241,7 @@ def check_deductions(form: dict[str, str], names: dict[str, list[str]],
     after the previous one ends) and percents (``{name}_percent``), the bands of a day with a check-out but no check-in
     (``missing_check_in``) and the reverse, the percent of an absent day and the monthly cap."""
     problems: list[str] = []
-    try:
-        start = form_start(form.get("valid_from", ""), today)
-    except FormProblem as exc:
-        problems.append(str(exc))
-        start = today
+    start = _collect(problems, lambda: form_start(form.get("valid_from", ""), today), today)
     data: dict[str, object] = {}
     for category, label in (("late", "Terlambat"), ("early", "Pulang cepat")):
         bands: list[dict[str, object]] = []

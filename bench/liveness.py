@@ -22,11 +22,13 @@ evaluate`` uses on a field trial's clips). Run: ``.venv/bin/python bench/livenes
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import random
 import statistics
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -113,19 +115,53 @@ class Presentation:
     marks: list[Mark]
 
 
-def attack_job(args: tuple[str, str, int, int, int]) -> tuple[list[Mark], dict[str, float]]:
-    """Render one attack and measure it (in a worker process)."""
-    folder, kind_index, seed, n, _ = args[0], int(args[1]), args[2], args[3], args[4]
+def render(folder: str, attack: attacks.Attack, seed: int, n: int) -> list[np.ndarray]:
+    """The camera frames of one simulated attack made of a clip (a photo: its frame at one second)."""
     root = faces_dir()
     frames, fps = read_clip(clip_file(root, folder))
-    attack = ATTACKS[kind_index]
     box = find_face(frames[0], None) or find_face(frames[len(frames) // 2], None)
     assert box is not None, folder
     shown = [frames[min(len(frames) - 1, int(fps))]] if attack.photo or not attack.instrument.screen else frames
     background = cv2.cvtColor(cv2.imread(str(root / "dlib" / "dlib" / "test" / "ffmpeg_data" / "horses.jpg")),
                               cv2.COLOR_BGR2RGB)
-    rendered = attacks.present(attack, shown, box, n, np.random.default_rng(seed), background, fps)
+    return attacks.present(attack, shown, box, n, np.random.default_rng(seed), background, fps)
+
+
+def attack_job(args: tuple[str, str, int, int, int]) -> tuple[list[Mark], dict[str, float]]:
+    """Render one attack and measure it (in a worker process)."""
+    folder, kind_index, seed, n = args[0], int(args[1]), args[2], args[3]
+    rendered = render(folder, ATTACKS[kind_index], seed, n)
     return measure(rendered, [i / attacks.FPS for i in range(n)], TextureModel(MODELS))
+
+
+def write_trial(folder: Path, clips: tuple[Clip, ...], jobs: list[tuple[str, str, int, int, int]]) -> None:
+    """The reporting half written as a field trial's recordings (kiosk/liveness_trial.py's layout, labelled): each
+    bona fide clip whole, and each attack's first 4 s; then ``kiosk liveness evaluate`` reads them like a trial's."""
+    def write(name: str, frames: list[np.ndarray], fps: float, label: Mapping[str, object]) -> None:
+        clip = folder / name
+        (clip / "frames").mkdir(parents=True, exist_ok=True)
+        for k, rgb in enumerate(frames):
+            cv2.imwrite(str(clip / "frames" / f"{k:05d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        record = {"consent": "simulated trial (bench/liveness.py)", "times": [k / fps for k in range(len(frames))],
+                  "decision": {"liveness": None}}
+        (clip / "decision.json").write_text(json.dumps(record), encoding="utf-8")
+        (clip / "label.json").write_text(json.dumps(label), encoding="utf-8")
+
+    reporting = {c.folder: c.person for c in clips if c.half == "reporting"}
+    for name, person in reporting.items():
+        frames, fps = read_clip(clip_file(faces_dir(), name))
+        write(f"bona-{name}", frames, fps, {"presentation": "bona fide", "presenter": person})
+    for job in jobs:
+        if job[0] not in reporting:
+            continue
+        attack = ATTACKS[int(job[1])]
+        instrument = "phone" if attack.instrument is attacks.PHONE else attack.instrument.name
+        label = {"presentation": instrument, "support": "hand" if attack.hand else "stand",
+                 "presenter": "simulated", "claimed": reporting[job[0]],
+                 "notes": attack.kind + (" (a photo)" if attack.photo else "")}
+        write(f"attack-{job[0]}-{job[1]}", render(job[0], attack, job[2], round(4 * attacks.FPS)), attacks.FPS, label)
+    print(f"\nwrote the reporting half as trial recordings in {folder}: "
+          f".venv/bin/kiosk liveness evaluate {folder} --models {MODELS}", file=sys.stderr)
 
 
 def clip_job(folder: str) -> tuple[list[Mark], dict[str, float], float]:
@@ -194,6 +230,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="two clips, two attacks each (a smoke run)")
     ap.add_argument("--cached", action="store_true", help="reuse the measured frames of the last run")
+    ap.add_argument("--trial-dir", type=Path, help="also write the reporting half there as labelled trial clips")
     args = ap.parse_args()
     root = faces_dir()
     if not (root / "fixed-camera").is_dir() or not MODELS.is_dir():
@@ -220,6 +257,8 @@ def main() -> int:
         for job, rendered in zip(todo_attacks, pool.map(attack_job, todo_attacks), strict=True):
             cache[f"attack/{job[0]}/{job[1]}"] = rendered
     cache_file.write_bytes(pickle.dumps(cache))
+    if args.trial_dir is not None:
+        write_trial(args.trial_dir, clips, jobs)
 
     presentations: list[Presentation] = []
     costs: dict[str, list[float]] = {}

@@ -90,6 +90,9 @@ def run(cfg: KioskConfig, stop: threading.Event) -> int:
         log.info("data at rest: %s", sealed)
         pipeline = Pipeline(_first_gallery(cfg.recognizer, cipher), cfg.recognizer)
         checks = cfg.recognizer.liveness
+        if checks.level != "off" and checks.texture_models is None:
+            log.warning("liveness texture cue off (recognizer.liveness.texture_models unset): a replay on a stand can "
+                        "pass the passive checks, and still people are asked to act more often (docs/liveness.md)")
         trial = None
         if checks.trial_dir is not None:  # a consented field trial (config check: trial_consent is set)
             trial = TrialRecorder(checks.trial_dir, checks.trial_consent, checks.trial_seconds, checks.trial_keep_days)

@@ -103,14 +103,15 @@ def landmarks(rgb: np.ndarray, box: Box) -> object:
 
 
 @cache
-def _shape_predictor_68() -> Any:
-    """dlib's 68-point landmark model (eyes, brows, nose, mouth, jaw), for the liveness checks."""
+def shape_predictor_68() -> Any:
+    """dlib's 68-point landmark model (eyes, brows, nose, mouth, jaw), for the liveness checks: a 100 MB file whose
+    loading takes about 0.4 s of CPU, so the pipeline loads it at start rather than for the first person."""
     return models.dlib_module().shape_predictor(str(models.model_path(SHAPE_68)))
 
 
 def landmarks68(rgb: np.ndarray, box: Box) -> np.ndarray:
     """dlib's 68-point landmarks of the face in ``box`` as a (68, 2) float array of pixel positions."""
-    shape = _shape_predictor_68()(rgb, box.dlib_rect())
+    shape = shape_predictor_68()(rgb, box.dlib_rect())
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 

@@ -159,6 +159,8 @@ class Pipeline:
         self.texture = (
             TextureModel(live.texture_models) if live.level != "off" and live.texture_models is not None else None
         )
+        if live.level != "off":
+            faces.shape_predictor_68()  # loaded now, not while the first person waits
         self.tracker = Tracker(cfg.tracker.min_iou, cfg.tracker.max_missed_frames)
         self.motion = MotionGate(cfg.tracker.motion_threshold)
         self.stats = PipelineStats()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES, need
+from conftest import FACES, enroll, need, write_roster
 
 from kiosk.camera import Frame
 from kiosk.cli import main
@@ -30,6 +31,7 @@ import attacks  # bench/attacks.py: the simulated attacks on still-camera clips
 
 MODELS = Path(os.environ.get("KIOSK_MINIFASNET_DIR", FACES.parent / "models" / "minifasnet"))
 FIXED = FACES / "fixed-camera"
+G6 = "198507072010012006"  # GRID speaker G6, enrolled here from the clip's own first frame
 
 
 def read_frames(path: Path, limit: int) -> tuple[list[np.ndarray], float]:
@@ -147,3 +149,80 @@ def test_liveness_evaluate_reports_bpcer_apcer_per_attack_and_proposes_threshold
     (trial / "c-replay" / "label.json").write_text(json.dumps({"presentation": "tablet", "support": "shelf"}))
     assert main(["liveness", "evaluate", str(trial), "--models", str(MODELS)]) == 2
     assert "support 'shelf' must be hand or stand" in capsys.readouterr().err
+
+
+def test_a_trial_kiosk_keeps_the_decided_presentation_and_evaluate_reads_its_own_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kiosk run` on a still-camera clip (GRID G6, enrolled from its first frame) with the texture cue and trial
+    mode: the person is proven live passively, the decision is kept as a trial clip, and once labelled, `kiosk
+    liveness evaluate` counts the kiosk's own decision."""
+    clip = need(FIXED / "grid-lrwp9a" / "lrwp9a.mpg")
+    need(MODELS)
+    frames, _ = read_frames(clip, 1)
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / f"{G6}.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    roster = write_roster(tmp_path / "roster.csv", [(G6, "G6", "GRID")])
+    assert enroll(roster, tmp_path / "photos", tmp_path / "gallery.kgal") == 0
+    config = tmp_path / "kiosk.toml"
+    body = (f'[device]\nid = "kiosk-trial"\nstate_dir = "{tmp_path}"\n'
+            f'[camera]\nsource = "replay"\npath = "{clip}"\nrealtime = false\n'
+            f'[display]\nbackend = "log"\n'
+            f'[recognizer]\ngallery = "{tmp_path / "gallery.kgal"}"\n'
+            f'[recognizer.liveness]\ntexture_models = "{MODELS}"\ntrial_dir = "{tmp_path / "trial"}"\n')
+    config.write_text(body)
+    assert main(["config", "check", str(config)]) == 1
+    assert "recognizer.liveness.trial_consent: a field trial keeps clips of faces" in capsys.readouterr().err
+    config.write_text(body + 'trial_consent = "BKPSDM 800/17/2026"\n')
+    assert main(["run", "--config", str(config)]) == 0
+    (kept,) = (tmp_path / "trial").iterdir()
+    record = json.loads((kept / "decision.json").read_text())
+    liveness = record["decision"]["liveness"]
+    assert record["decision"]["nip"] == G6 and liveness["result"] == "live" and liveness["challenge"] is None
+    assert float(liveness["texture"]) >= LivenessConfig().texture_live
+    assert len(record["times"]) == len(list((kept / "frames").glob("*.jpg"))) >= 6
+    label = json.loads((kept / "label.json").read_text())
+    (kept / "label.json").write_text(json.dumps({**label, "presentation": "bona fide", "presenter": "G6"}))
+    capsys.readouterr()
+    assert main(["liveness", "evaluate", str(tmp_path / "trial"), "--config", str(config)]) == 0
+    assert "bona fide | 1 | 1 of 1 | 1" in capsys.readouterr().out
+
+
+def test_texture_refuse_above_texture_live_is_a_config_error(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text("[recognizer.liveness]\ntexture_live = 0.3\ntexture_refuse = 0.4\n")
+    assert main(["config", "check", str(config)]) == 1
+    assert "recognizer.liveness.texture_refuse: must be at most recognizer.liveness.texture_live" in (
+        capsys.readouterr().err)
+
+
+def test_a_replay_on_a_stand_is_refused_by_the_pipeline_with_the_texture_cue_and_passes_without_it() -> None:
+    """The stand-replay hole, through the kiosk's whole pipeline: G6's clip on a simulated tablet on a stand (a real
+    head's parallax and blinks before still surroundings) is identified as G6, and only the texture cue refuses it."""
+    from kiosk.config import RecognizerConfig
+    from kiosk.recognizer import faces
+    from kiosk.recognizer.pipeline import Pipeline
+    from kiosk_contract.gallery import Gallery, Person
+
+    need(MODELS)
+    clip, fps = read_frames(FIXED / "grid-lrwp9a" / "lrwp9a.mpg", 75)
+    box = max(detect(clip[0], 1), key=lambda b: b.width)
+    template = faces.encode(faces.chip(clip[0], faces.landmarks(clip[0], box)), 5)
+    gallery = Gallery([Person(G6, "G6", "GRID", template[None, :])])
+    background = cv2.cvtColor(cv2.imread(str(need(FACES / "dlib/dlib/test/ffmpeg_data/horses.jpg"))), cv2.COLOR_BGR2RGB)
+    frames = attacks.present(attacks.Attack(attacks.TABLET, hand=False), clip, box, 120, np.random.default_rng(11),
+                             background, fps)
+    verdicts = {}
+    for name, texture in (("texture cue", MODELS), ("no texture cue", None)):
+        cfg = RecognizerConfig(liveness=LivenessConfig(texture_models=texture))
+        pipeline = Pipeline(gallery, cfg, rng=random.Random(0))
+        decisions = [d for i, rgb in enumerate(frames) for d in pipeline.process(Frame(rgb, i, i / 30)).decisions]
+        claimed = [d for d in decisions if d.nip == G6]
+        assert claimed, f"{name}: the replayed G6 is identified"
+        verdicts[name] = claimed[0].liveness
+    refused = verdicts["texture cue"]
+    assert refused is not None and refused.result == "spoof" and refused.challenge is None
+    assert refused.texture is not None and refused.texture < LivenessConfig().texture_refuse
+    passed = verdicts["no texture cue"]
+    assert passed is not None and passed.result == "live" and passed.method in ("parallax", "blink")

@@ -179,7 +179,7 @@ def test_the_migration_carries_an_old_ledgers_roster_over(kind: str, tmp_path: P
             assert ledger.rows("SELECT nip, office, valid_from, valid_to FROM employee_assignments") == [
                 (ALEX, "bkpsdm", "1970-01-01", None)]
         with raw(url) as conn:
-            assert run(conn, "SELECT COUNT(*) FROM events")[0][0] == 1
+            assert run(conn, "SELECT COUNT(*) FROM events")[0][0] == 2  # the old ledger's review and status events
 
 
 def upload(browser: Any, path: str, fields: dict[str, str], name: str, content: bytes) -> Any:

@@ -227,7 +227,8 @@ def broker(folder: Path, ca: Path, port: int) -> Iterator[subprocess.Popen[bytes
     sys.path.insert(0, str(REPO / "contract"))
     from kiosk_contract.topics import mosquitto_acl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # no sessions or retained messages from an earlier run
+    folder.mkdir(parents=True)
     (folder / "acl").write_text(mosquitto_acl())
     (folder / "mosquitto.conf").write_text(
         f"per_listener_settings false\nlistener {port} 127.0.0.1\ncafile {ca}/ca.crt\ncertfile {ca}/broker.crt\n"
@@ -253,6 +254,8 @@ def central(folder: Path, ca: Path, port: int, registry: Path) -> Iterator[Path]
     """The central ledger (`kiosk-central serve`, .venv-central) on a SQLite file, subscribed to the broker with
     its client certificate; yields the database file."""
     db = folder / "ledger.sqlite"
+    for old in folder.glob("ledger.sqlite*"):  # a fresh ledger each run: the devices' seqs start at 1 again
+        old.unlink()
     every_day = '["mon", "tue", "wed", "thu", "fri", "sat", "sun"]'
     (folder / "rules.toml").write_text(f'[[offices]]\ncode = "bkpsdm"\nname = "BKPSDM"\nhours = [{{ days = '
                                        f'{every_day}, start = 00:00:00, end = 23:59:00 }}]\n')

@@ -15,8 +15,9 @@ a hand; 13.5 s each (3 s of passive checks and two 5 s challenge actions). Plus 
 Each presentation is followed as the kiosk follows a face (HOG in a window around the last box), and every frame's
 68 landmarks, surroundings motion and MiniFASNet score (on the kiosk's own box) are computed once, then played to
 :class:`LivenessCheck` at each level (:func:`kiosk.liveness_trial.measure` and ``play``, which ``kiosk liveness
-evaluate`` uses on a field trial's clips). Run: ``.venv/bin/python bench/liveness.py`` (about 15 min on two cores;
-``--cached`` reuses the measured frames to try thresholds; ``--quick`` for a smoke run).
+evaluate`` uses on a field trial's clips). Run: ``.venv/bin/python bench/liveness.py`` (about 30 min on two shared
+cores; ``--cached`` reuses the measured frames to try thresholds; ``--trial-dir DIR`` also writes the reporting half
+as labelled trial recordings; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -127,14 +128,14 @@ def render(folder: str, attack: attacks.Attack, seed: int, n: int) -> list[np.nd
     return attacks.present(attack, shown, box, n, np.random.default_rng(seed), background, fps)
 
 
-def attack_job(args: tuple[str, str, int, int, int]) -> tuple[list[Mark], dict[str, float]]:
+def attack_job(args: tuple[str, str, int, int]) -> tuple[list[Mark], dict[str, float]]:
     """Render one attack and measure it (in a worker process)."""
     folder, kind_index, seed, n = args[0], int(args[1]), args[2], args[3]
     rendered = render(folder, ATTACKS[kind_index], seed, n)
     return measure(rendered, [i / attacks.FPS for i in range(n)], TextureModel(MODELS))
 
 
-def write_trial(folder: Path, clips: tuple[Clip, ...], jobs: list[tuple[str, str, int, int, int]]) -> None:
+def write_trial(folder: Path, clips: tuple[Clip, ...], jobs: list[tuple[str, str, int, int]]) -> None:
     """The reporting half written as a field trial's recordings (kiosk/liveness_trial.py's layout, labelled): each
     bona fide clip whole, and each attack's first 4 s; then ``kiosk liveness evaluate`` reads them like a trial's."""
     def write(name: str, frames: list[np.ndarray], fps: float, label: Mapping[str, object]) -> None:
@@ -243,7 +244,7 @@ def main() -> int:
     clips = CLIPS[:1] + CLIPS[5:6] if args.quick else CLIPS
     kinds = ATTACKS[:1] + ATTACKS[5:6] if args.quick else ATTACKS
     rng = np.random.default_rng(17)
-    jobs = [(c.folder, str(ATTACKS.index(a)), int(rng.integers(2**31)), n if not args.quick else 120, 0)
+    jobs = [(c.folder, str(ATTACKS.index(a)), int(rng.integers(2**31)), n if not args.quick else 120)
             for c in clips for a in kinds]
     cache_file = cache_dir() / f"liveness-still-{n}{'-quick' if args.quick else ''}.pkl"
     cache: dict[str, Any] = {}

@@ -359,8 +359,11 @@ class Booted:
                 os.kill(leader, signal.SIGRTMIN + 4)  # systemd: poweroff
             try:
                 self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            except subprocess.TimeoutExpired:  # the container's init is in a session of its own: kill it too
+                for pid, kill in ((leader, os.kill), (self.proc.pid, os.killpg)):
+                    if pid:
+                        with contextlib.suppress(ProcessLookupError):
+                            kill(pid, signal.SIGKILL)
                 self.proc.wait(30)
         for where in (self.mnt / "boot/firmware", self.mnt):
             sh("umount", where, check=False)

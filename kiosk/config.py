@@ -20,6 +20,8 @@ from kiosk_contract.topics import is_office_code
 
 KIOSK_CONFIG = Path("/etc/kiosk/kiosk.toml")
 """The device's configuration, as provisioning writes it and kiosk.service runs it."""
+SELFTEST_CLIP = Path("/opt/kiosk/selftest/walkup.mp4")
+"""The walk-up `kiosk selftest` benchmarks on by default; `make-images --selftest-clip` installs it."""
 KIOSK_UNIT = Path("/etc/systemd/system/kiosk.service")
 """The installed unit (systemd/kiosk.service): its ``LoadCredential=`` lines name the key files behind
 ``credential:NAME`` for IT's tools run outside systemd (kiosk_contract.settings.use_unit_credentials)."""

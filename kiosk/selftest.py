@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kiosk import __version__
-from kiosk.config import KioskConfig
+from kiosk.config import SELFTEST_CLIP, KioskConfig
 from kiosk.errors import KioskError
 
 Status = Literal["ok", "failed", "skipped"]
 REPORT_FORMAT = 1
 BENCH_SECONDS = 20.0
-DEFAULT_CLIP = Path("/opt/kiosk/selftest/walkup.mp4")
 """Where the image keeps the recorded walk-up for the benchmark (``--clip`` names another)."""
 DISK_COMMITS = 50
 """SQLite commits with synchronous=FULL timed on the state folder's card, as the outbox makes them."""
@@ -563,7 +562,7 @@ def command(cfg: KioskConfig, *, clip: Path | None, json_out: Path | None, publi
             seconds: float = BENCH_SECONDS) -> int:
     """``kiosk selftest``: 0 when nothing failed, 1 otherwise (skipped checks do not fail it)."""
     if clip is None:
-        clip = cfg.camera.path if cfg.camera.source == "replay" and cfg.camera.path else DEFAULT_CLIP
+        clip = cfg.camera.path if cfg.camera.source == "replay" and cfg.camera.path else SELFTEST_CLIP
     with _quiet_logs():
         checks = run_checks(cfg, clip, seconds)
     data = report(cfg, checks)

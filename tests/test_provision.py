@@ -902,3 +902,25 @@ def test_the_boot_tests_x86_64_machine_needs_its_own_loader_and_wheels(kit: dict
     assert "only wheels for other platforms" in why and "for x86_64 and CPython 3.11" in why
     assert "--machine x86_64" in why, "the fix names the machine"
     assert check_wheelhouse(kit["wheelhouse"], "3.11"), "aarch64 by default"
+
+
+def test_the_selftest_clip_is_checked_and_installed_for_root_only(kit: dict[str, Path], tmp_path: Path) -> None:
+    """--selftest-clip: a video goes to /opt/kiosk/selftest/walkup.mp4 (where `kiosk selftest` looks), 0600 in a
+    0700 folder (people's faces); anything else is refused naming the option."""
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "walkup.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    log = io.StringIO()
+    with redirect_stdout(log):
+        assert provision_main(["images", *args(kit, tmp_path / "out"), "--dry-run", "--selftest-clip", str(clip)]) == 0
+    assert "root /opt/kiosk/selftest/ folder 0700" in log.getvalue()
+    assert re.search(r"root /opt/kiosk/selftest/walkup\.mp4 \(\d+ bytes, 0600 0:0\)", log.getvalue())
+    (tmp_path / "notes.mp4").write_text("not a video")
+    error = refused([*args(kit, tmp_path / "out"), "--selftest-clip", str(tmp_path / "notes.mp4")])
+    assert "--selftest-clip" in error and "not a video (MP4/MOV, Matroska/WebM, AVI)" in error
+    assert "no such file" in refused([*args(kit, tmp_path / "out"), "--selftest-clip", str(tmp_path / "none.mp4")])

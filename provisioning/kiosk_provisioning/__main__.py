@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     images.add_argument("--ca-passphrase-file", type=Path, help="file holding the CA key's passphrase")
     images.add_argument("--dry-run", action="store_true", help="check everything, list what would be written")
     images.add_argument("--liveness-models", type=Path, help="the MiniFASNet folder: installed as the texture cue")
+    images.add_argument("--selftest-clip", type=Path, help="a walk-up recorded with the office's camera, with the "
+                        "people's consent: installed (root only) as the clip of `kiosk selftest`'s benchmark")
     images.add_argument("--machine", choices=MACHINES, default="aarch64",
                         help="the image's machine: aarch64 (a Pi); x86_64 only for scripts/boot-test")
     rev = sub.add_parser("revoke", help="revoke stolen or lost kiosks: a CRL for the broker, key ids for central")
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ca_passphrase_file=args.ca_passphrase_file,
             dry_run=args.dry_run,
             liveness_models=args.liveness_models,
+            selftest_clip=args.selftest_clip,
             machine=args.machine,
         )
         return make_images(opts)

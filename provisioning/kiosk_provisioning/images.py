@@ -72,6 +72,7 @@ class Options:
     ca_passphrase_file: Path | None = None
     dry_run: bool = False
     liveness_models: Path | None = None  # the MiniFASNet folder: installed and configured as the texture cue
+    selftest_clip: Path | None = None  # the office camera's walk-up, recorded with consent: the self-test's clip
     machine: str = "aarch64"
 
 
@@ -182,6 +183,8 @@ def check_inputs(opts: Options, raw: Path) -> Inputs:
     attempt(lambda: _check_options(opts))
     if (liveness_models := opts.liveness_models) is not None:
         attempt(lambda: _check_liveness_models(liveness_models))
+    if (clip := opts.selftest_clip) is not None:
+        attempt(lambda: _check_selftest_clip(clip))
     if problems:
         raise ProvisionError("\n".join(problems))
     assert isinstance(codename, str) and isinstance(devices, list) and isinstance(authority, Authority)
@@ -250,6 +253,9 @@ def base_plan(opts: Options, inputs: Inputs) -> list[Change]:
                     for name in minifasnet.FILES]
         changes += [Change("root", Node(f"{folder}/{name}", 0o644, source=REPO / "third_party" / "minifasnet" / name))
                     for name in ("LICENSE", "NOTICE")]
+    if opts.selftest_clip is not None:  # people's faces: root's only (IT runs `sudo kiosk selftest`)
+        changes += [Change("root", Node(str(kconfig.SELFTEST_CLIP.parent), 0o700)),
+                    Change("root", Node(str(kconfig.SELFTEST_CLIP), 0o600, source=opts.selftest_clip))]
     if opts.userconf is not None:
         changes.append(Change("boot", Node("/userconf.txt", data=opts.userconf.read_bytes())))
     if opts.ssh:
@@ -478,6 +484,27 @@ def _check_liveness_models(folder: Path) -> None:
             minifasnet.read_checked(folder, name)
         except KioskError as exc:
             raise ProvisionError(f"--liveness-models: {exc}") from exc
+
+
+SELFTEST_CLIP_MAX_BYTES = 200_000_000
+
+
+VIDEO_SIGNATURES = {"MP4/MOV": (4, b"ftyp"), "Matroska/WebM": (0, b"\x1a\x45\xdf\xa3"), "AVI": (8, b"AVI ")}
+
+
+def _check_selftest_clip(path: Path) -> None:
+    """A video file (MP4, Matroska or AVI, by its first bytes) of at most 200 MB. Whether it decodes is the
+    self-test's to say on the device: the image script carries no OpenCV."""
+    if not path.is_file():
+        raise ProvisionError(f"--selftest-clip {path}: no such file")
+    if path.stat().st_size > SELFTEST_CLIP_MAX_BYTES:
+        raise ProvisionError(f"--selftest-clip {path}: {path.stat().st_size} bytes, more than "
+                             f"{SELFTEST_CLIP_MAX_BYTES}: cut it to the walk-up (20-60 s are enough)")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if not any(head[at:at + len(magic)] == magic for at, magic in VIDEO_SIGNATURES.values()):
+        raise ProvisionError(f"--selftest-clip {path}: not a video ({', '.join(VIDEO_SIGNATURES)}): record it with "
+                             "the office's camera as MP4")
 
 
 def _load_template(path: Path) -> kconfig.KioskConfig:

@@ -37,7 +37,6 @@ from kiosk.errors import KioskError
 Status = Literal["ok", "failed", "skipped"]
 REPORT_FORMAT = 1
 BENCH_SECONDS = 20.0
-"""Where the image keeps the recorded walk-up for the benchmark (``--clip`` names another)."""
 DISK_COMMITS = 50
 """SQLite commits with synchronous=FULL timed on the state folder's card, as the outbox makes them."""
 SLOW_COMMIT_MS = 100.0

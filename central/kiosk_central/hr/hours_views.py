@@ -14,6 +14,7 @@ import json
 import logging
 import zoneinfo
 from datetime import date
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -248,15 +249,19 @@ def _band_names(version: RuleVersion) -> dict[str, list[str]]:
     return {c: [str(b["name"]) for b in version.data[c]] for c in ("late", "early")}
 
 
+def _comma(amount: Decimal) -> str:
+    """A percent as HR writes it, with a decimal comma (0,5)."""
+    return str(amount).replace(".", ",")
+
+
 def _deductions_form(version: RuleVersion, start: date) -> dict[str, str]:
     table = deduction_table(version.data)
     form = {"valid_from": start.isoformat(), "missing_check_in": table.missing_check_in,
-            "missing_check_out": table.missing_check_out,
-            "absent_percent": str(table.absent_percent).replace(".", ","),
-            "monthly_cap_percent": str(table.monthly_cap_percent).replace(".", ",")}
+            "missing_check_out": table.missing_check_out, "absent_percent": _comma(table.absent_percent),
+            "monthly_cap_percent": _comma(table.monthly_cap_percent)}
     for name, _, upper, pct in (*table.late, *table.early):
         form[f"{name}_to"] = str(upper) if upper else ""
-        form[f"{name}_percent"] = str(pct).replace(".", ",")
+        form[f"{name}_percent"] = _comma(pct)
     return form
 
 
@@ -266,9 +271,13 @@ def show_deductions(request: HttpRequest, problem: str = "", form: dict[str, str
     today = _today(book)
     versions = rule_versions(book, "deductions")
     current = in_force(versions, today) or (versions[0] if versions else None)
-    rows = [{"v": v, "t": deduction_table(v.data), "current": v is current,
-             "removable": _removable(v, versions, today), "source": SOURCE_LABELS.get(v.source, v.source)}
-            for v in reversed(versions)]
+    rows = []
+    for v in reversed(versions):
+        t = deduction_table(v.data)
+        rows.append({"v": v, "t": t, "current": v is current, "removable": _removable(v, versions, today),
+                     "source": SOURCE_LABELS.get(v.source, v.source), "absent": _comma(t.absent_percent),
+                     "cap": _comma(t.monthly_cap_percent),
+                     "bands": [[(n, lo, hi, _comma(p)) for n, lo, hi, p in bands] for bands in (t.late, t.early)]})
     names = _band_names(current) if current else {"late": [], "early": []}
     form = form or (_deductions_form(current, today) if current else {})
     bands = [(name, None if i == len(of) - 1 else (f"{name}_to", form.get(f"{name}_to", "")),

@@ -139,6 +139,7 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
     nips = [m.nip for m in members]
     punches = _punches(ledger, office, zone, first, last, members)
     waiting = _pending(ledger, office, zone, first, last, members)
+    losses = _loss_days(ledger, office, zone, first, last)
     excuses = read_excused(ledger, nips, first, last)
     days: list[DayLine] = []
     months: list[MonthLine] = []
@@ -152,6 +153,9 @@ def build_recap(ledger: Ledger, office: str, first: date, last: date, today: dat
                                 excuses.get(person.nip, []), today, waiting.get((person.nip, day), 0))
             else:  # another office's day, or before joining, or after leaving: not a working day here
                 line = DayLine(person.nip, person.name, day, "not_employed", note=member.why_not_here(day))
+            if day in losses and (line.status == "absent" or (line.status == "present" and None in (
+                    line.check_in, line.check_out))):
+                line = replace(line, note=", ".join(n for n in (line.note, losses[day]) if n))
             days.append(line)
             _add(month, line)
             day += timedelta(days=1)
@@ -292,6 +296,31 @@ def _punches(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date, 
         found.setdefault((str(nip), local.date()), []).append((str(kind), local.time().replace(second=0,
                                                                                               microsecond=0)))
     return found
+
+
+def _loss_days(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date, last: date) -> dict[date, str]:
+    """The local days of ``first``..``last`` on which a kiosk of ``office`` may have lost attendance for good: each
+    range of seqs a kiosk reported lost (``reported_losses``) spans from the last event it still has before the
+    range to the first one after it. On those days an absence or a missing punch carries a note asking HR to check
+    the manual list (the deduction is not changed: what was lost cannot be known)."""
+    found: dict[date, list[str]] = {}
+    for device, lo, hi in ledger.rows(
+            "SELECT l.device_id, l.first_seq, l.last_seq FROM reported_losses l JOIN devices d "
+            "ON d.device_id = l.device_id WHERE d.office = ? ORDER BY l.device_id, l.first_seq", (office,)):
+        before = ledger.one("SELECT time_ms FROM events WHERE device_id = ? AND seq < ? AND time_ms IS NOT NULL "
+                            "ORDER BY seq DESC LIMIT 1", (device, lo))
+        after = ledger.one("SELECT time_ms FROM events WHERE device_id = ? AND seq > ? AND time_ms IS NOT NULL "
+                           "ORDER BY seq LIMIT 1", (device, hi))
+        start = datetime.fromtimestamp(int(before[0]) / 1000, zone).date() if before else first
+        end = datetime.fromtimestamp(int(after[0]) / 1000, zone).date() if after else last
+        day = max(start, first)
+        while day <= min(end, last):
+            found.setdefault(day, []).append(f"{device} seq {lo}-{hi}" if lo != hi else f"{device} seq {lo}")
+            day += timedelta(days=1)
+    return {day: f"{LOSS_NOTE} ({'; '.join(which)})" for day, which in found.items()}
+
+
+LOSS_NOTE = "kios melaporkan data presensi hilang pada hari ini: cek daftar hadir manual"
 
 
 def _pending(ledger: Ledger, office: str, zone: zoneinfo.ZoneInfo, first: date, last: date,

@@ -220,6 +220,31 @@ def test_rules_changed_from_a_day_on_change_no_recap_of_the_days_before(setup: A
     assert (len(rule_versions(ledger, "hours", "bkpsdm")), len(rule_versions(ledger, "deductions"))) == versions
 
 
+def test_days_a_kiosk_reported_lost_events_on_ask_hr_to_check_the_manual_list(setup: Any) -> None:
+    """kiosk-2 (bkpsdm) keeps seq 1 (Mon 23 Feb 06:50 WITA) and seq 4 (Wed 25 Feb 12:00) and reported 2-3 lost: Alex's
+    absences of the 23rd, 24th and 25th say so (the deduction is not changed: what was lost cannot be known), the
+    26th does not, and disdik's recap is not touched."""
+    _, ledger, _, _ = setup
+    with ledger.transaction():
+        ledger.execute("INSERT INTO devices (device_id, office, updated_at) VALUES ('kiosk-2', 'bkpsdm', ?)",
+                       ("2026-02-23T00:00:00.000Z",))
+        for seq, at in ((1, wita("2026-02-23", "06:50")), (4, wita("2026-02-25", "12:00"))):
+            ledger.execute(
+                "INSERT INTO events (device_id, event_id, seq, type, boot_id, mono_ns, device_utc, time_ms, "
+                "time_source, evidence_ok, payload, received_at) VALUES ('kiosk-2', ?, ?, 'status', 'b', 1, ?, ?, "
+                "'device', 1, '{}', ?)", (f"e-{seq}", seq, at.isoformat(), int(at.timestamp() * 1000), at.isoformat()))
+        ledger.execute("INSERT INTO reported_losses (device_id, first_seq, last_seq, event_id, alarm_seq, alarm, "
+                       "reported_at) VALUES ('kiosk-2', 2, 3, 'e-5', 5, 'outbox_recovered', '2026-02-25T04:00:00Z')")
+    recap = recaps.build_recap(ledger, "bkpsdm", *recaps.month_range("2026-02"))
+    alex = {d.day.day: d for d in recap.days if d.nip == ALEX}
+    for day in (23, 24, 25):
+        assert alex[day].status == "absent" and "cek daftar hadir manual (kiosk-2 seq 2-3)" in alex[day].note, day
+    assert alex[26].note == "" and str(alex[23].deduction) == "5.0"
+    assert str(month(ledger, "bkpsdm")[ALEX].deduction) == "35.0", "the money is not changed by a note"
+    disdik = recaps.build_recap(ledger, "disdik", *recaps.month_range("2026-02"))
+    assert all("hilang" not in d.note for d in disdik.days)
+
+
 def test_recap_command_writes_csv_and_html_and_never_overwrites(setup: Any, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     config, _, _, _ = setup

@@ -312,22 +312,21 @@ def plan_schedules(ledger: Ledger, offices: Iterable[str] | None = None, on: dat
                    lagging_only: bool = False) -> list[SchedulePush]:
     """Each office's schedule (every office with rules, or ``offices``) on the day ``on`` (default: the office's
     today) for its kiosks that are not revoked; with ``lagging_only``, only for those that do not report running it
-    (:func:`schedule_status` not ``current``): what the daily push timer sends."""
+    (``devices.schedule_version``, as :func:`schedule_status` reads it): what the daily push timer sends."""
     known = [str(c) for (c,) in ledger.rows("SELECT code FROM offices ORDER BY code")]
     wanted = list(dict.fromkeys(offices)) if offices is not None else known
     if unknown := [o for o in wanted if o not in known]:
         raise ValueError(f"no rules for office(s) {', '.join(unknown)} in the ledger (known: "
                          f"{', '.join(known) or 'none'}); load the rules file")
     sites = {str(d): str(s) for d, s in ledger.rows("SELECT device_id, site FROM device_progress")}
-    devices: dict[str, list[str]] = {}
-    current = {k.device for k in schedule_status(ledger, on) if k.state == "current"} if lagging_only else set()
-    for device_id, office in ledger.rows("SELECT device_id, office FROM devices WHERE revoked = 0 ORDER BY device_id"):
-        if str(device_id) not in current:
-            devices.setdefault(str(office), []).append(str(device_id))
+    devices: dict[str, list[tuple[str, str | None]]] = {}  # office -> (device, the schedule version it reports)
+    for device_id, office, running in ledger.rows(
+            "SELECT device_id, office, schedule_version FROM devices WHERE revoked = 0 ORDER BY device_id"):
+        devices.setdefault(str(office), []).append((str(device_id), running))
     plans = []
     for office in wanted:
         schedule, timezone, version = schedule_of_office(ledger, office, on)
-        kiosks = devices.get(office, [])
+        kiosks = [d for d, running in devices.get(office, []) if not (lagging_only and running == version)]
         addressed = tuple((d, sites[d]) for d in kiosks if d in sites)
         plans.append(SchedulePush(office, timezone, schedule, version, addressed,
                                   tuple(d for d in kiosks if d not in sites)))

@@ -8,17 +8,18 @@ The defaults are those of ../shared/docs/domain.md: Perpres 21/2023 hours (37.5 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import hashlib
 import json
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kiosk_central.store import Ledger, utc_text
 from kiosk_contract.errors import ConfigError
@@ -33,6 +34,8 @@ from kiosk_contract.roster import (
 )
 from kiosk_contract.schedule import DAYS, Day, RamadanPeriod
 from kiosk_contract.settings import TableParser, opt, read_toml
+
+T = TypeVar("T")
 
 EXCUSE_KINDS: tuple[str, ...] = ("duty", "leave", "sick")
 EXCUSE_ALIASES = {"dinas": "duty", "surat_tugas": "duty", "cuti": "leave", "sakit": "sick"}
@@ -319,13 +322,15 @@ def rule_versions(ledger: Ledger, what: str, office: str | None = None) -> list[
                                  f"{where} ORDER BY valid_from", params)]
 
 
+def starting_by(versions: Sequence[tuple[date, T]], day: date) -> T | None:
+    """The value of the last ``(start, value)`` pair (oldest first) that starts on or before ``day``."""
+    i = bisect.bisect_right([start for start, _ in versions], day)
+    return versions[i - 1][1] if i else None
+
+
 def in_force(versions: list[RuleVersion], day: date) -> RuleVersion | None:
     """The version valid on ``day``: the last one starting on or before it."""
-    found = None
-    for version in versions:
-        if version.valid_from <= day:
-            found = version
-    return found
+    return starting_by([(v.valid_from, v) for v in versions], day)
 
 
 def _same(what: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -455,11 +460,7 @@ class Schedule:
 
     def hours_in_force(self, day: date) -> dict[tuple[bool, str], tuple[time, time]]:
         """The (ramadan, weekday) -> (start, end) valid on ``day`` (empty before the first version)."""
-        found: dict[tuple[bool, str], tuple[time, time]] = {}
-        for start, hours in self.hours_from:
-            if start <= day:
-                found = hours
-        return found
+        return starting_by(self.hours_from, day) or {}
 
     def hours_on(self, day: date) -> tuple[time, time] | None:
         """Start and end of work on ``day``, or None on a day off (weekend, holiday, collective leave)."""
@@ -497,11 +498,7 @@ class DeductionTables:
     def on(self, day: date) -> DeductionTable:
         """The table valid on ``day`` (the first one before it: a day before every version is judged by the
         earliest)."""
-        found = self.versions[0][1]
-        for start, table in self.versions:
-            if start <= day:
-                found = table
-        return found
+        return starting_by(self.versions, day) or self.versions[0][1]
 
 
 def read_schedule(ledger: Ledger, code: str) -> Schedule:

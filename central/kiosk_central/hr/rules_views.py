@@ -396,19 +396,20 @@ def kiosks(request: HttpRequest) -> HttpResponse:
         return denied(request, "melihat status kios")
     book = data.ledger()
     schedules = {k.device: k for k in distribute.schedule_status(book)}
+    selftests = {str(d): (json.loads(t), str(at)) for d, t, at in book.rows(
+        "SELECT device_id, selftest, selftest_at FROM devices WHERE selftest IS NOT NULL")}
     rows = []
     for g in distribute.status(book):
         s = schedules.get(g.device)
         seen = book.one("SELECT received_at FROM events WHERE device_id = ? AND type = 'status' ORDER BY seq DESC "
                         "LIMIT 1", (g.device,))
-        tested = book.one("SELECT selftest, selftest_at FROM devices WHERE device_id = ?", (g.device,))
-        selftest = json.loads(tested[0]) if tested and tested[0] else None
+        selftest, selftest_at = selftests.get(g.device, (None, ""))
         lag = [] if s is None else [what for what, state in (("galeri", g.state), ("jadwal", s.state))
                                     if state in LAGGING]
         rows.append({"g": g, "s": s, "revoked": s is None, "gallery": GALLERY_LABELS.get(g.state, g.state),
                      "schedule": SCHEDULE_LABELS.get(s.state, s.state) if s else "dicabut",
                      "seen": seen[0] if seen else "", "lag": lag, "selftest": selftest,
-                     "selftest_at": tested[1] if selftest and tested else "",
+                     "selftest_at": selftest_at,
                      "quiet": s is not None and "unknown" in (g.state, s.state)})
     return render(request, "hr/rules/kiosks.html", {
         "rows": rows, "lagging": sum(1 for r in rows if r["lag"])})

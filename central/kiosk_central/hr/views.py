@@ -29,6 +29,7 @@ from kiosk_central import recap as recaps
 from kiosk_central import reports, rules
 from kiosk_central.hr import accounts, data
 from kiosk_central.hr.models import LoginAudit, Proposal, ReferencePhoto, UserAudit
+from kiosk_central.hr.rules_forms import DATE
 from kiosk_central.store import DecisionRefused
 from kiosk_contract.nip import NipError, parse_nip
 from kiosk_contract.punch import KINDS as PUNCH_KINDS
@@ -44,7 +45,6 @@ CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'
        "base-uri 'none'")
 PAGE = re.compile(r"[0-9]{1,6}")
 MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
-DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class BadRequest(Exception):

@@ -64,6 +64,7 @@ SETTLE_FRAMES = 6  # passive proof counts only after this many frames: time for 
 SURROUND_FEATURES = 60  # corner features followed around the face
 SURROUND_MIN_FEATURES = 8  # fewer (a plain wall) and the surroundings say nothing
 SURROUND_MAX_GAP_S = 0.3  # a longer gap between two watched frames starts the surroundings afresh
+SURROUND_FB_PX = 0.5  # a feature followed back must land this close to where it started (px at the followed scale)
 SURROUND_FACE_PX = 64  # the surroundings are followed at a scale where the face is at most this wide: a third of
 #                        the work for a 110 px face, and the motion is measured in inter-ocular distances anyway
 TEXTURE_EVERY = 2  # the texture is scored on every second watched frame (about 4 ms of CPU per face on x86)
@@ -147,8 +148,11 @@ class Surroundings:
 
     The kiosk's camera is fixed, so the wall and the room around a live head stay still; a photo, phone or tablet
     held in a hand moves with the face it shows. Corner features in :func:`surroundings_region` of the previous frame
-    are followed into this one (pyramidal Lucas-Kanade); the median of their displacements, in inter-ocular
-    distances, is the motion. Only that region is converted to grey, in both frames.
+    are followed into this one (pyramidal Lucas-Kanade) and back again; only the features that return within
+    ``SURROUND_FB_PX`` of where they started count (the forward-backward check of Kalal, Mikolajczyk and Matas 2010:
+    on a plain backdrop the "corners" are compression noise, which changes from frame to frame and sent the studio
+    clips' surroundings "moving" by a quarter of an inter-ocular distance on every other frame). The median of their
+    displacements, in inter-ocular distances, is the motion. Only that region is converted to grey, in both frames.
     """
 
     def __init__(self) -> None:
@@ -178,7 +182,11 @@ class Surroundings:
         moved, status, _ = cv2.calcOpticalFlowPyrLK(
             before, now, corners, None, winSize=(11, 11), maxLevel=2  # type: ignore[call-overload]
         )
-        found = status[:, 0] == 1
+        back, returned, _ = cv2.calcOpticalFlowPyrLK(
+            now, before, moved, None, winSize=(11, 11), maxLevel=2  # type: ignore[call-overload]
+        )
+        error = np.linalg.norm(back[:, 0] - corners[:, 0], axis=1)
+        found = (status[:, 0] == 1) & (returned[:, 0] == 1) & (error < SURROUND_FB_PX)
         if found.sum() < SURROUND_MIN_FEATURES:
             return None
         shift = np.linalg.norm(moved[found, 0] - corners[found, 0], axis=1)
